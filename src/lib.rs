@@ -1,0 +1,56 @@
+//! Emit and receive [Fermion](https://fermion.app) webhooks.
+//!
+//! Fermion, an online-course platform, POSTs a JSON event to each webhook URL a course creator
+//! configured when something happens on a course: a free enrollment, a paid sale, a failed
+//! payment, a checkout abandoned for 60 minutes. Every request carries the shared secret in the
+//! `X-Fermion-Webhook-Secret` header.
+//!
+//! This crate gives an integrator's server everything to accept those events safely:
+//! [`Receiver`] checks the secret in constant time before the body is read, then parses the
+//! body into a typed [`WebhookEvent`]; every failure is a [`ReceiveError`] that knows its HTTP
+//! status; [`DuplicateGuard`] skips retried and re-triggered events. With the `axum` feature,
+//! `FermionWebhook` does all of it as an extractor.
+//!
+//! ```
+//! use fermion_webhooks::{EventPayload, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret};
+//! use http::HeaderMap;
+//!
+//! let receiver = Receiver::new(WebhookSecret::new("s3cr3t").unwrap());
+//!
+//! // What Fermion sends (here, built from a sample):
+//! let body = WebhookEvent::new(EventPayload::sample(fermion_webhooks::EventKind::PaidCourseSale))
+//!     .to_json();
+//! let mut headers = HeaderMap::new();
+//! headers.insert(SECRET_HEADER, "s3cr3t".parse().unwrap());
+//!
+//! let event = receiver.receive(&headers, body.as_bytes()).unwrap();
+//! match &event.payload {
+//!     EventPayload::PaidCourseSale(sale) => {
+//!         assert_eq!(sale.order.amount_in_smallest_unit, 499_900); // ₹4,999.00 in paise
+//!         assert_eq!(sale.order.currency, "INR");
+//!     }
+//!     EventPayload::Unknown(other) => println!("ignoring {}", other.event_type),
+//!     _ => {}
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod event;
+mod receive;
+mod secret;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{
+    Course, EventKind, EventPayload, FreeCourseEnrollment, Order, PaidCourseSale, ParseError,
+    PaymentFailed, PaymentInitiatedNotCompleted, UnknownEventKind, UnknownPayload, User,
+    WebhookEvent,
+};
+#[cfg(feature = "axum")]
+pub use receive::{FermionWebhook, WebhookRejection};
+pub use receive::{
+    DEFAULT_MAX_BODY_BYTES, DuplicateGuard, ReceiveError, Receiver, ReceiverBuilder,
+};
+pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};

@@ -1,0 +1,251 @@
+//! The integrator's side: check the secret, then parse the body into a typed event.
+
+#[cfg(feature = "axum")]
+mod axum;
+mod duplicates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+
+use crate::clock::{Clock, SystemClock};
+use crate::event::{ParseError, WebhookEvent};
+use crate::secret::{PaddedSecret, SECRET_HEADER, WebhookSecret, matches_any};
+
+#[cfg(feature = "axum")]
+pub use self::axum::{FermionWebhook, WebhookRejection};
+pub use duplicates::DuplicateGuard;
+
+/// The default body limit: 256 KiB, far above any Fermion event (about 500 bytes).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Why a webhook request was refused. [`status`](Self::status) gives the HTTP status to answer.
+///
+/// No message ever contains a secret, expected or received.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// No `X-Fermion-Webhook-Secret` header.
+    #[error("missing X-Fermion-Webhook-Secret header; Fermion sends the webhook secret in it")]
+    MissingSecret,
+    /// The header is present but empty.
+    #[error("the X-Fermion-Webhook-Secret header is empty")]
+    EmptySecret,
+    /// The header appears more than once; refused rather than guessing which one counts.
+    #[error("the X-Fermion-Webhook-Secret header appears more than once; send it once")]
+    RepeatedSecret,
+    /// The header does not match any accepted secret.
+    #[error(
+        "the X-Fermion-Webhook-Secret header does not match; check the secret configured in \
+         Fermion's webhook settings"
+    )]
+    WrongSecret,
+    /// The body is larger than the limit.
+    #[error("the body is larger than the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read (the connection broke, for example).
+    #[error("the request body could not be read: {reason}")]
+    BodyUnreadable {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The body is not a valid Fermion event.
+    #[error("invalid webhook body: {0}")]
+    InvalidBody(#[source] ParseError),
+    /// The event's timestamp is further from now than the configured tolerance.
+    #[error(
+        "the event's timestamp is {seconds_off} s away from now, beyond the {tolerance_seconds} s \
+         tolerance; check the server clock, or raise the tolerance"
+    )]
+    TimestampOutOfTolerance {
+        /// How far the timestamp is from now, in seconds.
+        seconds_off: i64,
+        /// The configured tolerance, in seconds.
+        tolerance_seconds: u64,
+    },
+}
+
+impl ReceiveError {
+    /// The HTTP status to answer with: 401 for a secret problem, 413 for a body over the limit,
+    /// 400 for a body that is not a valid event.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ReceiveError::MissingSecret
+            | ReceiveError::EmptySecret
+            | ReceiveError::RepeatedSecret
+            | ReceiveError::WrongSecret => StatusCode::UNAUTHORIZED,
+            ReceiveError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ReceiveError::BodyUnreadable { .. }
+            | ReceiveError::InvalidBody(_)
+            | ReceiveError::TimestampOutOfTolerance { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<ParseError> for ReceiveError {
+    fn from(error: ParseError) -> Self {
+        ReceiveError::InvalidBody(error)
+    }
+}
+
+/// Verifies and parses incoming webhooks. Cheap to clone (shared inside).
+///
+/// Framework-agnostic: give it the request's headers and body bytes. The secret is checked
+/// before the body is looked at.
+///
+/// ```
+/// use fermion_webhooks::{
+///     EventKind, EventPayload, ReceiveError, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret,
+/// };
+/// use http::{HeaderMap, StatusCode};
+///
+/// let receiver = Receiver::new(WebhookSecret::new("s3cr3t").unwrap());
+/// let body = WebhookEvent::new(EventPayload::sample(EventKind::FreeCourseEnrollment)).to_json();
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(SECRET_HEADER, "s3cr3t".parse().unwrap());
+/// let event = receiver.receive(&headers, body.as_bytes()).unwrap();
+/// assert_eq!(event.kind(), Some(EventKind::FreeCourseEnrollment));
+///
+/// headers.insert(SECRET_HEADER, "guess".parse().unwrap());
+/// let error = receiver.receive(&headers, body.as_bytes()).unwrap_err();
+/// assert!(matches!(error, ReceiveError::WrongSecret));
+/// assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    inner: Arc<ReceiverConfig>,
+}
+
+struct ReceiverConfig {
+    secrets: Vec<PaddedSecret>,
+    max_body_bytes: usize,
+    timestamp_tolerance: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("accepted_secrets", &self.secrets.len())
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("timestamp_tolerance", &self.timestamp_tolerance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// A receiver accepting `secret`, with the default body limit and no timestamp tolerance.
+    pub fn new(secret: WebhookSecret) -> Self {
+        Self::builder(secret).build()
+    }
+
+    /// Starts configuring a receiver that accepts `secret`.
+    pub fn builder(secret: WebhookSecret) -> ReceiverBuilder {
+        ReceiverBuilder {
+            config: ReceiverConfig {
+                secrets: vec![PaddedSecret::new(&secret)],
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                timestamp_tolerance: None,
+                clock: Arc::new(SystemClock),
+            },
+        }
+    }
+
+    /// The body limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// Checks the `X-Fermion-Webhook-Secret` header alone, in constant time. Call this before
+    /// reading the body, so an unauthenticated sender cannot make you read or buffer anything.
+    pub fn verify_secret(&self, headers: &HeaderMap) -> Result<(), ReceiveError> {
+        let mut values = headers.get_all(SECRET_HEADER).iter();
+        let value = values.next().ok_or(ReceiveError::MissingSecret)?;
+        if values.next().is_some() {
+            return Err(ReceiveError::RepeatedSecret);
+        }
+        if value.is_empty() {
+            return Err(ReceiveError::EmptySecret);
+        }
+        if matches_any(&self.inner.secrets, value.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ReceiveError::WrongSecret)
+        }
+    }
+
+    /// Checks the secret, then the body's size, then parses the body into a typed event.
+    pub fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookEvent, ReceiveError> {
+        self.verify_secret(headers)?;
+        self.parse_verified_body(body)
+    }
+
+    /// The body half of [`receive`](Self::receive), for callers that already ran
+    /// [`verify_secret`](Self::verify_secret) on the headers.
+    pub fn parse_verified_body(&self, body: &[u8]) -> Result<WebhookEvent, ReceiveError> {
+        if body.len() > self.inner.max_body_bytes {
+            return Err(ReceiveError::BodyTooLarge {
+                limit: self.inner.max_body_bytes,
+            });
+        }
+        let event = WebhookEvent::from_json(body)?;
+        if let Some(tolerance) = self.inner.timestamp_tolerance {
+            let off = self.inner.clock.now().signed_duration_since(event.timestamp);
+            let off_ms = off.num_milliseconds().unsigned_abs();
+            if u128::from(off_ms) > tolerance.as_millis() {
+                return Err(ReceiveError::TimestampOutOfTolerance {
+                    seconds_off: off.num_seconds(),
+                    tolerance_seconds: tolerance.as_secs(),
+                });
+            }
+        }
+        Ok(event)
+    }
+}
+
+/// Configuration for a [`Receiver`].
+#[derive(Debug)]
+pub struct ReceiverBuilder {
+    config: ReceiverConfig,
+}
+
+impl ReceiverBuilder {
+    /// Also accepts `secret`: during a rotation, accept the old and the new one. All accepted
+    /// secrets are checked on every request, so timing does not reveal which one matched.
+    pub fn also_accept(mut self, secret: WebhookSecret) -> Self {
+        self.config.secrets.push(PaddedSecret::new(&secret));
+        self
+    }
+
+    /// The largest body accepted, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.config.max_body_bytes = limit;
+        self
+    }
+
+    /// Refuse events whose `timestampIsoString` is further than `tolerance` from now. Off by
+    /// default, because a re-triggered or retried event keeps its original timestamp: turn it on
+    /// only with a tolerance longer than your sender's retry schedule.
+    pub fn timestamp_tolerance(mut self, tolerance: Duration) -> Self {
+        self.config.timestamp_tolerance = Some(tolerance);
+        self
+    }
+
+    /// The clock used for the timestamp tolerance (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Finishes configuration.
+    pub fn build(self) -> Receiver {
+        Receiver {
+            inner: Arc::new(self.config),
+        }
+    }
+}
