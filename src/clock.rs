@@ -55,7 +55,9 @@ impl ManualClock {
         let mut now = self.lock();
         // A duration too large for chrono saturates instead of panicking.
         let delta = chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
-        *now = now.checked_add_signed(delta).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        *now = now
+            .checked_add_signed(delta)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
     }
 
     /// Sets the clock to `to` (which may be in the past).
@@ -65,7 +67,9 @@ impl ManualClock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, DateTime<Utc>> {
         // The guarded value is a plain timestamp, always valid, so a poisoned lock is harmless.
-        self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -48,9 +48,9 @@ pub use event::{
     PaymentFailed, PaymentInitiatedNotCompleted, UnknownEventKind, UnknownPayload, User,
     WebhookEvent,
 };
-#[cfg(feature = "axum")]
-pub use receive::{FermionWebhook, WebhookRejection};
 pub use receive::{
     DEFAULT_MAX_BODY_BYTES, DuplicateGuard, ReceiveError, Receiver, ReceiverBuilder,
 };
+#[cfg(feature = "axum")]
+pub use receive::{FermionWebhook, WebhookRejection};
 pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};

@@ -183,6 +183,8 @@ pub(crate) fn matches_any(accepted: &[PaddedSecret], candidate: &[u8]) -> bool {
     };
     accepted
         .iter()
-        .fold(Choice::from(0), |any, secret| any | secret.matches(&candidate))
+        .fold(Choice::from(0), |any, secret| {
+            any | secret.matches(&candidate)
+        })
         .into()
 }

@@ -1,1 +1,213 @@
+//! The axum extractor against a real server on 127.0.0.1: secret checked before the body is
+//! read, body limit enforced without panicking, errors answered as JSON.
 
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::routing::post;
+use common::{head, post_json, read_response, send_raw};
+use fermion_webhooks::{
+    EventKind, EventPayload, FermionWebhook, Receiver, WebhookEvent, WebhookSecret,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &str = "axum-test-secret-5d1c";
+
+#[derive(Clone)]
+struct TestState {
+    receiver: Receiver,
+    handled: Arc<AtomicUsize>,
+}
+
+impl FromRef<TestState> for Receiver {
+    fn from_ref(state: &TestState) -> Receiver {
+        state.receiver.clone()
+    }
+}
+
+async fn handler(State(state): State<TestState>, FermionWebhook(event): FermionWebhook) -> String {
+    state.handled.fetch_add(1, Ordering::SeqCst);
+    format!("{} {}", event.event_type(), event.event_unique_id)
+}
+
+/// Serves the extractor on 127.0.0.1:0; returns the address and the handler's call counter.
+async fn serve(max_body_bytes: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let receiver = Receiver::builder(WebhookSecret::new(SECRET).unwrap())
+        .max_body_bytes(max_body_bytes)
+        .build();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let state = TestState {
+        receiver,
+        handled: handled.clone(),
+    };
+    let app = Router::new()
+        .route("/hook", post(handler))
+        .with_state(state);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, handled)
+}
+
+fn body(kind: EventKind) -> (WebhookEvent, Vec<u8>) {
+    let event = WebhookEvent::new(EventPayload::sample(kind));
+    let bytes = event.to_json_bytes();
+    (event, bytes)
+}
+
+#[tokio::test]
+async fn every_kind_is_extracted_with_the_right_secret() {
+    let (addr, handled) = serve(4096).await;
+    for kind in EventKind::ALL {
+        let (event, bytes) = body(kind);
+        let response = post_json(
+            addr,
+            "/hook",
+            &[("X-Fermion-Webhook-Secret", SECRET)],
+            &bytes,
+        )
+        .await;
+        assert_eq!(response.status, 200, "{kind}: {}", response.body);
+        assert_eq!(response.body, format!("{kind} {}", event.event_unique_id));
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn wrong_secret_is_rejected_before_the_body_is_read() {
+    let (addr, handled) = serve(4096).await;
+    // Announce a megabyte and send none of it: the answer must come anyway.
+    let request = head(
+        "POST",
+        "/hook",
+        &[
+            ("X-Fermion-Webhook-Secret", "wrong"),
+            ("Content-Length", "1000000"),
+        ],
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 401);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let error = response.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("does not match"), "{error}");
+    assert!(!response.body.contains(SECRET) && !response.body.contains("wrong\""));
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn missing_and_repeated_secrets_are_401_with_distinct_messages() {
+    let (addr, _) = serve(4096).await;
+    let (_, bytes) = body(EventKind::PaidCourseSale);
+    let missing = post_json(addr, "/hook", &[], &bytes).await;
+    let repeated = post_json(
+        addr,
+        "/hook",
+        &[
+            ("X-Fermion-Webhook-Secret", SECRET),
+            ("x-fermion-webhook-secret", SECRET),
+        ],
+        &bytes,
+    )
+    .await;
+    assert_eq!((missing.status, repeated.status), (401, 401));
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing")
+    );
+    assert!(
+        repeated.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than once")
+    );
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_without_reading_the_body() {
+    let (addr, handled) = serve(1024).await;
+    let request = head(
+        "POST",
+        "/hook",
+        &[
+            ("X-Fermion-Webhook-Secret", SECRET),
+            ("Content-Length", "5000000"),
+        ],
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 413);
+    assert!(
+        response.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("1024-byte limit")
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_chunked_body_growing_past_the_limit_is_413() {
+    let (addr, handled) = serve(1024).await;
+    let request = head(
+        "POST",
+        "/hook",
+        &[
+            ("X-Fermion-Webhook-Secret", SECRET),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    );
+    let chunk = format!("400\r\n{}\r\n", "a".repeat(0x400));
+    let body = format!("{}0\r\n\r\n", chunk.repeat(4));
+    let response = send_raw(addr, request.as_bytes(), body.as_bytes()).await;
+    assert_eq!(response.status, 413);
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_bad_body_with_the_right_secret_is_400_naming_the_problem() {
+    let (addr, handled) = serve(4096).await;
+    let cases: [(&[u8], &str); 3] = [
+        (b"not json", "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (br#"{"eventUniqueId":"e","timestampIsoString":"2026-11-28T21:11:17.123Z","isTestEvent":false,"payload":{"eventType":"paid-course-sale"}}"#, "payload.userId"),
+    ];
+    for (bytes, expected) in cases {
+        let response = post_json(
+            addr,
+            "/hook",
+            &[("X-Fermion-Webhook-Secret", SECRET)],
+            bytes,
+        )
+        .await;
+        assert_eq!(response.status, 400);
+        let error = response.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(expected), "{error}");
+    }
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_body_exactly_at_the_limit_is_accepted() {
+    let (_, bytes) = body(EventKind::PaymentFailed);
+    let (addr, handled) = serve(bytes.len()).await;
+    let response = post_json(
+        addr,
+        "/hook",
+        &[("X-Fermion-Webhook-Secret", SECRET)],
+        &bytes,
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+}

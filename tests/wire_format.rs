@@ -96,14 +96,12 @@ fn golden_events() -> Vec<(&'static str, WebhookEvent)> {
                 event_unique_id: "3e0b6f88-4a5d-4f6c-9b0b-8d7e6f5a4b32".into(),
                 timestamp: at("2026-11-28T22:11:17Z"),
                 is_test_event: false,
-                payload: EventPayload::PaymentInitiatedNotCompleted(
-                    PaymentInitiatedNotCompleted {
-                        user: user("usr_04", "अनन्या गुप्ता", "ananya@example.com", None),
-                        course: course("ml-bootcamp", "ML Bootcamp"),
-                        order: order("ord_def456", 0, "INR"),
-                        initiated_at: at("2026-11-28T21:11:17Z"),
-                    },
-                ),
+                payload: EventPayload::PaymentInitiatedNotCompleted(PaymentInitiatedNotCompleted {
+                    user: user("usr_04", "अनन्या गुप्ता", "ananya@example.com", None),
+                    course: course("ml-bootcamp", "ML Bootcamp"),
+                    order: order("ord_def456", 0, "INR"),
+                    initiated_at: at("2026-11-28T21:11:17Z"),
+                }),
             },
         ),
     ]
@@ -132,8 +130,18 @@ fn emitted_events_have_exactly_the_typescript_keys_in_order() {
     for kind in EventKind::ALL {
         let json = WebhookEvent::new(EventPayload::sample(kind)).to_json();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let top: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut expected_top = vec!["eventUniqueId", "isTestEvent", "payload", "timestampIsoString"];
+        let top: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected_top = vec![
+            "eventUniqueId",
+            "isTestEvent",
+            "payload",
+            "timestampIsoString",
+        ];
         expected_top.sort();
         let mut top_sorted = top.clone();
         top_sorted.sort();
@@ -165,7 +173,12 @@ fn absent_phone_number_and_failure_reason_are_null_not_omitted() {
     let json = fixture("free-course-enrollment");
     assert!(json.contains(r#""userPhoneNumber":null"#));
     for (_, event) in golden_events() {
-        assert_eq!(event.to_json(), WebhookEvent::from_json(event.to_json().as_bytes()).unwrap().to_json());
+        assert_eq!(
+            event.to_json(),
+            WebhookEvent::from_json(event.to_json().as_bytes())
+                .unwrap()
+                .to_json()
+        );
     }
 }
 
@@ -175,12 +188,20 @@ fn timestamps_are_emitted_in_utc_with_milliseconds_like_to_iso_string() {
         EventPayload::sample(EventKind::FreeCourseEnrollment),
         at("2026-11-28T21:11:17.123987654Z"),
     );
-    assert!(event.to_json().contains(r#""timestampIsoString":"2026-11-28T21:11:17.123Z""#));
+    assert!(
+        event
+            .to_json()
+            .contains(r#""timestampIsoString":"2026-11-28T21:11:17.123Z""#)
+    );
     let whole_second = WebhookEvent::at(
         EventPayload::sample(EventKind::FreeCourseEnrollment),
         at("2026-11-28T21:11:17Z"),
     );
-    assert!(whole_second.to_json().contains(r#""2026-11-28T21:11:17.000Z""#));
+    assert!(
+        whole_second
+            .to_json()
+            .contains(r#""2026-11-28T21:11:17.000Z""#)
+    );
 }
 
 #[test]
@@ -206,7 +227,11 @@ fn unknown_event_types_keep_their_name_and_raw_payload_and_serialise_back_unchan
         panic!("expected Unknown, got {:?}", event.payload);
     };
     assert_eq!(unknown.event_type, "lab-session-started");
-    assert!(unknown.raw_json().starts_with(r#"{"courseSlug":"k8s-labs""#));
+    assert!(
+        unknown
+            .raw_json()
+            .starts_with(r#"{"courseSlug":"k8s-labs""#)
+    );
     assert_eq!(unknown.to_value()["labId"], "lab_77");
     assert_eq!(event.to_json(), body, "byte-identical round trip");
 }
@@ -237,12 +262,16 @@ fn extra_fields_are_ignored_and_any_rfc3339_timestamp_is_read() {
 
 #[test]
 fn key_order_does_not_matter_and_event_type_may_come_last() {
-    let body = br#"{"payload":{"courseName":"n","courseSlug":"s","userPhoneNumber":"+1","userEmail":"e",
+    let body =
+        br#"{"payload":{"courseName":"n","courseSlug":"s","userPhoneNumber":"+1","userEmail":"e",
         "userFullname":"f","userId":"u","eventType":"free-course-enrollment"},"isTestEvent":true,
         "timestampIsoString":"2026-11-28T21:11:17.123Z","eventUniqueId":"e-2"}"#;
     let event = WebhookEvent::from_json(body).unwrap();
     assert_eq!(event.kind(), Some(EventKind::FreeCourseEnrollment));
-    assert_eq!(event.payload.user().unwrap().phone_number.as_deref(), Some("+1"));
+    assert_eq!(
+        event.payload.user().unwrap().phone_number.as_deref(),
+        Some("+1")
+    );
     assert!(event.is_test_event);
 }
 
@@ -264,7 +293,12 @@ fn every_missing_or_mistyped_field_is_named() {
     for kind in EventKind::ALL {
         let good: serde_json::Value =
             serde_json::from_str(&WebhookEvent::new(EventPayload::sample(kind)).to_json()).unwrap();
-        let payload_keys: Vec<String> = good["payload"].as_object().unwrap().keys().cloned().collect();
+        let payload_keys: Vec<String> = good["payload"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         for key in payload_keys {
             let path = format!("payload.{key}");
             let nullable = key == "userPhoneNumber" || key == "failureReason";
@@ -288,7 +322,12 @@ fn every_missing_or_mistyped_field_is_named() {
                 other => panic!("{kind} with {key} = [true]: {other:?}"),
             }
         }
-        for key in ["eventUniqueId", "timestampIsoString", "isTestEvent", "payload"] {
+        for key in [
+            "eventUniqueId",
+            "timestampIsoString",
+            "isTestEvent",
+            "payload",
+        ] {
             let mut removed = good.clone();
             removed.as_object_mut().unwrap().remove(key);
             match WebhookEvent::from_json(removed.to_string().as_bytes()) {
@@ -301,7 +340,14 @@ fn every_missing_or_mistyped_field_is_named() {
 
 #[test]
 fn amounts_must_be_non_negative_integers() {
-    for bad in ["-1", "499.5", "1e400", "\"499\"", "null", "18446744073709551616"] {
+    for bad in [
+        "-1",
+        "499.5",
+        "1e400",
+        "\"499\"",
+        "null",
+        "18446744073709551616",
+    ] {
         let body = fixture("paid-course-sale").replace("129900", bad);
         let error = WebhookEvent::from_json(body.as_bytes()).unwrap_err();
         let message = error.to_string();
@@ -312,7 +358,10 @@ fn amounts_must_be_non_negative_integers() {
     }
     let body = fixture("paid-course-sale").replace("129900", "18446744073709551615");
     let event = WebhookEvent::from_json(body.as_bytes()).unwrap();
-    assert_eq!(event.payload.order().unwrap().amount_in_smallest_unit, u64::MAX);
+    assert_eq!(
+        event.payload.order().unwrap().amount_in_smallest_unit,
+        u64::MAX
+    );
 }
 
 #[test]
@@ -321,13 +370,28 @@ fn unreadable_timestamps_and_empty_ids_are_refused_with_the_field_named() {
         .replace("2026-11-28T21:11:17.000Z", "yesterday at noon");
     let error = WebhookEvent::from_json(body.as_bytes()).unwrap_err();
     assert!(
-        matches!(error, ParseError::InvalidField { field: "payload.initiatedAtIsoString", .. }),
+        matches!(
+            error,
+            ParseError::InvalidField {
+                field: "payload.initiatedAtIsoString",
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert!(error.to_string().contains("\"yesterday at noon\""));
     let body = fixture("paid-course-sale").replace("1c8f4d66-2e3b-4d4a-9f8f-6b5c4d3e2f10", "");
     let error = WebhookEvent::from_json(body.as_bytes()).unwrap_err();
-    assert!(matches!(error, ParseError::InvalidField { field: "eventUniqueId", .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            ParseError::InvalidField {
+                field: "eventUniqueId",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -338,7 +402,12 @@ fn a_repeated_key_is_refused_rather_than_guessed() {
     );
     let error = WebhookEvent::from_json(body.as_bytes()).unwrap_err();
     assert!(
-        matches!(error, ParseError::DuplicateField { field: "payload.amountInSmallestUnit" }),
+        matches!(
+            error,
+            ParseError::DuplicateField {
+                field: "payload.amountInSmallestUnit"
+            }
+        ),
         "{error:?}"
     );
 }
@@ -358,16 +427,25 @@ fn the_kind_enum_parses_displays_lists_and_titles_the_four_wire_names() {
     for kind in EventKind::ALL {
         assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
         assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
-        assert_eq!(serde_json::from_str::<EventKind>(&format!("\"{kind}\"")).unwrap(), kind);
+        assert_eq!(
+            serde_json::from_str::<EventKind>(&format!("\"{kind}\"")).unwrap(),
+            kind
+        );
     }
-    assert_eq!(EventKind::FreeCourseEnrollment.title(), "Free Course Enrollment");
+    assert_eq!(
+        EventKind::FreeCourseEnrollment.title(),
+        "Free Course Enrollment"
+    );
     assert_eq!(
         EventKind::PaymentInitiatedNotCompleted.title(),
         "Payment Initiated But Never Completed"
     );
     let error = "paid-course-sales".parse::<EventKind>().unwrap_err();
     assert!(error.to_string().contains("paid-course-sales"));
-    assert!(error.to_string().contains("free-course-enrollment"), "lists the valid names");
+    assert!(
+        error.to_string().contains("free-course-enrollment"),
+        "lists the valid names"
+    );
 }
 
 #[test]
@@ -383,5 +461,9 @@ fn samples_are_realistic_and_of_their_kind() {
             assert_eq!(order.currency.len(), 3);
         }
     }
-    assert!(EventPayload::sample(EventKind::FreeCourseEnrollment).order().is_none());
+    assert!(
+        EventPayload::sample(EventKind::FreeCourseEnrollment)
+            .order()
+            .is_none()
+    );
 }

@@ -65,7 +65,9 @@ impl EventKind {
 
     /// The kind with this wire name, if it is one of the four.
     pub fn from_wire_name(name: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
     }
 }
 

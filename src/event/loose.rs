@@ -10,8 +10,12 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::value::RawValue;
 
 /// The envelope's keys, in wire order.
-pub(super) const ENVELOPE_KEYS: [&str; 4] =
-    ["eventUniqueId", "timestampIsoString", "isTestEvent", "payload"];
+pub(super) const ENVELOPE_KEYS: [&str; 4] = [
+    "eventUniqueId",
+    "timestampIsoString",
+    "isTestEvent",
+    "payload",
+];
 const PAYLOAD_INDEX: usize = 3;
 
 /// Every key a known payload can have, in wire order.

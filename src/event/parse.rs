@@ -288,4 +288,3 @@ fn timestamp_field(
         Some(other) => Err(invalid(field, EXPECTED, other.describe())),
     }
 }
-

@@ -131,6 +131,8 @@ impl DuplicateGuard {
 
     fn lock(&self) -> MutexGuard<'_, SeenIds> {
         // Every update leaves the maps consistent before it can panic, so a poisoned lock is safe.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

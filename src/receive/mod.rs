@@ -195,7 +195,11 @@ impl Receiver {
         }
         let event = WebhookEvent::from_json(body)?;
         if let Some(tolerance) = self.inner.timestamp_tolerance {
-            let off = self.inner.clock.now().signed_duration_since(event.timestamp);
+            let off = self
+                .inner
+                .clock
+                .now()
+                .signed_duration_since(event.timestamp);
             let off_ms = off.num_milliseconds().unsigned_abs();
             if u128::from(off_ms) > tolerance.as_millis() {
                 return Err(ReceiveError::TimestampOutOfTolerance {

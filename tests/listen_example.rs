@@ -1,0 +1,223 @@
+//! The `listen` example, run as a real process: the statuses, JSON answers and stdout lines its
+//! usage promises.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use common::{head, post_json, send_raw};
+use fermion_webhooks::{EventKind, EventPayload, WebhookEvent};
+
+const SECRET: &str = "listen-example-secret-77";
+
+/// The example binary that `cargo test --all-features` builds beside the tests.
+fn example_binary() -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop(); // the test binary
+    path.pop(); // deps/
+    path.push("examples");
+    path.push(format!("listen{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo test --all-features`",
+        path.display()
+    );
+    path
+}
+
+struct Listener {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Listener {
+    start_with(extra, true)
+}
+
+fn start_with(extra: &[&str], keep_reading_stderr: bool) -> Listener {
+    let mut child = Command::new(example_binary())
+        .args(["--secret", SECRET, "--addr", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    if keep_reading_stderr {
+        // Keep draining stderr, as a terminal would, so the server's messages never block it.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    }
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first stderr line {first:?}"))
+        .parse()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    Listener {
+        child,
+        stdout,
+        addr,
+    }
+}
+
+impl Listener {
+    fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    fn next_json_line(&mut self) -> serde_json::Value {
+        let line = self.next_line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line {line:?}: {e}"))
+    }
+}
+
+#[tokio::test]
+async fn accepted_events_answer_ok_and_print_one_line_each_with_duplicates_flagged() {
+    let mut listener = start(&[]);
+    let event = WebhookEvent::test(EventPayload::sample(EventKind::PaidCourseSale));
+    let secret = [("X-Fermion-Webhook-Secret", SECRET)];
+    for duplicate in [false, true] {
+        let response = post_json(
+            listener.addr,
+            "/webhooks/fermion",
+            &secret,
+            &event.to_json_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.body,
+            format!(
+                r#"{{"ok":true,"eventUniqueId":"{}","duplicate":{duplicate}}}"#,
+                event.event_unique_id
+            )
+        );
+        assert_eq!(
+            listener.next_line(),
+            format!(
+                r#"{{"eventUniqueId":"{}","eventType":"paid-course-sale","isTestEvent":true,"duplicate":{duplicate}}}"#,
+                event.event_unique_id
+            )
+        );
+    }
+    let unknown = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/unknown-lab-session-started.json"
+    ))
+    .unwrap();
+    let response = post_json(listener.addr, "/webhooks/fermion", &secret, &unknown).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        listener.next_json_line()["eventType"],
+        "lab-session-started"
+    );
+}
+
+/// A request path, its headers, its body, and the status it must get.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Vec<u8>, u16);
+
+#[tokio::test]
+async fn refusals_have_the_promised_status_and_a_json_error() {
+    let listener = start(&["--max-body-bytes", "2048", "--path", "/hooks"]);
+    let good = WebhookEvent::new(EventPayload::sample(EventKind::FreeCourseEnrollment));
+    let right = [("X-Fermion-Webhook-Secret", SECRET)];
+    let wrong = [("X-Fermion-Webhook-Secret", "nope")];
+    let cases: Vec<Case> = vec![
+        ("/hooks", &wrong, good.to_json_bytes(), 401),
+        ("/hooks", &[], b"garbage".to_vec(), 401),
+        ("/hooks", &right, b"{\"not\":\"an event\"}".to_vec(), 400),
+        ("/elsewhere", &right, good.to_json_bytes(), 404),
+        ("/webhooks/fermion", &right, good.to_json_bytes(), 404),
+    ];
+    for (path, headers, body, status) in cases {
+        let response = post_json(listener.addr, path, headers, &body).await;
+        assert_eq!(response.status, status, "{path}: {}", response.body);
+        let json = response.json();
+        assert_eq!(json["ok"], false);
+        assert!(!json["error"].as_str().unwrap().is_empty());
+        assert!(!response.body.contains(SECRET));
+    }
+    // Over the limit: refused from the declared length, without waiting for the body.
+    let declared = head("POST", "/hooks", &[right[0], ("Content-Length", "4096")]);
+    let too_large = send_raw(listener.addr, declared.as_bytes(), b"").await;
+    assert_eq!(too_large.status, 413);
+    assert!(
+        too_large.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("2048-byte limit")
+    );
+    let get = send_raw(listener.addr, head("GET", "/hooks", &[]).as_bytes(), b"").await;
+    assert_eq!(get.status, 405);
+    assert_eq!(get.json()["ok"], false);
+}
+
+#[tokio::test]
+async fn an_old_secret_is_accepted_during_rotation() {
+    let mut listener = start(&["--also-accept", "the-old-secret"]);
+    let event = WebhookEvent::new(EventPayload::sample(EventKind::PaymentFailed));
+    let response = post_json(
+        listener.addr,
+        "/webhooks/fermion",
+        &[("X-Fermion-Webhook-Secret", "the-old-secret")],
+        &event.to_json_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        listener.next_json_line()["eventUniqueId"],
+        event.event_unique_id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_server_keeps_answering_when_nobody_reads_its_messages() {
+    let listener = start_with(&[], false); // stderr closed after the first line
+    for _ in 0..3 {
+        let response = post_json(
+            listener.addr,
+            "/webhooks/fermion",
+            &[("X-Fermion-Webhook-Secret", "wrong")],
+            b"{}",
+        )
+        .await;
+        assert_eq!(response.status, 401);
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    for args in [
+        vec![],
+        vec!["--secret", ""],
+        vec!["--secret", "s", "--addr", "nowhere"],
+        vec!["--secret", "s", "--max-body-bytes", "lots"],
+        vec!["--secret", "s", "--frobnicate"],
+    ] {
+        let output = Command::new(example_binary())
+            .args(&args)
+            .env_remove("FERMION_WEBHOOK_SECRET")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("usage: listen"), "{args:?}: {stderr}");
+    }
+}
