@@ -54,3 +54,8 @@ pub use receive::{
 #[cfg(feature = "axum")]
 pub use receive::{FermionWebhook, WebhookRejection};
 pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,16 +7,14 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
-/// The envelope's keys, in wire order.
+/// The envelope's keys, in wire order; `payload` must stay last (see [`Envelope`]).
 pub(super) const ENVELOPE_KEYS: [&str; 4] = [
     "eventUniqueId",
     "timestampIsoString",
     "isTestEvent",
     "payload",
 ];
-const PAYLOAD_INDEX: usize = 3;
 
 /// Every key a known payload can have, in wire order.
 pub(super) const PAYLOAD_KEYS: [&str; 12] = [
@@ -124,12 +122,24 @@ pub(super) enum TopLevel<T> {
     Other(&'static str),
 }
 
-/// The envelope's known keys, read loosely; the payload kept as raw text.
-#[derive(Default)]
-pub(super) struct Envelope {
-    pub(super) slots: [Option<Scalar>; 4],
-    pub(super) payload: Option<Box<RawValue>>,
+/// The envelope's known keys, read loosely. The payload is read as `P`: loose slots for the
+/// fast path, or raw text when an unknown payload must be kept verbatim.
+pub(super) struct Envelope<P> {
+    pub(super) slots: [Option<Scalar>; 3],
+    pub(super) payload: Option<P>,
 }
+
+impl<P> Default for Envelope<P> {
+    fn default() -> Self {
+        Self {
+            slots: Default::default(),
+            payload: None,
+        }
+    }
+}
+
+/// The payload's known keys, read loosely.
+pub(super) type PayloadSlots = TopLevel<[Option<Scalar>; 12]>;
 
 /// How an object's known keys are read into slots.
 pub(super) trait Slots: Default {
@@ -143,22 +153,20 @@ pub(super) trait Slots: Default {
     ) -> Result<bool, A::Error>;
 }
 
-impl Slots for Envelope {
+impl<P: for<'de> Deserialize<'de>> Slots for Envelope<P> {
     const KEYS: &'static [&'static str] = &ENVELOPE_KEYS;
     fn read_value<'de, A: MapAccess<'de>>(
         &mut self,
         index: usize,
         map: &mut A,
     ) -> Result<bool, A::Error> {
-        Ok(if index == PAYLOAD_INDEX {
-            self.payload.replace(map.next_value()?).is_some()
-        } else {
-            self.slots[index].replace(map.next_value()?).is_some()
+        Ok(match self.slots.get_mut(index) {
+            Some(slot) => slot.replace(map.next_value()?).is_some(),
+            None => self.payload.replace(map.next_value()?).is_some(),
         })
     }
 }
 
-/// The payload's known keys, read loosely.
 impl Slots for [Option<Scalar>; 12] {
     const KEYS: &'static [&'static str] = &PAYLOAD_KEYS;
     fn read_value<'de, A: MapAccess<'de>>(

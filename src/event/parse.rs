@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::loose::{ENVELOPE_KEYS, Envelope, Scalar, TopLevel};
+use super::loose::{ENVELOPE_KEYS, Envelope, PayloadSlots, Scalar, TopLevel};
 
 use super::{
     Course, EventKind, EventPayload, FreeCourseEnrollment, Order, PaidCourseSale, PaymentFailed,
@@ -88,9 +88,15 @@ impl WebhookEvent {
     /// assert!(matches!(error, ParseError::MissingField { field: "payload.userFullname", .. }));
     /// ```
     pub fn from_json(bytes: &[u8]) -> Result<WebhookEvent, ParseError> {
-        let top: TopLevel<Envelope> =
-            serde_json::from_slice(bytes).map_err(|source| ParseError::NotJson { source })?;
-        build_event(top)
+        // One pass reads the payload's known keys directly. Only an unknown event type, whose
+        // payload must be kept verbatim, pays for a second pass to capture the raw text.
+        let top: TopLevel<Envelope<PayloadSlots>> = read_json(bytes)?;
+        let (envelope, slots) = build_envelope(top)?;
+        let payload = build_payload(slots, || {
+            let top: TopLevel<Envelope<Box<RawValue>>> = read_json(bytes)?;
+            build_envelope(top).map(|(_, raw)| raw)
+        })?;
+        Ok(envelope.with_payload(payload))
     }
 }
 
@@ -106,12 +112,49 @@ impl std::str::FromStr for WebhookEvent {
 /// only serde_json can provide).
 impl<'de> Deserialize<'de> for WebhookEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let top = TopLevel::<Envelope>::deserialize(deserializer)?;
-        build_event(top).map_err(de::Error::custom)
+        let top = TopLevel::<Envelope<Box<RawValue>>>::deserialize(deserializer)?;
+        let parse = || {
+            let (envelope, raw) = build_envelope(top)?;
+            let slots: PayloadSlots =
+                serde_json::from_str(raw.get()).map_err(|source| ParseError::NotJson { source })?;
+            let payload = build_payload(slots, || Ok(raw))?;
+            Ok::<_, ParseError>(envelope.with_payload(payload))
+        };
+        parse().map_err(de::Error::custom)
     }
 }
 
-fn build_event(top: TopLevel<Envelope>) -> Result<WebhookEvent, ParseError> {
+fn read_json<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ParseError> {
+    // Checking UTF-8 once over the whole body is cheaper than serde_json checking each string
+    // separately, and lets it read from a `str`. Invalid UTF-8 takes the byte path, which
+    // reports where the bad byte is.
+    let result = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    result.map_err(|source| ParseError::NotJson { source })
+}
+
+/// The envelope's fields, checked.
+struct CheckedEnvelope {
+    event_unique_id: String,
+    timestamp: DateTime<Utc>,
+    is_test_event: bool,
+}
+
+impl CheckedEnvelope {
+    fn with_payload(self, payload: EventPayload) -> WebhookEvent {
+        WebhookEvent {
+            event_unique_id: self.event_unique_id,
+            timestamp: self.timestamp,
+            is_test_event: self.is_test_event,
+            payload,
+        }
+    }
+}
+
+/// Checks the envelope's fields; returns them and the payload as read, for [`build_payload`].
+fn build_envelope<P>(top: TopLevel<Envelope<P>>) -> Result<(CheckedEnvelope, P), ParseError> {
     let (envelope, duplicate) = match top {
         TopLevel::Object { fields, duplicate } => (fields, duplicate),
         TopLevel::Other(found) => return Err(ParseError::NotAnObject { found }),
@@ -122,7 +165,7 @@ fn build_event(top: TopLevel<Envelope>) -> Result<WebhookEvent, ParseError> {
         });
     }
     const CONTEXT: &str = "Fermion event";
-    let [id, timestamp, is_test, _] = envelope.slots;
+    let [id, timestamp, is_test] = envelope.slots;
     let event_unique_id = non_empty_string(id, "eventUniqueId", CONTEXT)?;
     let timestamp = timestamp_field(timestamp, "timestampIsoString", CONTEXT)?;
     let is_test_event = match is_test {
@@ -130,19 +173,21 @@ fn build_event(top: TopLevel<Envelope>) -> Result<WebhookEvent, ParseError> {
         Some(Scalar::Bool(value)) => value,
         Some(other) => return Err(invalid("isTestEvent", "true or false", other.describe())),
     };
-    let raw = envelope.payload.ok_or(missing("payload", CONTEXT))?;
-    let payload = parse_payload(raw)?;
-    Ok(WebhookEvent {
+    let payload = envelope.payload.ok_or(missing("payload", CONTEXT))?;
+    let envelope = CheckedEnvelope {
         event_unique_id,
         timestamp,
         is_test_event,
-        payload,
-    })
+    };
+    Ok((envelope, payload))
 }
 
-fn parse_payload(raw: Box<RawValue>) -> Result<EventPayload, ParseError> {
-    let top: TopLevel<[Option<Scalar>; 12]> =
-        serde_json::from_str(raw.get()).map_err(|source| ParseError::NotJson { source })?;
+/// Checks the payload's fields against its kind. `raw` gives the payload's text, and is called
+/// only for an unknown event type.
+fn build_payload(
+    top: PayloadSlots,
+    raw: impl FnOnce() -> Result<Box<RawValue>, ParseError>,
+) -> Result<EventPayload, ParseError> {
     let (slots, duplicate) = match top {
         TopLevel::Object { fields, duplicate } => (fields, duplicate),
         TopLevel::Other(found) => return Err(invalid("payload", "an object", found.to_owned())),
@@ -168,6 +213,7 @@ fn parse_payload(raw: Box<RawValue>) -> Result<EventPayload, ParseError> {
     ] = slots;
     let event_type = string(event_type, 0, "Fermion event payload")?;
     let Some(kind) = EventKind::from_wire_name(&event_type) else {
+        let raw = raw()?;
         return Ok(EventPayload::Unknown(UnknownPayload { event_type, raw }));
     };
     let context = kind.as_str();

@@ -1,0 +1,78 @@
+//! Shared by the benches: criterion settings, a quick mode, and the one-line summaries.
+//!
+//! Every figure is a ratio to a baseline measured in the same run on the same data, because
+//! absolute times on a shared 2-core machine say little.
+
+#![allow(dead_code)] // Each bench uses a different part.
+
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+
+/// Quick mode (`FERMION_BENCH_QUICK=1`): fewer, shorter samples; the same ratios.
+pub fn quick() -> bool {
+    std::env::var_os("FERMION_BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// Criterion configured for this machine, honouring quick mode and command-line arguments.
+pub fn criterion() -> Criterion {
+    let criterion = Criterion::default();
+    let criterion = if quick() {
+        criterion
+            .sample_size(20)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1))
+    } else {
+        criterion
+            .sample_size(60)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4))
+    };
+    criterion.configure_from_args()
+}
+
+/// Median nanoseconds per call of each routine, measured interleaved: every round times a
+/// batch of each routine in turn, so a burst of load from elsewhere on the machine hits all of
+/// them alike instead of skewing one. Criterion's own report gives the detailed statistics;
+/// these medians feed the summary ratios.
+pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64> {
+    let rounds = if quick() { 15 } else { 41 };
+    // Size each batch to take about 2 ms, so timer resolution does not matter.
+    let batches: Vec<u64> = routines
+        .iter_mut()
+        .map(|(_, routine)| {
+            let start = Instant::now();
+            let mut calls = 0u64;
+            while start.elapsed() < Duration::from_millis(20) {
+                routine();
+                calls += 1;
+            }
+            (calls / 10).max(1)
+        })
+        .collect();
+    let mut samples = vec![Vec::with_capacity(rounds); routines.len()];
+    for _ in 0..rounds {
+        for (index, (_, routine)) in routines.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..batches[index] {
+                routine();
+            }
+            samples[index].push(start.elapsed().as_nanos() as f64 / batches[index] as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut values| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        })
+        .collect()
+}
+
+/// Prints `bench <name>: <value> <unit>; baseline <value> <unit>; ratio <r>`.
+pub fn summary(name: &str, value: f64, unit: &str, baseline: f64, baseline_unit: &str) {
+    println!(
+        "bench {name}: {value:.1} {unit}; baseline {baseline:.1} {baseline_unit}; ratio {:.3}",
+        value / baseline
+    );
+}
