@@ -41,6 +41,7 @@ mod clock;
 mod event;
 mod receive;
 mod secret;
+mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{
@@ -54,6 +55,11 @@ pub use receive::{
 #[cfg(feature = "axum")]
 pub use receive::{FermionWebhook, WebhookRejection};
 pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};
+pub use store::{
+    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Cursor, DamagedLine, Delivery,
+    DeliveryState, DueDelivery, FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, Page,
+    RESPONSE_SNIPPET_LIMIT, RecoveryReport, StoredEvent, TornTail, TransportErrorKind,
+};
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.
 #[cfg(all(doctest, feature = "axum"))]

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 pub use kind::{EventKind, UnknownEventKind};
 pub use parse::ParseError;
+pub(crate) use wire::iso_millis;
 
 /// One Fermion webhook event: the envelope every event shares, and its payload.
 ///

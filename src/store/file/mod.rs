@@ -1,0 +1,427 @@
+//! `FileLogStore`: the event log as JSON Lines files in a directory, durable across crashes.
+
+mod index;
+mod segment;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use self::index::{EventLocation, Index};
+use self::segment::{
+    Day, Line, parse_line, parse_segment_file_name, read_event, segment_file_name,
+};
+use self::writer::{Request, Writer, sync_dir};
+use super::query::{Cursor, LogFilter, Page};
+use super::record::{AttemptRecord, DueDelivery, StoredEvent};
+use super::{LogError, LogStore};
+
+/// Events read from disk per index lookup while scanning.
+const SCAN_CHUNK: usize = 512;
+
+/// An event log in a directory of human-readable JSON Lines files.
+///
+/// - **Durable**: `append` and `record_attempt` return `Ok` only once their line is written and
+///   fsynced. Concurrent writers share fsyncs (group commit), so durability does not cost one
+///   fsync per event.
+/// - **Crash-safe**: after `kill -9`, reopening finds every acknowledged record. A torn last
+///   line (a write cut short) is moved aside to `<segment>.torn-<offset>` and reported in
+///   [`recovery_report`](Self::recovery_report); the records before it are all kept.
+/// - **Append-only**: one segment file per UTC day of event timestamps (`2026-11-28.jsonl`);
+///   an attempt is appended to its event's segment. Nothing is rewritten in place; retention
+///   ([`delete_before`](LogStore::delete_before)) deletes whole segments.
+/// - **Bounded memory**: bodies stay on disk; memory holds a small index entry per event.
+///   Time-range queries and exports read only the segments of their days.
+/// - **One writer**: a `LOCK` file keeps a second process from opening the directory for
+///   writing ([`LogError::Locked`]); [`open_read_only`](Self::open_read_only) reads alongside.
+#[derive(Debug)]
+pub struct FileLogStore {
+    dir: PathBuf,
+    index: Arc<Mutex<Index>>,
+    writer: Option<WriterHandle>,
+    recovery: RecoveryReport,
+}
+
+#[derive(Debug)]
+struct WriterHandle {
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What reopening a log found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments whose last line was cut short by a crash.
+    pub torn_tails: Vec<TornTail>,
+    /// Complete lines that could not be read, skipped.
+    pub damaged_lines: Vec<DamagedLine>,
+}
+
+impl RecoveryReport {
+    /// Whether the log opened without finding anything to repair.
+    pub fn is_clean(&self) -> bool {
+        self.torn_tails.is_empty() && self.damaged_lines.is_empty()
+    }
+}
+
+/// A segment's last line, cut short by a crash; never acknowledged to any caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the torn line started.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// Where its bytes were saved before the segment was cut back (writable opens only).
+    pub saved_to: Option<PathBuf>,
+}
+
+/// A complete line that could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedLine {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the line starts.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> LogError {
+    LogError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn lock_index(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    // Index updates complete before anything that could panic, so poisoning is harmless.
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl FileLogStore {
+    /// Opens (creating if needed) the log in `dir` for reading and writing.
+    ///
+    /// Fails with [`LogError::Locked`] if another process has it open for writing. Repairs a
+    /// torn last line left by a crash; see [`recovery_report`](Self::recovery_report).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        let lock = take_lock(&dir)?;
+        let (index, recovery) = load(&dir, true)?;
+        let index = Arc::new(Mutex::new(index));
+        let (sender, receiver) = mpsc::channel();
+        let writer = Writer::new(dir.clone(), index.clone(), lock);
+        let thread = std::thread::Builder::new()
+            .name("fermion-log-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| io_error(&dir, e))?;
+        Ok(Self {
+            dir,
+            index,
+            writer: Some(WriterHandle {
+                requests: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+            }),
+            recovery,
+        })
+    }
+
+    /// Opens the log in `dir` for reading only: no lock is taken and nothing is written, so it
+    /// works beside a running writer (seeing the log as it was when opened).
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let dir = dir.as_ref().to_owned();
+        if !dir.is_dir() {
+            return Err(LogError::MissingDirectory { dir });
+        }
+        let (index, recovery) = load(&dir, false)?;
+        Ok(Self {
+            dir,
+            index: Arc::new(Mutex::new(index)),
+            writer: None,
+            recovery,
+        })
+    }
+
+    /// What opening the log found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn send<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Request,
+    ) -> Result<T, LogError> {
+        let Some(writer) = &self.writer else {
+            return Err(LogError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        };
+        let stopped = || LogError::Poisoned {
+            reason: "the log's writer thread has stopped".to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        {
+            let requests = writer.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = requests.as_ref().ok_or_else(stopped)?;
+            sender.send(request(reply)).map_err(|_| stopped())?;
+        }
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Reads events at these locations, keeping segment files open across reads.
+    fn read_all(&self, locations: &[EventLocation]) -> Result<Vec<StoredEvent>, LogError> {
+        let mut files: HashMap<Day, BufReader<File>> = HashMap::new();
+        let mut events = Vec::with_capacity(locations.len());
+        for location in locations {
+            let path = self.dir.join(segment_file_name(location.day));
+            let file = match files.entry(location.day) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    match File::open(&path) {
+                        Ok(file) => entry.insert(BufReader::with_capacity(16 * 1024, file)),
+                        // Deleted by retention since the index was read: the event is gone.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_error(&path, e)),
+                    }
+                }
+            };
+            let event = read_event(file, &path, location.offset, &location.attempt_offsets)
+                .map_err(|e| io_error(&path, e))?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+impl Drop for FileLogStore {
+    fn drop(&mut self) {
+        // Let the writer finish its batch and release the lock before the store is gone, so the
+        // directory can be reopened at once.
+        if let Some(writer) = &self.writer {
+            writer
+                .requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(thread) = writer
+                .thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+fn take_lock(dir: &Path) -> Result<File, LogError> {
+    let path = dir.join("LOCK");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(LogError::Locked {
+                dir: dir.to_owned(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
+    }
+    // The pid helps a person find the holder; the lock itself is what matters.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
+/// Reads every segment into an index. With `repair`, a torn tail is saved aside and cut off.
+fn load(dir: &Path, repair: bool) -> Result<(Index, RecoveryReport), LogError> {
+    let mut days: Vec<Day> = std::fs::read_dir(dir)
+        .map_err(|e| io_error(dir, e))?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| parse_segment_file_name(entry.file_name().to_str()?))
+        .collect();
+    days.sort_unstable();
+    let mut index = Index::default();
+    let mut report = RecoveryReport::default();
+    for day in days {
+        let path = dir.join(segment_file_name(day));
+        let (len, torn) = segment::read_lines(&path, |offset, line| match parse_line(line) {
+            Ok(Line::Event(summary)) => {
+                let id = summary.event_unique_id.clone();
+                if !index.insert(summary, day, offset) {
+                    report.damaged_lines.push(DamagedLine {
+                        segment: path.clone(),
+                        offset,
+                        reason: format!("a second record for event {id}; the first is kept"),
+                    });
+                }
+            }
+            Ok(Line::Attempt(record)) => {
+                let slot = index.slot_of(&record.event_unique_id);
+                match slot.filter(|s| index.delivery_index(*s, &record.endpoint_id).is_some()) {
+                    Some(slot) => index.apply_attempt(slot, &record, offset),
+                    None => report.damaged_lines.push(DamagedLine {
+                        segment: path.clone(),
+                        offset,
+                        reason: format!(
+                            "an attempt for event {} / endpoint {} that is not in this segment",
+                            record.event_unique_id, record.endpoint_id
+                        ),
+                    }),
+                }
+            }
+            Err(reason) => report.damaged_lines.push(DamagedLine {
+                segment: path.clone(),
+                offset,
+                reason,
+            }),
+        })
+        .map_err(|e| io_error(&path, e))?;
+        index.set_segment_len(day, len);
+        if !torn.is_empty() {
+            let saved_to = if repair {
+                Some(set_aside_torn_tail(dir, &path, len, &torn)?)
+            } else {
+                None
+            };
+            report.torn_tails.push(TornTail {
+                segment: path.clone(),
+                offset: len,
+                bytes: torn.len() as u64,
+                saved_to,
+            });
+        }
+    }
+    Ok((index, report))
+}
+
+/// Saves the torn bytes to their own file, then cuts the segment back to its last complete
+/// line, so the next append starts on a fresh line. The torn line was never acknowledged: its
+/// fsync had not completed when the process died.
+fn set_aside_torn_tail(
+    dir: &Path,
+    segment: &Path,
+    len: u64,
+    torn: &[u8],
+) -> Result<PathBuf, LogError> {
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("segment");
+    let saved = dir.join(format!("{name}.torn-{len}"));
+    let mut file = File::create(&saved).map_err(|e| io_error(&saved, e))?;
+    file.write_all(torn)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&saved, e))?;
+    let segment_file = OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .map_err(|e| io_error(segment, e))?;
+    segment_file
+        .set_len(len)
+        .and_then(|()| segment_file.sync_all())
+        .map_err(|e| io_error(segment, e))?;
+    sync_dir(dir)?;
+    Ok(saved)
+}
+
+#[async_trait]
+impl LogStore for FileLogStore {
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        self.send(|reply| Request::Append(Box::new(event), reply))
+            .await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        self.send(|reply| Request::Attempt(Box::new(record), reply))
+            .await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LogError> {
+        Ok(lock_index(&self.index).due(now, limit))
+    }
+
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        let Some(location) = lock_index(&self.index).location(event_unique_id) else {
+            return Ok(None);
+        };
+        Ok(self.read_all(&[location])?.pop())
+    }
+
+    async fn query(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        let before = cursor.map(Cursor::position).transpose()?;
+        // One extra, to know whether another page follows.
+        let mut locations =
+            lock_index(&self.index).newest_first(filter, before, limit.saturating_add(1));
+        let more = locations.len() > limit;
+        locations.truncate(limit);
+        let next_cursor = locations
+            .last()
+            .filter(|_| more)
+            .map(|location| Cursor::new(location.position));
+        Ok(Page {
+            events: self.read_all(&locations)?,
+            next_cursor,
+        })
+    }
+
+    async fn scan(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        let mut after = None;
+        let mut visited = 0;
+        loop {
+            let locations = lock_index(&self.index).oldest_first(filter, after, SCAN_CHUNK);
+            let Some(last) = locations.last() else {
+                return Ok(visited);
+            };
+            after = Some(last.position);
+            for event in self.read_all(&locations)? {
+                visited += 1;
+                if visit(event).is_break() {
+                    return Ok(visited);
+                }
+            }
+        }
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
+        self.send(|reply| Request::DeleteBefore(cutoff, reply))
+            .await
+    }
+}

@@ -1,0 +1,264 @@
+//! Segment files: one JSON Lines file per UTC day of event timestamps, and their line formats.
+//!
+//! An event line holds everything known when the event was appended, with the body last:
+//! `{"record":"event","eventUniqueId":…,"timestampIsoString":…,"eventType":…,"isTestEvent":…,
+//! "deliveries":[…],"body":{…}}`. The body is embedded verbatim, so it comes back byte for
+//! byte; a body that is not single-line JSON is kept as an escaped string in `bodyText`.
+//! Each attempt is a later line of the same file:
+//! `{"record":"attempt","eventUniqueId":…,"endpointId":…,"attempt":{…},"state":…,
+//! "nextAttemptAt":…}`.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::store::record::{AttemptRecord, Delivery, DeliveryState, StoredEvent};
+
+/// A UTC day, as days since 1970-01-01: the key of a segment.
+pub(super) type Day = i32;
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+
+pub(super) fn day_of(timestamp: DateTime<Utc>) -> Day {
+    // Days since 1970 fit an i32 for every date chrono can represent.
+    i32::try_from((timestamp.date_naive() - EPOCH).num_days()).unwrap_or(i32::MAX)
+}
+
+/// The first instant after `day`.
+pub(super) fn day_end(day: Day) -> Option<DateTime<Utc>> {
+    EPOCH
+        .checked_add_signed(chrono::TimeDelta::days(i64::from(day) + 1))
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+}
+
+pub(super) fn segment_file_name(day: Day) -> String {
+    let date = EPOCH
+        .checked_add_signed(chrono::TimeDelta::days(i64::from(day)))
+        .unwrap_or(EPOCH);
+    format!("{}.jsonl", date.format("%Y-%m-%d"))
+}
+
+/// The day of a segment file name, or `None` for any other file.
+pub(super) fn parse_segment_file_name(name: &str) -> Option<Day> {
+    let date = name.strip_suffix(".jsonl")?;
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    i32::try_from((date - EPOCH).num_days()).ok()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventLineHead<'a> {
+    record: &'static str,
+    event_unique_id: &'a str,
+    #[serde(with = "crate::store::time_serde::iso_millis")]
+    timestamp_iso_string: DateTime<Utc>,
+    event_type: &'a str,
+    is_test_event: bool,
+    deliveries: &'a [Delivery],
+}
+
+/// The event line for `event`, with its trailing newline.
+pub(super) fn encode_event_line(event: &StoredEvent) -> Vec<u8> {
+    let head = EventLineHead {
+        record: "event",
+        event_unique_id: &event.event_unique_id,
+        timestamp_iso_string: event.timestamp,
+        event_type: &event.event_type,
+        is_test_event: event.is_test_event,
+        deliveries: &event.deliveries,
+    };
+    // Serialising plain strings, numbers and timestamps cannot fail.
+    let mut line = serde_json::to_vec(&head).unwrap_or_default();
+    line.pop(); // the closing brace; the body goes last
+    let body = event.body.as_str();
+    let embeddable =
+        !body.contains(['\n', '\r']) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
+    if embeddable {
+        line.extend_from_slice(b",\"body\":");
+        line.extend_from_slice(body.as_bytes());
+    } else {
+        line.extend_from_slice(b",\"bodyText\":");
+        line.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
+    }
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+#[derive(Serialize)]
+struct AttemptLine<'a> {
+    record: &'static str,
+    #[serde(flatten)]
+    attempt: &'a AttemptRecord,
+}
+
+/// The attempt line for `record`, with its trailing newline.
+pub(super) fn encode_attempt_line(record: &AttemptRecord) -> Vec<u8> {
+    let line = AttemptLine {
+        record: "attempt",
+        attempt: record,
+    };
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// What the index needs from an event line; the body is skipped, not read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EventSummary {
+    pub(super) event_unique_id: String,
+    #[serde(with = "crate::store::time_serde::iso_millis")]
+    pub(super) timestamp_iso_string: DateTime<Utc>,
+    pub(super) event_type: String,
+    pub(super) is_test_event: bool,
+    pub(super) deliveries: Vec<Delivery>,
+}
+
+/// A whole event line. (Not `EventSummary` flattened: serde's flatten buffers values, which
+/// would lose the body's exact bytes.)
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventLineFull {
+    event_unique_id: String,
+    #[serde(with = "crate::store::time_serde::iso_millis")]
+    timestamp_iso_string: DateTime<Utc>,
+    event_type: String,
+    is_test_event: bool,
+    deliveries: Vec<Delivery>,
+    body: Option<Box<RawValue>>,
+    body_text: Option<String>,
+}
+
+/// A parsed line of a segment.
+pub(super) enum Line {
+    Event(EventSummary),
+    Attempt(AttemptRecord),
+}
+
+#[derive(Deserialize)]
+struct LineKind {
+    record: String,
+}
+
+/// Parses a line (without its newline) for the index.
+pub(super) fn parse_line(line: &[u8]) -> Result<Line, String> {
+    // Lines this crate writes start with their kind; anything else is checked the slow way.
+    let kind = if line.starts_with(br#"{"record":"event","#) {
+        "event".to_owned()
+    } else if line.starts_with(br#"{"record":"attempt","#) {
+        "attempt".to_owned()
+    } else {
+        serde_json::from_slice::<LineKind>(line)
+            .map_err(|e| format!("not a log record: {e}"))?
+            .record
+    };
+    match kind.as_str() {
+        "event" => serde_json::from_slice(line)
+            .map(Line::Event)
+            .map_err(|e| format!("unreadable event record: {e}")),
+        "attempt" => serde_json::from_slice(line)
+            .map(Line::Attempt)
+            .map_err(|e| format!("unreadable attempt record: {e}")),
+        other => Err(format!("unknown record kind {other:?}")),
+    }
+}
+
+/// Reads the full event at `offset` in `file`, then applies its attempts (at their offsets).
+pub(super) fn read_event(
+    file: &mut BufReader<File>,
+    path: &Path,
+    offset: u64,
+    attempt_offsets: &[u64],
+) -> io::Result<StoredEvent> {
+    let line = read_line_at(file, offset)?;
+    let full: EventLineFull =
+        serde_json::from_slice(&line).map_err(|e| corrupt(path, offset, e))?;
+    let body = match (full.body, full.body_text) {
+        (Some(raw), _) => raw.get().to_owned(),
+        (None, Some(text)) => text,
+        (None, None) => return Err(corrupt(path, offset, "the event record has no body")),
+    };
+    let mut event = StoredEvent {
+        event_unique_id: full.event_unique_id,
+        event_type: full.event_type,
+        timestamp: full.timestamp_iso_string,
+        is_test_event: full.is_test_event,
+        body,
+        deliveries: full.deliveries,
+    };
+    for &attempt_offset in attempt_offsets {
+        let line = read_line_at(file, attempt_offset)?;
+        let record: AttemptRecord =
+            serde_json::from_slice(&line).map_err(|e| corrupt(path, attempt_offset, e))?;
+        apply_attempt(&mut event, record);
+    }
+    Ok(event)
+}
+
+/// Applies an attempt to the event's matching delivery (ignored if there is none).
+pub(super) fn apply_attempt(event: &mut StoredEvent, record: AttemptRecord) {
+    if let Some(delivery) = event
+        .deliveries
+        .iter_mut()
+        .find(|d| d.endpoint_id == record.endpoint_id)
+    {
+        delivery.attempts.push(record.attempt);
+        delivery.state = record.state;
+        delivery.next_attempt_at = match record.state {
+            DeliveryState::Pending => record.next_attempt_at,
+            _ => None,
+        };
+    }
+}
+
+fn read_line_at(file: &mut BufReader<File>, offset: u64) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut line = Vec::new();
+    file.read_until(b'\n', &mut line)?;
+    if line.pop() != Some(b'\n') {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("no complete record at offset {offset}"),
+        ));
+    }
+    Ok(line)
+}
+
+fn corrupt(path: &Path, offset: u64, error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "damaged record in {} at offset {offset}: {error}",
+            path.display()
+        ),
+    )
+}
+
+/// Reads a whole segment line by line, calling `each` with every complete line and its offset.
+/// Returns the length of the complete lines, and the bytes after the last newline (a torn
+/// write, if not empty).
+pub(super) fn read_lines(
+    path: &PathBuf,
+    mut each: impl FnMut(u64, &[u8]),
+) -> io::Result<(u64, Vec<u8>)> {
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut offset = 0u64;
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            return Ok((offset, Vec::new()));
+        }
+        if line.last() != Some(&b'\n') {
+            return Ok((offset, std::mem::take(&mut line)));
+        }
+        each(offset, &line[..line.len() - 1]);
+        offset += read as u64;
+    }
+}

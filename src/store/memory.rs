@@ -1,0 +1,214 @@
+//! `MemoryLogStore`: the event log in memory, for tests and development.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::query::{Cursor, LogFilter, Page, Position};
+use super::record::{AttemptRecord, DeliveryState, DueDelivery, StoredEvent};
+use super::{LogError, LogStore, validate_new_entry};
+
+/// An event log in memory. Nothing survives the process; use [`FileLogStore`](super::FileLogStore)
+/// for that.
+#[derive(Debug, Default)]
+pub struct MemoryLogStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_position: BTreeMap<Position, StoredEvent>,
+    positions: HashMap<String, Position>,
+    appended: u64,
+}
+
+/// How many events a scan copies out under the lock at a time.
+const SCAN_CHUNK: usize = 256;
+
+impl MemoryLogStore {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is applied whole before anything can panic, so poisoning is harmless.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl LogStore for MemoryLogStore {
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        validate_new_entry(&event)?;
+        let mut state = self.lock();
+        if state.positions.contains_key(&event.event_unique_id) {
+            return Err(LogError::DuplicateEvent {
+                id: event.event_unique_id,
+            });
+        }
+        state.appended += 1;
+        let position = Position::new(event.timestamp, state.appended);
+        state
+            .positions
+            .insert(event.event_unique_id.clone(), position);
+        state.by_position.insert(position, event);
+        Ok(())
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        let mut state = self.lock();
+        let position = *state
+            .positions
+            .get(&record.event_unique_id)
+            .ok_or_else(|| LogError::UnknownEvent {
+                id: record.event_unique_id.clone(),
+            })?;
+        let event = state
+            .by_position
+            .get_mut(&position)
+            .ok_or_else(|| LogError::UnknownEvent {
+                id: record.event_unique_id.clone(),
+            })?;
+        let delivery = event
+            .deliveries
+            .iter_mut()
+            .find(|d| d.endpoint_id == record.endpoint_id)
+            .ok_or_else(|| LogError::UnknownDelivery {
+                event_id: record.event_unique_id.clone(),
+                endpoint_id: record.endpoint_id.clone(),
+            })?;
+        delivery.attempts.push(record.attempt);
+        delivery.state = record.state;
+        delivery.next_attempt_at = match record.state {
+            DeliveryState::Pending => record.next_attempt_at,
+            _ => None,
+        };
+        Ok(())
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LogError> {
+        let state = self.lock();
+        let mut due: Vec<DueDelivery> = state
+            .by_position
+            .values()
+            .flat_map(|event| {
+                event.deliveries.iter().filter_map(move |d| {
+                    let at = d.next_attempt_at?;
+                    (d.state == DeliveryState::Pending && at <= now).then(|| DueDelivery {
+                        event_unique_id: event.event_unique_id.clone(),
+                        endpoint_id: d.endpoint_id.clone(),
+                        url: d.url.clone(),
+                        next_attempt_at: at,
+                        attempts_made: d.attempts.len(),
+                    })
+                })
+            })
+            .collect();
+        due.sort_by_key(|d| d.next_attempt_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        let state = self.lock();
+        Ok(state
+            .positions
+            .get(event_unique_id)
+            .and_then(|position| state.by_position.get(position))
+            .cloned())
+    }
+
+    async fn query(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        let before = cursor.map(Cursor::position).transpose()?;
+        let state = self.lock();
+        let candidates = state
+            .by_position
+            .iter()
+            .rev()
+            .filter(|(position, _)| before.is_none_or(|b| **position < b))
+            .filter(|(_, event)| filter.matches(event));
+        let mut events = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for (position, event) in candidates {
+            if events.len() == limit {
+                more = true;
+                break;
+            }
+            events.push(event.clone());
+            last = Some(*position);
+        }
+        Ok(Page {
+            events,
+            next_cursor: last.filter(|_| more).map(Cursor::new),
+        })
+    }
+
+    async fn scan(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        let mut after: Option<Position> = None;
+        let mut visited = 0;
+        loop {
+            // Copy a chunk out, then visit without holding the lock.
+            let chunk: Vec<(Position, StoredEvent)> = {
+                let state = self.lock();
+                let range = match after {
+                    Some(position) => state.by_position.range((
+                        std::ops::Bound::Excluded(position),
+                        std::ops::Bound::Unbounded,
+                    )),
+                    None => state.by_position.range(..),
+                };
+                range
+                    .filter(|(_, event)| filter.matches(event))
+                    .take(SCAN_CHUNK)
+                    .map(|(position, event)| (*position, event.clone()))
+                    .collect()
+            };
+            let Some((last, _)) = chunk.last() else {
+                return Ok(visited);
+            };
+            after = Some(*last);
+            for (_, event) in chunk {
+                visited += 1;
+                if visit(event).is_break() {
+                    return Ok(visited);
+                }
+            }
+        }
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
+        let mut state = self.lock();
+        let doomed: Vec<Position> = state
+            .by_position
+            .iter()
+            .take_while(|(_, event)| event.timestamp < cutoff)
+            .map(|(position, _)| *position)
+            .collect();
+        for position in &doomed {
+            if let Some(event) = state.by_position.remove(position) {
+                state.positions.remove(&event.event_unique_id);
+            }
+        }
+        Ok(doomed.len() as u64)
+    }
+}

@@ -1,0 +1,189 @@
+//! The event log: every emitted event with its exact body, deliveries and attempts.
+
+mod file;
+mod memory;
+mod query;
+mod record;
+mod time_serde;
+
+use std::ops::ControlFlow;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use file::{DamagedLine, FileLogStore, RecoveryReport, TornTail};
+pub use memory::MemoryLogStore;
+pub use query::{Cursor, LogFilter, Page};
+pub use record::{
+    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, DueDelivery,
+    RESPONSE_SNIPPET_LIMIT, StoredEvent, TransportErrorKind,
+};
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("event log I/O failed on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the log directory open for writing.
+    #[error(
+        "the event log in {dir} is already open for writing by another process (lock file \
+         {dir}/LOCK); stop that process, or open the log read-only"
+    )]
+    Locked {
+        /// The log directory.
+        dir: std::path::PathBuf,
+    },
+    /// The log directory does not exist.
+    #[error("no event log at {dir}: the directory does not exist")]
+    MissingDirectory {
+        /// The directory that was asked for.
+        dir: std::path::PathBuf,
+    },
+    /// An event with this id is already in the log.
+    #[error("event {id} is already in the log; every event needs a unique eventUniqueId")]
+    DuplicateEvent {
+        /// The event id.
+        id: String,
+    },
+    /// No event with this id is in the log.
+    #[error("no event {id} in the log")]
+    UnknownEvent {
+        /// The event id.
+        id: String,
+    },
+    /// The event has no delivery to this endpoint.
+    #[error("event {event_id} has no delivery to endpoint {endpoint_id}")]
+    UnknownDelivery {
+        /// The event id.
+        event_id: String,
+        /// The endpoint id.
+        endpoint_id: String,
+    },
+    /// The entry cannot be stored as given.
+    #[error("cannot store event {id}: {reason}")]
+    InvalidEntry {
+        /// The event id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A paging cursor that this log did not hand out.
+    #[error("invalid paging cursor {cursor:?}; pass a cursor from a previous page, or none")]
+    InvalidCursor {
+        /// The cursor given.
+        cursor: String,
+    },
+    /// The log is opened read-only.
+    #[error("the event log in {dir} is open read-only")]
+    ReadOnly {
+        /// The log directory.
+        dir: std::path::PathBuf,
+    },
+    /// An earlier write failed, so what is on disk is uncertain; reopen the log to recover.
+    #[error(
+        "the event log stopped accepting writes after an earlier write failure ({reason}); \
+         reopen it to recover"
+    )]
+    Poisoned {
+        /// The first failure.
+        reason: String,
+    },
+}
+
+/// The durable event log, and the dispatcher's outbox.
+///
+/// Every backend keeps, per event, the exact body bytes and one [`Delivery`] per endpoint with
+/// every [`Attempt`]. Implementations are `Send + Sync` and object-safe, so an
+/// `Arc<dyn LogStore>` can be shared by the dispatcher, an admin API and an exporter.
+///
+/// Backends: [`MemoryLogStore`] for tests and development; [`FileLogStore`] for production,
+/// durable across crashes. The same contract test suite runs against both.
+#[async_trait]
+pub trait LogStore: Send + Sync + std::fmt::Debug {
+    /// Stores an event together with its pending deliveries, atomically: after `Ok` the whole
+    /// entry is durable (for a durable backend); after `Err` none of it is.
+    ///
+    /// Fails with [`LogError::DuplicateEvent`] if the id is already in the log, and with
+    /// [`LogError::InvalidEntry`] if two deliveries share an endpoint id or one already has
+    /// attempts.
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError>;
+
+    /// Records an attempt and the delivery's new state (and next attempt time, while pending).
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError>;
+
+    /// Pending deliveries due at or before `now`, earliest first, at most `limit`.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LogError>;
+
+    /// One event with its deliveries and attempts, or `None` if it is not in the log.
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError>;
+
+    /// Events matching `filter`, newest first, at most `limit`; pass the returned cursor to get
+    /// the next page.
+    async fn query(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError>;
+
+    /// Calls `visit` with each event matching `filter`, oldest first, without collecting them:
+    /// memory stays constant however many events match. Stops early when `visit` breaks.
+    /// Returns how many events were visited.
+    async fn scan(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError>;
+
+    /// Deletes events older than `cutoff` (retention); returns how many were deleted.
+    ///
+    /// [`FileLogStore`] deletes whole daily segments, so it only deletes events from UTC days
+    /// that end at or before `cutoff`; [`MemoryLogStore`] deletes exactly.
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError>;
+}
+
+/// Checks what every backend refuses in a new entry.
+pub(crate) fn validate_new_entry(event: &StoredEvent) -> Result<(), LogError> {
+    let invalid = |reason: &str| LogError::InvalidEntry {
+        id: event.event_unique_id.clone(),
+        reason: reason.to_owned(),
+    };
+    if event.event_unique_id.is_empty() {
+        return Err(invalid("the eventUniqueId is empty"));
+    }
+    if event.body.trim().is_empty() {
+        return Err(invalid("the body is empty"));
+    }
+    for (index, delivery) in event.deliveries.iter().enumerate() {
+        if !delivery.attempts.is_empty() {
+            return Err(invalid(
+                "a new delivery cannot have attempts yet; record them after",
+            ));
+        }
+        if event.deliveries[..index]
+            .iter()
+            .any(|other| other.endpoint_id == delivery.endpoint_id)
+        {
+            return Err(invalid(&format!(
+                "two deliveries to endpoint {}; an event has at most one per endpoint",
+                delivery.endpoint_id
+            )));
+        }
+        if delivery.state == DeliveryState::Pending && delivery.next_attempt_at.is_none() {
+            return Err(invalid("a pending delivery needs a next attempt time"));
+        }
+    }
+    Ok(())
+}

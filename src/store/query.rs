@@ -1,0 +1,153 @@
+//! Filters, paging cursors and pages for reading the log.
+
+use chrono::{DateTime, Utc};
+
+use super::LogError;
+use super::record::{DeliveryState, StoredEvent};
+use crate::event::EventKind;
+
+/// Which events to read. The default matches every event.
+///
+/// ```
+/// use fermion_webhooks::{DeliveryState, EventKind, LogFilter};
+///
+/// let filter = LogFilter::default()
+///     .between("2026-11-01T00:00:00Z".parse().unwrap(), "2026-12-01T00:00:00Z".parse().unwrap())
+///     .kinds([EventKind::PaidCourseSale, EventKind::PaymentFailed])
+///     .status(DeliveryState::Failed)
+///     .test_events(false);
+/// assert_eq!(filter.kinds.len(), 2);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only events at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events before this time (exclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// Only events of these kinds; empty means every type, unknown ones included.
+    pub kinds: Vec<EventKind>,
+    /// Only events whose overall status is this (see [`StoredEvent::status`]).
+    pub status: Option<DeliveryState>,
+    /// Only test events (`Some(true)`) or only live ones (`Some(false)`).
+    pub is_test_event: Option<bool>,
+}
+
+impl LogFilter {
+    /// Events in `[from, to)`.
+    pub fn between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        self.from = Some(from);
+        self.to = Some(to);
+        self
+    }
+
+    /// Events of these kinds only.
+    pub fn kinds(mut self, kinds: impl IntoIterator<Item = EventKind>) -> Self {
+        self.kinds = kinds.into_iter().collect();
+        self
+    }
+
+    /// Events with this overall status only.
+    pub fn status(mut self, status: DeliveryState) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Test events only (`true`) or live events only (`false`).
+    pub fn test_events(mut self, is_test_event: bool) -> Self {
+        self.is_test_event = Some(is_test_event);
+        self
+    }
+
+    /// Whether an event with these properties matches; `status` is only computed if needed.
+    pub(crate) fn matches_parts(
+        &self,
+        timestamp: DateTime<Utc>,
+        event_type: &str,
+        is_test_event: bool,
+        status: impl FnOnce() -> DeliveryState,
+    ) -> bool {
+        self.in_range(timestamp)
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == event_type))
+            && self.is_test_event.is_none_or(|test| test == is_test_event)
+            && self.status.is_none_or(|wanted| wanted == status())
+    }
+
+    /// Whether `event` matches.
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        self.matches_parts(
+            event.timestamp,
+            &event.event_type,
+            event.is_test_event,
+            || event.status(),
+        )
+    }
+
+    pub(crate) fn in_range(&self, timestamp: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| timestamp >= from) && self.to.is_none_or(|to| timestamp < to)
+    }
+}
+
+/// Where a page ended; pass it to the next [`query`](super::LogStore::query) call.
+///
+/// Opaque: it encodes the last event's position in the newest-first order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor(String);
+
+impl Cursor {
+    pub(crate) fn new(position: Position) -> Self {
+        Cursor(format!("{}.{}", position.micros, position.seq))
+    }
+
+    pub(crate) fn position(&self) -> Result<Position, LogError> {
+        let invalid = || LogError::InvalidCursor {
+            cursor: self.0.clone(),
+        };
+        let (micros, seq) = self.0.split_once('.').ok_or_else(invalid)?;
+        Ok(Position {
+            micros: micros.parse().map_err(|_| invalid())?,
+            seq: seq.parse().map_err(|_| invalid())?,
+        })
+    }
+
+    /// The cursor as text, to hand to a client.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Cursor {
+    fn from(text: String) -> Self {
+        Cursor(text)
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event's place in the log's order: its timestamp, then the order it was appended in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Position {
+    pub(crate) micros: i64,
+    pub(crate) seq: u64,
+}
+
+impl Position {
+    pub(crate) fn new(timestamp: DateTime<Utc>, seq: u64) -> Self {
+        Self {
+            micros: timestamp.timestamp_micros(),
+            seq,
+        }
+    }
+}
+
+/// One page of a [`query`](super::LogStore::query).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The events, newest first.
+    pub events: Vec<StoredEvent>,
+    /// Where to continue, if more events may match.
+    pub next_cursor: Option<Cursor>,
+}

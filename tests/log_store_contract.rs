@@ -1,0 +1,695 @@
+//! One contract for every `LogStore` backend: each test here runs against `MemoryLogStore` and
+//! `FileLogStore` alike.
+
+mod support;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fermion_webhooks::{
+    Attempt, AttemptRecord, AttemptTrigger, Cursor, Delivery, DeliveryState, EventKind,
+    FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, StoredEvent, TransportErrorKind,
+};
+use support::{TempDir, at, stored};
+
+struct Backend {
+    store: Arc<dyn LogStore>,
+    _dir: Option<TempDir>,
+}
+
+fn memory_backend() -> Backend {
+    Backend {
+        store: Arc::new(MemoryLogStore::new()),
+        _dir: None,
+    }
+}
+
+fn file_backend() -> Backend {
+    let dir = TempDir::new("contract");
+    Backend {
+        store: Arc::new(FileLogStore::open(dir.path()).unwrap()),
+        _dir: Some(dir),
+    }
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $name() { super::$name(super::memory_backend()).await } )*
+        }
+        mod file {
+            $( #[tokio::test] async fn $name() { super::$name(super::file_backend()).await } )*
+        }
+    };
+}
+
+contract!(
+    an_appended_event_comes_back_with_its_exact_body_and_deliveries,
+    a_second_event_with_the_same_id_is_refused,
+    malformed_entries_are_refused_with_a_reason,
+    attempts_are_recorded_with_the_new_delivery_state,
+    attempts_for_unknown_events_or_endpoints_are_refused,
+    due_deliveries_are_pending_ones_whose_time_has_come_earliest_first,
+    queries_page_newest_first_through_every_event_exactly_once,
+    the_time_range_includes_from_and_excludes_to,
+    queries_filter_by_kind_status_and_test_flag,
+    scan_visits_matching_events_oldest_first_and_stops_when_told,
+    retention_deletes_events_of_days_before_the_cutoff,
+    the_overall_status_is_failed_then_pending_then_delivered,
+    unknown_event_types_are_stored_and_excluded_by_a_kind_filter,
+    concurrent_appends_all_land_exactly_once,
+    a_bad_cursor_is_a_typed_error,
+);
+
+fn attempt(status: u16, trigger: AttemptTrigger, at_iso: &str) -> Attempt {
+    Attempt::response(
+        at(at_iso),
+        Duration::from_millis(42),
+        status,
+        "{\"ok\":true}",
+        trigger,
+    )
+}
+
+fn record(
+    event: &StoredEvent,
+    endpoint: &str,
+    attempt: Attempt,
+    state: DeliveryState,
+) -> AttemptRecord {
+    AttemptRecord {
+        event_unique_id: event.event_unique_id.clone(),
+        endpoint_id: endpoint.into(),
+        attempt,
+        state,
+        next_attempt_at: None,
+    }
+}
+
+async fn an_appended_event_comes_back_with_its_exact_body_and_deliveries(backend: Backend) {
+    let store = backend.store;
+    let event = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00.123Z",
+        &["crm", "accounting"],
+    );
+    store.append(event.clone()).await.unwrap();
+    let back = store.get(&event.event_unique_id).await.unwrap().unwrap();
+    assert_eq!(back, event);
+    assert_eq!(
+        back.body.as_bytes(),
+        event.body.as_bytes(),
+        "byte-identical body"
+    );
+    assert_eq!(
+        back.event().unwrap().kind(),
+        Some(EventKind::PaidCourseSale)
+    );
+    assert!(store.get("no-such-event").await.unwrap().is_none());
+}
+
+async fn a_second_event_with_the_same_id_is_refused(backend: Backend) {
+    let store = backend.store;
+    let event = stored(
+        EventKind::FreeCourseEnrollment,
+        "2026-11-28T10:00:00Z",
+        &["crm"],
+    );
+    store.append(event.clone()).await.unwrap();
+    let mut again = event.clone();
+    again.body = again.body.replace("Aarav", "Someone else");
+    let error = store.append(again).await.unwrap_err();
+    assert!(matches!(error, LogError::DuplicateEvent { ref id } if *id == event.event_unique_id));
+    assert_eq!(
+        store
+            .get(&event.event_unique_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        event.body
+    );
+}
+
+async fn malformed_entries_are_refused_with_a_reason(backend: Backend) {
+    let store = backend.store;
+    let mut twice = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00Z",
+        &["crm", "crm"],
+    );
+    let error = store.append(twice.clone()).await.unwrap_err();
+    assert!(matches!(error, LogError::InvalidEntry { .. }), "{error:?}");
+    assert!(error.to_string().contains("crm"));
+    twice.deliveries.pop();
+    twice.deliveries[0].attempts.push(attempt(
+        200,
+        AttemptTrigger::FirstTry,
+        "2026-11-28T10:00:01Z",
+    ));
+    assert!(matches!(
+        store.append(twice).await,
+        Err(LogError::InvalidEntry { .. })
+    ));
+    let mut no_id = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
+    no_id.event_unique_id.clear();
+    assert!(matches!(
+        store.append(no_id).await,
+        Err(LogError::InvalidEntry { .. })
+    ));
+}
+
+async fn attempts_are_recorded_with_the_new_delivery_state(backend: Backend) {
+    let store = backend.store;
+    let event = stored(
+        EventKind::PaymentFailed,
+        "2026-11-28T10:00:00Z",
+        &["crm", "accounting"],
+    );
+    store.append(event.clone()).await.unwrap();
+    let failed = Attempt::transport_error(
+        at("2026-11-28T10:00:00.500Z"),
+        Duration::from_secs(15),
+        TransportErrorKind::Timeout,
+        "no answer within 15 s",
+        AttemptTrigger::FirstTry,
+    );
+    let mut retry_later = record(&event, "crm", failed.clone(), DeliveryState::Pending);
+    retry_later.next_attempt_at = Some(at("2026-11-28T10:00:05Z"));
+    store.record_attempt(retry_later).await.unwrap();
+    let delivered = attempt(200, AttemptTrigger::AutomaticRetry, "2026-11-28T10:00:05Z");
+    store
+        .record_attempt(record(
+            &event,
+            "crm",
+            delivered.clone(),
+            DeliveryState::Delivered,
+        ))
+        .await
+        .unwrap();
+    let gone = attempt(410, AttemptTrigger::FirstTry, "2026-11-28T10:00:00.600Z");
+    store
+        .record_attempt(record(
+            &event,
+            "accounting",
+            gone.clone(),
+            DeliveryState::Failed,
+        ))
+        .await
+        .unwrap();
+
+    let back = store.get(&event.event_unique_id).await.unwrap().unwrap();
+    let crm = &back.deliveries[0];
+    assert_eq!(
+        (crm.state, crm.next_attempt_at),
+        (DeliveryState::Delivered, None)
+    );
+    assert_eq!(crm.attempts, vec![failed, delivered]);
+    let accounting = &back.deliveries[1];
+    assert_eq!(accounting.state, DeliveryState::Failed);
+    assert_eq!(accounting.attempts, vec![gone]);
+    assert_eq!(back.attempt_count(), 3);
+    assert_eq!(back.last_response_status(), Some(200));
+    assert_eq!(back.status(), DeliveryState::Failed);
+    assert_eq!(back.body, event.body, "attempts never change the body");
+}
+
+async fn attempts_for_unknown_events_or_endpoints_are_refused(backend: Backend) {
+    let store = backend.store;
+    let event = stored(EventKind::PaymentFailed, "2026-11-28T10:00:00Z", &["crm"]);
+    let ok = attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z");
+    let error = store
+        .record_attempt(record(&event, "crm", ok.clone(), DeliveryState::Delivered))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LogError::UnknownEvent { .. }), "{error:?}");
+    store.append(event.clone()).await.unwrap();
+    let error = store
+        .record_attempt(record(&event, "billing", ok, DeliveryState::Delivered))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LogError::UnknownDelivery { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        store
+            .get(&event.event_unique_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempt_count(),
+        0
+    );
+}
+
+async fn due_deliveries_are_pending_ones_whose_time_has_come_earliest_first(backend: Backend) {
+    let store = backend.store;
+    let early = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
+    let late = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:05:00Z",
+        &["crm", "accounting"],
+    );
+    store.append(late.clone()).await.unwrap();
+    store.append(early.clone()).await.unwrap();
+    assert!(
+        store
+            .due_deliveries(at("2026-11-28T09:59:59Z"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store
+        .due_deliveries(at("2026-11-28T10:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].event_unique_id, early.event_unique_id);
+    assert_eq!(due[0].url, "https://hooks.example.com/crm");
+    assert_eq!(due[0].attempts_made, 0);
+    let due = store
+        .due_deliveries(at("2026-11-28T11:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3);
+    assert_eq!(
+        due[0].event_unique_id, early.event_unique_id,
+        "earliest first"
+    );
+    assert_eq!(
+        store
+            .due_deliveries(at("2026-11-28T11:00:00Z"), 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let ok = attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z");
+    store
+        .record_attempt(record(&early, "crm", ok, DeliveryState::Delivered))
+        .await
+        .unwrap();
+    let mut later = record(
+        &late,
+        "crm",
+        attempt(503, AttemptTrigger::FirstTry, "2026-11-28T10:05:01Z"),
+        DeliveryState::Pending,
+    );
+    later.next_attempt_at = Some(at("2026-11-28T12:00:00Z"));
+    store.record_attempt(later).await.unwrap();
+    let due = store
+        .due_deliveries(at("2026-11-28T11:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].endpoint_id.as_str(), due[0].attempts_made),
+        ("accounting", 0)
+    );
+    let due = store
+        .due_deliveries(at("2026-11-28T12:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(
+        due.iter()
+            .any(|d| d.endpoint_id == "crm" && d.attempts_made == 1)
+    );
+}
+
+async fn queries_page_newest_first_through_every_event_exactly_once(backend: Backend) {
+    let store = backend.store;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        // Two events share each timestamp, across three days, appended out of order.
+        let minute = (i * 7) % 13;
+        let day = 26 + i % 3;
+        let event = stored(
+            EventKind::PaidCourseSale,
+            &format!("2026-11-{day}T10:{minute:02}:00Z"),
+            &["crm"],
+        );
+        ids.push((event.timestamp, event.event_unique_id.clone()));
+        store.append(event).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = store
+            .query(&LogFilter::default(), cursor.as_ref(), 4)
+            .await
+            .unwrap();
+        assert!(page.events.len() <= 4);
+        seen.extend(
+            page.events
+                .iter()
+                .map(|e| (e.timestamp, e.event_unique_id.clone())),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25, "every event exactly once");
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+    let mut sorted_seen: Vec<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+    sorted_seen.sort();
+    let mut sorted_ids: Vec<_> = ids.iter().map(|(_, id)| id.clone()).collect();
+    sorted_ids.sort();
+    assert_eq!(sorted_seen, sorted_ids);
+    let last_page = store.query(&LogFilter::default(), None, 25).await.unwrap();
+    assert_eq!((last_page.events.len(), last_page.next_cursor), (25, None));
+}
+
+async fn the_time_range_includes_from_and_excludes_to(backend: Backend) {
+    let store = backend.store;
+    for timestamp in [
+        "2026-11-27T23:59:59.999Z",
+        "2026-11-28T00:00:00.000Z",
+        "2026-11-28T12:00:00.000Z",
+        "2026-11-28T23:59:59.999Z",
+        "2026-11-29T00:00:00.000Z",
+    ] {
+        store
+            .append(stored(EventKind::PaidCourseSale, timestamp, &["crm"]))
+            .await
+            .unwrap();
+    }
+    let day = LogFilter::default().between(at("2026-11-28T00:00:00Z"), at("2026-11-29T00:00:00Z"));
+    let page = store.query(&day, None, 100).await.unwrap();
+    let stamps: Vec<String> = page
+        .events
+        .iter()
+        .map(|e| e.timestamp.to_rfc3339())
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            "2026-11-28T23:59:59.999+00:00",
+            "2026-11-28T12:00:00+00:00",
+            "2026-11-28T00:00:00+00:00"
+        ]
+    );
+    let mut scanned = 0;
+    store
+        .scan(&day, &mut |_| {
+            scanned += 1;
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(scanned, 3);
+    let empty =
+        LogFilter::default().between(at("2026-11-28T12:00:00Z"), at("2026-11-28T12:00:00Z"));
+    assert!(
+        store
+            .query(&empty, None, 100)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+}
+
+async fn queries_filter_by_kind_status_and_test_flag(backend: Backend) {
+    let store = backend.store;
+    let sale = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
+    let failed_payment = stored(EventKind::PaymentFailed, "2026-11-28T10:01:00Z", &["crm"]);
+    let mut test = stored(
+        EventKind::FreeCourseEnrollment,
+        "2026-11-28T10:02:00Z",
+        &["crm"],
+    );
+    test.is_test_event = true;
+    for event in [&sale, &failed_payment, &test] {
+        store.append(event.clone()).await.unwrap();
+    }
+    store
+        .record_attempt(record(
+            &sale,
+            "crm",
+            attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z"),
+            DeliveryState::Delivered,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_attempt(record(
+            &failed_payment,
+            "crm",
+            attempt(500, AttemptTrigger::FirstTry, "2026-11-28T10:01:01Z"),
+            DeliveryState::Failed,
+        ))
+        .await
+        .unwrap();
+    let ids = |filter: LogFilter| {
+        let store = store.clone();
+        async move {
+            let page = store.query(&filter, None, 100).await.unwrap();
+            page.events
+                .into_iter()
+                .map(|e| e.event_unique_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        ids(LogFilter::default().kinds([EventKind::PaidCourseSale, EventKind::PaymentFailed]))
+            .await,
+        [
+            failed_payment.event_unique_id.clone(),
+            sale.event_unique_id.clone()
+        ]
+    );
+    assert_eq!(
+        ids(LogFilter::default().status(DeliveryState::Delivered)).await,
+        [sale.event_unique_id.clone()]
+    );
+    assert_eq!(
+        ids(LogFilter::default().status(DeliveryState::Failed)).await,
+        [failed_payment.event_unique_id.clone()]
+    );
+    assert_eq!(
+        ids(LogFilter::default().status(DeliveryState::Pending)).await,
+        [test.event_unique_id.clone()]
+    );
+    assert_eq!(
+        ids(LogFilter::default().test_events(true)).await,
+        [test.event_unique_id.clone()]
+    );
+    assert_eq!(ids(LogFilter::default().test_events(false)).await.len(), 2);
+}
+
+async fn scan_visits_matching_events_oldest_first_and_stops_when_told(backend: Backend) {
+    let store = backend.store;
+    for i in 0..1200 {
+        let kind = if i % 3 == 0 {
+            EventKind::PaymentFailed
+        } else {
+            EventKind::PaidCourseSale
+        };
+        let timestamp = format!("2026-11-{:02}T{:02}:{:02}:00Z", 20 + i % 5, i % 24, i % 60);
+        store
+            .append(stored(kind, &timestamp, &["crm"]))
+            .await
+            .unwrap();
+    }
+    let mut stamps = Vec::new();
+    let visited = store
+        .scan(
+            &LogFilter::default().kinds([EventKind::PaymentFailed]),
+            &mut |event| {
+                stamps.push(event.timestamp);
+                ControlFlow::Continue(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(visited, 400);
+    assert_eq!(stamps.len(), 400);
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    let mut taken = 0;
+    let visited = store
+        .scan(&LogFilter::default(), &mut |_| {
+            taken += 1;
+            if taken == 10 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!((visited, taken), (10, 10));
+}
+
+async fn retention_deletes_events_of_days_before_the_cutoff(backend: Backend) {
+    let store = backend.store;
+    let old = stored(EventKind::PaidCourseSale, "2026-10-01T12:00:00Z", &["crm"]);
+    let older = stored(EventKind::PaidCourseSale, "2026-09-15T12:00:00Z", &["crm"]);
+    let recent = stored(EventKind::PaidCourseSale, "2026-11-28T12:00:00Z", &["crm"]);
+    for event in [&old, &older, &recent] {
+        store.append(event.clone()).await.unwrap();
+    }
+    let deleted = store
+        .delete_before(at("2026-10-02T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert!(store.get(&old.event_unique_id).await.unwrap().is_none());
+    assert!(store.get(&older.event_unique_id).await.unwrap().is_none());
+    assert!(store.get(&recent.event_unique_id).await.unwrap().is_some());
+    assert!(
+        store
+            .due_deliveries(at("2026-12-01T00:00:00Z"), 10)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+    assert_eq!(
+        store
+            .query(&LogFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_before(at("2026-10-02T00:00:00Z"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn the_overall_status_is_failed_then_pending_then_delivered(backend: Backend) {
+    let store = backend.store;
+    let event = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00Z",
+        &["a", "b", "c"],
+    );
+    store.append(event.clone()).await.unwrap();
+    let status = || {
+        let store = store.clone();
+        let id = event.event_unique_id.clone();
+        async move { store.get(&id).await.unwrap().unwrap().status() }
+    };
+    assert_eq!(status().await, DeliveryState::Pending);
+    for endpoint in ["a", "b"] {
+        let ok = attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z");
+        store
+            .record_attempt(record(&event, endpoint, ok, DeliveryState::Delivered))
+            .await
+            .unwrap();
+    }
+    assert_eq!(status().await, DeliveryState::Pending);
+    let bad = attempt(404, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z");
+    store
+        .record_attempt(record(&event, "c", bad, DeliveryState::Failed))
+        .await
+        .unwrap();
+    assert_eq!(status().await, DeliveryState::Failed);
+    let retried = attempt(200, AttemptTrigger::ManualRetrigger, "2026-11-29T09:00:00Z");
+    store
+        .record_attempt(record(&event, "c", retried, DeliveryState::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(status().await, DeliveryState::Delivered);
+    let failed_filter = LogFilter::default().status(DeliveryState::Failed);
+    assert!(
+        store
+            .query(&failed_filter, None, 10)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+}
+
+async fn unknown_event_types_are_stored_and_excluded_by_a_kind_filter(backend: Backend) {
+    let store = backend.store;
+    let body = r#"{"eventUniqueId":"lab-1","timestampIsoString":"2026-11-28T10:00:00.000Z","isTestEvent":false,"payload":{"eventType":"lab-session-started","labId":"l-9"}}"#;
+    let event = fermion_webhooks::WebhookEvent::from_json(body.as_bytes()).unwrap();
+    let entry = StoredEvent::new(
+        &event,
+        vec![Delivery::pending(
+            "crm",
+            "https://x.example/h",
+            at("2026-11-28T10:00:00Z"),
+        )],
+    );
+    assert_eq!(entry.body, body);
+    store.append(entry).await.unwrap();
+    let back = store.get("lab-1").await.unwrap().unwrap();
+    assert_eq!(
+        (back.event_type.as_str(), back.body.as_str()),
+        ("lab-session-started", body)
+    );
+    assert_eq!(
+        store
+            .query(&LogFilter::default(), None, 10)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+    let known = LogFilter::default().kinds(EventKind::ALL);
+    assert!(
+        store
+            .query(&known, None, 10)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+}
+
+async fn concurrent_appends_all_land_exactly_once(backend: Backend) {
+    let store = backend.store;
+    let mut tasks = Vec::new();
+    for task in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..20 {
+                let timestamp = format!("2026-11-28T{:02}:{:02}:00Z", task % 24, i);
+                let event = stored(EventKind::FreeCourseEnrollment, &timestamp, &["crm"]);
+                ids.push(event.event_unique_id.clone());
+                store.append(event).await.unwrap();
+            }
+            ids
+        }));
+    }
+    let mut expected = Vec::new();
+    for task in tasks {
+        expected.extend(task.await.unwrap());
+    }
+    let mut found = Vec::new();
+    store
+        .scan(&LogFilter::default(), &mut |event| {
+            found.push(event.event_unique_id);
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected);
+}
+
+async fn a_bad_cursor_is_a_typed_error(backend: Backend) {
+    let store = backend.store;
+    let cursor = Cursor::from("not-a-cursor".to_owned());
+    let error = store
+        .query(&LogFilter::default(), Some(&cursor), 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LogError::InvalidCursor { .. }), "{error:?}");
+}

@@ -1,0 +1,56 @@
+//! Helpers shared by the log tests: temporary directories and events to store.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, Utc};
+use fermion_webhooks::{Delivery, EventKind, EventPayload, StoredEvent, WebhookEvent};
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "fermion-webhooks-{label}-{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn at(iso: &str) -> DateTime<Utc> {
+    iso.parse().unwrap()
+}
+
+/// A stored event of `kind` at `timestamp`, with pending deliveries to `endpoints`.
+pub fn stored(kind: EventKind, timestamp: &str, endpoints: &[&str]) -> StoredEvent {
+    let event = WebhookEvent::at(EventPayload::sample(kind), at(timestamp));
+    let deliveries = endpoints
+        .iter()
+        .map(|id| {
+            Delivery::pending(
+                *id,
+                format!("https://hooks.example.com/{id}"),
+                at(timestamp),
+            )
+        })
+        .collect();
+    StoredEvent::new(&event, deliveries)
+}
