@@ -465,11 +465,11 @@ async fn queries_filter_by_kind_status_and_test_flag(backend: Backend) {
     );
     assert_eq!(
         ids(LogFilter::default().status(DeliveryState::Delivered)).await,
-        [sale.event_unique_id.clone()]
+        [sale.event_unique_id.as_str()]
     );
     assert_eq!(
         ids(LogFilter::default().status(DeliveryState::Failed)).await,
-        [failed_payment.event_unique_id.clone()]
+        [failed_payment.event_unique_id.as_str()]
     );
     assert_eq!(
         ids(LogFilter::default().status(DeliveryState::Pending)).await,
