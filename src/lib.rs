@@ -39,6 +39,7 @@
 
 mod clock;
 mod event;
+mod export;
 mod receive;
 mod secret;
 mod store;
@@ -49,6 +50,7 @@ pub use event::{
     PaymentFailed, PaymentInitiatedNotCompleted, UnknownEventKind, UnknownPayload, User,
     WebhookEvent,
 };
+pub use export::{CSV_COLUMNS, ExportError, ExportOptions, export_csv, export_jsonl};
 pub use receive::{
     DEFAULT_MAX_BODY_BYTES, DuplicateGuard, ReceiveError, Receiver, ReceiverBuilder,
 };

@@ -18,13 +18,22 @@ fn segment(dir: &TempDir, day: &str) -> std::path::PathBuf {
 }
 
 async fn count(store: &FileLogStore) -> usize {
-    store.query(&LogFilter::default(), None, usize::MAX).await.unwrap().events.len()
+    store
+        .query(&LogFilter::default(), None, usize::MAX)
+        .await
+        .unwrap()
+        .events
+        .len()
 }
 
 #[tokio::test]
 async fn everything_survives_a_reopen_byte_for_byte() {
     let dir = TempDir::new("reopen");
-    let event = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00.123Z", &["crm", "books"]);
+    let event = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00.123Z",
+        &["crm", "books"],
+    );
     {
         let store = FileLogStore::open(dir.path()).unwrap();
         store.append(event.clone()).await.unwrap();
@@ -48,21 +57,36 @@ async fn everything_survives_a_reopen_byte_for_byte() {
         store.record_attempt(retry).await.unwrap();
     }
     let store = FileLogStore::open(dir.path()).unwrap();
-    assert!(store.recovery_report().is_clean(), "{:?}", store.recovery_report());
+    assert!(
+        store.recovery_report().is_clean(),
+        "{:?}",
+        store.recovery_report()
+    );
     let back = store.get(&event.event_unique_id).await.unwrap().unwrap();
     assert_eq!(back.body, event.body);
     assert_eq!(back.deliveries[0].state, DeliveryState::Pending);
     assert_eq!(back.deliveries[0].attempts[0].http_status(), Some(503));
     assert_eq!(back.deliveries[1].state, DeliveryState::Delivered);
-    let due = store.due_deliveries(at("2026-11-28T10:00:05Z"), 10).await.unwrap();
-    assert_eq!((due.len(), due[0].attempts_made), (1, 1), "pending work is found again");
+    let due = store
+        .due_deliveries(at("2026-11-28T10:00:05Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (due.len(), due[0].attempts_made),
+        (1, 1),
+        "pending work is found again"
+    );
 }
 
 #[tokio::test]
 async fn the_files_are_human_readable_json_lines_with_the_body_verbatim() {
     let dir = TempDir::new("readable");
     let store = FileLogStore::open(dir.path()).unwrap();
-    let event = stored(EventKind::FreeCourseEnrollment, "2026-11-28T10:00:00Z", &["crm"]);
+    let event = stored(
+        EventKind::FreeCourseEnrollment,
+        "2026-11-28T10:00:00Z",
+        &["crm"],
+    );
     store.append(event.clone()).await.unwrap();
     // A body that is not single-line JSON is still kept exactly.
     let mut odd = stored(EventKind::PaidCourseSale, "2026-11-28T11:00:00Z", &["crm"]);
@@ -75,8 +99,15 @@ async fn the_files_are_human_readable_json_lines_with_the_body_verbatim() {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(value["record"], "event");
     }
-    assert!(lines[0].ends_with(&format!(",\"body\":{}}}", event.body)), "{}", lines[0]);
-    assert_eq!(store.get(&odd.event_unique_id).await.unwrap().unwrap().body, odd.body);
+    assert!(
+        lines[0].ends_with(&format!(",\"body\":{}}}", event.body)),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        store.get(&odd.event_unique_id).await.unwrap().unwrap().body,
+        odd.body
+    );
     assert!(!text.contains("secret"));
 }
 
@@ -93,7 +124,10 @@ async fn a_torn_last_line_is_set_aside_and_never_hides_earlier_records() {
     // A crash in the middle of writing a third line.
     let path = segment(&dir, "2026-11-28");
     let intact_len = std::fs::metadata(&path).unwrap().len();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     file.write_all(br#"{"record":"event","eventUniqueId":"torn-3","timestampIsoString":"2026-11"#)
         .unwrap();
     drop(file);
@@ -111,9 +145,21 @@ async fn a_torn_last_line_is_set_aside_and_never_hides_earlier_records() {
     store.append(third.clone()).await.unwrap();
     drop(store);
     let store = FileLogStore::open(dir.path()).unwrap();
-    assert!(store.recovery_report().is_clean(), "{:?}", store.recovery_report());
+    assert!(
+        store.recovery_report().is_clean(),
+        "{:?}",
+        store.recovery_report()
+    );
     for event in [first, second, third] {
-        assert_eq!(store.get(&event.event_unique_id).await.unwrap().unwrap().body, event.body);
+        assert_eq!(
+            store
+                .get(&event.event_unique_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .body,
+            event.body
+        );
     }
 }
 
@@ -121,7 +167,13 @@ async fn a_torn_last_line_is_set_aside_and_never_hides_earlier_records() {
 async fn a_damaged_line_in_the_middle_is_reported_and_skipped() {
     let dir = TempDir::new("damaged");
     let events: Vec<StoredEvent> = (0..3)
-        .map(|i| stored(EventKind::PaidCourseSale, &format!("2026-11-28T10:0{i}:00Z"), &["crm"]))
+        .map(|i| {
+            stored(
+                EventKind::PaidCourseSale,
+                &format!("2026-11-28T10:0{i}:00Z"),
+                &["crm"],
+            )
+        })
         .collect();
     {
         let store = FileLogStore::open(dir.path()).unwrap();
@@ -137,9 +189,27 @@ async fn a_damaged_line_in_the_middle_is_reported_and_skipped() {
     let store = FileLogStore::open(dir.path()).unwrap();
     let damaged = &store.recovery_report().damaged_lines;
     assert_eq!(damaged.len(), 1, "{damaged:?}");
-    assert!(store.get(&events[0].event_unique_id).await.unwrap().is_some());
-    assert!(store.get(&events[1].event_unique_id).await.unwrap().is_none());
-    assert!(store.get(&events[2].event_unique_id).await.unwrap().is_some());
+    assert!(
+        store
+            .get(&events[0].event_unique_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get(&events[1].event_unique_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get(&events[2].event_unique_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -149,14 +219,28 @@ async fn a_second_writer_gets_a_clear_error_and_the_first_is_unharmed() {
     let error = FileLogStore::open(dir.path()).unwrap_err();
     assert!(matches!(error, LogError::Locked { .. }), "{error:?}");
     assert!(error.to_string().contains("already open for writing"));
-    first.append(stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"])).await.unwrap();
+    first
+        .append(stored(
+            EventKind::PaidCourseSale,
+            "2026-11-28T10:00:00Z",
+            &["crm"],
+        ))
+        .await
+        .unwrap();
     // Readers may open beside the writer.
     let reader = FileLogStore::open_read_only(dir.path()).unwrap();
     assert_eq!(count(&reader).await, 1);
-    let write = reader.append(stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]));
+    let write = reader.append(stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00Z",
+        &["crm"],
+    ));
     assert!(matches!(write.await, Err(LogError::ReadOnly { .. })));
     drop(first);
-    assert!(FileLogStore::open(dir.path()).is_ok(), "the lock goes with the writer");
+    assert!(
+        FileLogStore::open(dir.path()).is_ok(),
+        "the lock goes with the writer"
+    );
 }
 
 #[test]
@@ -172,11 +256,21 @@ async fn retention_deletes_whole_segment_files() {
     let dir = TempDir::new("retention");
     let store = FileLogStore::open(dir.path()).unwrap();
     for day in ["2026-11-01", "2026-11-02", "2026-11-03"] {
-        let event = stored(EventKind::PaidCourseSale, &format!("{day}T10:00:00Z"), &["crm"]);
+        let event = stored(
+            EventKind::PaidCourseSale,
+            &format!("{day}T10:00:00Z"),
+            &["crm"],
+        );
         store.append(event).await.unwrap();
     }
     // A cut-off in the middle of a day keeps that whole day.
-    assert_eq!(store.delete_before(at("2026-11-03T09:00:00Z")).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .delete_before(at("2026-11-03T09:00:00Z"))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(!segment(&dir, "2026-11-01").exists());
     assert!(!segment(&dir, "2026-11-02").exists());
     assert!(segment(&dir, "2026-11-03").exists());
@@ -219,7 +313,12 @@ async fn an_acknowledged_append_survives_kill_9() {
     let mut acknowledged = Vec::new();
     for round in 0..6u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "child_appends_until_killed", "--nocapture"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_appends_until_killed",
+                "--nocapture",
+            ])
             .env("FERMION_CRASH_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -250,7 +349,11 @@ async fn an_acknowledged_append_survives_kill_9() {
         }
 
         let store = FileLogStore::open(dir.path()).unwrap();
-        assert!(store.recovery_report().damaged_lines.is_empty(), "{:?}", store.recovery_report());
+        assert!(
+            store.recovery_report().damaged_lines.is_empty(),
+            "{:?}",
+            store.recovery_report()
+        );
         let mut found = Vec::new();
         store
             .scan(&LogFilter::default(), &mut |event| {
@@ -262,11 +365,21 @@ async fn an_acknowledged_append_survives_kill_9() {
         let mut unique = found.clone();
         unique.sort();
         unique.dedup();
-        assert_eq!(unique.len(), found.len(), "round {round}: an event is in the log twice");
+        assert_eq!(
+            unique.len(),
+            found.len(),
+            "round {round}: an event is in the log twice"
+        );
         for id in &acknowledged {
             let event = store.get(id).await.unwrap();
-            assert!(event.is_some(), "round {round}: acknowledged event {id} was lost");
-            assert!(event.unwrap().event().is_ok(), "round {round}: {id} body damaged");
+            assert!(
+                event.is_some(),
+                "round {round}: acknowledged event {id} was lost"
+            );
+            assert!(
+                event.unwrap().event().is_ok(),
+                "round {round}: {id} body damaged"
+            );
         }
     }
     assert!(acknowledged.len() >= 300);
