@@ -157,10 +157,10 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
         }
     }
     let log_dir = log_dir.ok_or_else(|| Usage("--log-dir DIR is required".into()))?;
-    if let (Some(from), Some(to)) = (filter.from, filter.to) {
-        if from > to {
-            return Err(Usage(format!("--from {from} is after --to {to}")));
-        }
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from > to
+    {
+        return Err(Usage(format!("--from {from} is after --to {to}")));
     }
     let one_id = |positional: Vec<String>, name: &str| match positional.as_slice() {
         [id] => Ok(id.clone()),
@@ -294,10 +294,8 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
                 bar
             });
             let mut progress = |rows: u64| {
-                if let Some(bar) = &bar {
-                    if rows % 1000 == 0 {
-                        bar.set_position(rows);
-                    }
+                if let Some(bar) = bar.as_ref().filter(|_| rows.is_multiple_of(1000)) {
+                    bar.set_position(rows);
                 }
             };
             let rows = match format {
