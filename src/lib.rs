@@ -60,7 +60,7 @@ pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};
 pub use store::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Cursor, DamagedLine, Delivery,
     DeliveryState, DueDelivery, FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, Page,
-    RESPONSE_SNIPPET_LIMIT, RecoveryReport, StoredEvent, TornTail, TransportErrorKind,
+    RESPONSE_SNIPPET_LIMIT, RecoveryReport, StoredEvent, TornTail, TransportErrorKind, WriteStats,
 };
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.

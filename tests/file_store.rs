@@ -384,3 +384,30 @@ async fn an_acknowledged_append_survives_kill_9() {
     }
     assert!(acknowledged.len() >= 300);
 }
+
+#[tokio::test]
+async fn concurrent_appends_share_fsyncs() {
+    let dir = TempDir::new("group-commit");
+    let store = std::sync::Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let tasks: Vec<_> = (0..64)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..8 {
+                    let timestamp = format!("2026-11-28T10:{:02}:{i:02}Z", task % 60);
+                    let event = stored(EventKind::PaidCourseSale, &timestamp, &["crm"]);
+                    store.append(event).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = store.write_stats();
+    assert_eq!(stats.records, 512);
+    assert!(
+        stats.commits * 4 <= stats.records,
+        "64 concurrent writers should share fsyncs: {stats:?}"
+    );
+}

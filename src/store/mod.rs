@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use file::{DamagedLine, FileLogStore, RecoveryReport, TornTail};
+pub use file::{DamagedLine, FileLogStore, RecoveryReport, TornTail, WriteStats};
 pub use memory::MemoryLogStore;
 pub use query::{Cursor, LogFilter, Page};
 pub use record::{

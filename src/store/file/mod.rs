@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 
@@ -20,7 +21,7 @@ use self::index::{EventLocation, Index};
 use self::segment::{
     Day, Line, parse_line, parse_segment_file_name, read_event, segment_file_name,
 };
-use self::writer::{Request, Writer, sync_dir};
+use self::writer::{Counters, Request, Writer, sync_dir};
 use super::query::{Cursor, LogFilter, Page};
 use super::record::{AttemptRecord, DueDelivery, StoredEvent};
 use super::{LogError, LogStore};
@@ -47,6 +48,7 @@ const SCAN_CHUNK: usize = 512;
 pub struct FileLogStore {
     dir: PathBuf,
     index: Arc<Mutex<Index>>,
+    counters: Arc<Counters>,
     writer: Option<WriterHandle>,
     recovery: RecoveryReport,
 }
@@ -55,6 +57,16 @@ pub struct FileLogStore {
 struct WriterHandle {
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Write counters of a [`FileLogStore`]: with group commit, `commits` grows slower than
+/// `records` when writers are concurrent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Records (events and attempts) written.
+    pub records: u64,
+    /// Commits: batches written and fsynced together.
+    pub commits: u64,
 }
 
 /// What reopening a log found and repaired.
@@ -123,7 +135,8 @@ impl FileLogStore {
         let (index, recovery) = load(&dir, true)?;
         let index = Arc::new(Mutex::new(index));
         let (sender, receiver) = mpsc::channel();
-        let writer = Writer::new(dir.clone(), index.clone(), lock);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer::new(dir.clone(), index.clone(), counters.clone(), lock);
         let thread = std::thread::Builder::new()
             .name("fermion-log-writer".into())
             .spawn(move || writer.run(receiver))
@@ -131,6 +144,7 @@ impl FileLogStore {
         Ok(Self {
             dir,
             index,
+            counters,
             writer: Some(WriterHandle {
                 requests: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
@@ -150,6 +164,7 @@ impl FileLogStore {
         Ok(Self {
             dir,
             index: Arc::new(Mutex::new(index)),
+            counters: Arc::default(),
             writer: None,
             recovery,
         })
@@ -158,6 +173,15 @@ impl FileLogStore {
     /// What opening the log found and repaired.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery
+    }
+
+    /// How many records were written in how many commits (each commit is one write and one
+    /// fsync per touched segment), since the log was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            records: self.counters.records.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+        }
     }
 
     /// The log's directory.

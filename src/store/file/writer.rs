@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
@@ -50,9 +51,17 @@ struct Batch {
     replies: Vec<Reply<()>>,
 }
 
+/// Counts of what the writer has done, shared with the store for [`super::WriteStats`].
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) records: AtomicU64,
+    pub(super) commits: AtomicU64,
+}
+
 pub(super) struct Writer {
     dir: PathBuf,
     index: Arc<Mutex<Index>>,
+    counters: Arc<Counters>,
     files: HashMap<Day, File>,
     poisoned: Option<String>,
     /// Held for the writer's whole life: the lock that keeps other processes out.
@@ -60,10 +69,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(dir: PathBuf, index: Arc<Mutex<Index>>, lock: File) -> Self {
+    pub(super) fn new(
+        dir: PathBuf,
+        index: Arc<Mutex<Index>>,
+        counters: Arc<Counters>,
+        lock: File,
+    ) -> Self {
         Self {
             dir,
             index,
+            counters,
             files: HashMap::new(),
             poisoned: None,
             _lock: lock,
@@ -215,6 +230,9 @@ impl Writer {
                 }
             }
         }
+        let records = batch.replies.len() as u64;
+        self.counters.records.fetch_add(records, Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
         for reply in batch.replies {
             let _ = reply.send(Ok(()));
         }
