@@ -411,3 +411,31 @@ async fn concurrent_appends_share_fsyncs() {
         "64 concurrent writers should share fsyncs: {stats:?}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_appends_across_many_days_all_land() {
+    // More days than the writer keeps files open for, written concurrently so that one commit
+    // touches several segments.
+    let dir = TempDir::new("many-days");
+    let store = std::sync::Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let tasks: Vec<_> = (0..40)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let timestamp = format!("2026-10-{:02}T10:00:{i:02}Z", 1 + (task + i) % 30);
+                    let event = stored(EventKind::PaidCourseSale, &timestamp, &["crm"]);
+                    store.append(event).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(count(&store).await, 400);
+    drop(store);
+    let store = FileLogStore::open(dir.path()).unwrap();
+    assert!(store.recovery_report().is_clean());
+    assert_eq!(count(&store).await, 400);
+}

@@ -240,11 +240,17 @@ impl Writer {
 
     fn write_and_sync(&mut self, lines: &BTreeMap<Day, Vec<u8>>) -> Result<(), LogError> {
         let mut created = false;
+        // Close files this batch does not touch when the cache would overflow; never one it
+        // is about to write to.
+        let missing = lines
+            .keys()
+            .filter(|day| !self.files.contains_key(day))
+            .count();
+        if self.files.len() + missing > MAX_OPEN_FILES {
+            self.files.retain(|day, _| lines.contains_key(day));
+        }
         for day in lines.keys() {
             if !self.files.contains_key(day) {
-                if self.files.len() >= MAX_OPEN_FILES {
-                    self.files.clear();
-                }
                 let path = self.dir.join(segment_file_name(*day));
                 created |= !path.exists();
                 let file = OpenOptions::new()
