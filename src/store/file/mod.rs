@@ -6,7 +6,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use self::index::{EventLocation, Index};
 use self::segment::{
-    Day, Line, parse_line, parse_segment_file_name, read_event, segment_file_name,
+    Day, Line, SegmentReader, parse_line, parse_segment_file_name, read_event, segment_file_name,
 };
 use self::writer::{Counters, Request, Writer, sync_dir};
 use super::query::{Cursor, LogFilter, Page};
@@ -212,15 +212,15 @@ impl FileLogStore {
 
     /// Reads events at these locations, keeping segment files open across reads.
     fn read_all(&self, locations: &[EventLocation]) -> Result<Vec<StoredEvent>, LogError> {
-        let mut files: HashMap<Day, BufReader<File>> = HashMap::new();
+        let mut files: HashMap<Day, SegmentReader> = HashMap::new();
         let mut events = Vec::with_capacity(locations.len());
         for location in locations {
             let path = self.dir.join(segment_file_name(location.day));
             let file = match files.entry(location.day) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    match File::open(&path) {
-                        Ok(file) => entry.insert(BufReader::with_capacity(16 * 1024, file)),
+                    match SegmentReader::open(&path) {
+                        Ok(reader) => entry.insert(reader),
                         // Deleted by retention since the index was read: the event is gone.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(io_error(&path, e)),

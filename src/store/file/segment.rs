@@ -170,7 +170,7 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Line, String> {
 
 /// Reads the full event at `offset` in `file`, then applies its attempts (at their offsets).
 pub(super) fn read_event(
-    file: &mut BufReader<File>,
+    file: &mut SegmentReader,
     path: &Path,
     offset: u64,
     attempt_offsets: &[u64],
@@ -216,10 +216,44 @@ pub(super) fn apply_attempt(event: &mut StoredEvent, record: AttemptRecord) {
     }
 }
 
-fn read_line_at(file: &mut BufReader<File>, offset: u64) -> io::Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(offset))?;
+/// A buffered reader of one segment that remembers where it is, so reading lines in file order
+/// (an event, then its attempts, then the next event) moves within the buffer instead of
+/// discarding it on every seek.
+pub(super) struct SegmentReader {
+    reader: BufReader<File>,
+    position: u64,
+}
+
+impl SegmentReader {
+    pub(super) fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            reader: BufReader::with_capacity(64 * 1024, File::open(path)?),
+            position: 0,
+        })
+    }
+
+    fn move_to(&mut self, offset: u64) -> io::Result<()> {
+        let ahead = offset.checked_sub(self.position);
+        match ahead {
+            Some(0) => {}
+            Some(ahead) if ahead <= self.reader.buffer().len() as u64 => {
+                self.reader.seek_relative(ahead as i64)?;
+            }
+            _ => {
+                self.reader.seek(SeekFrom::Start(offset))?;
+            }
+        }
+        self.position = offset;
+        Ok(())
+    }
+}
+
+fn read_line_at(file: &mut SegmentReader, offset: u64) -> io::Result<Vec<u8>> {
+    file.move_to(offset)?;
     let mut line = Vec::new();
-    file.read_until(b'\n', &mut line)?;
+    let read = file.reader.read_until(b'\n', &mut line);
+    file.position += line.len() as u64;
+    read?;
     if line.pop() != Some(b'\n') {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
