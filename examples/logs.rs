@@ -290,7 +290,12 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
             };
             let bar = std::io::stderr().is_terminal().then(|| {
                 let bar = indicatif::ProgressBar::new_spinner();
-                bar.set_message("rows exported");
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{spinner} {human_pos} events exported ({per_sec}, {elapsed})",
+                ) {
+                    bar.set_style(style);
+                }
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 bar
             });
             let mut progress = |rows: u64| {
