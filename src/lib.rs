@@ -38,13 +38,20 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod dispatch;
+mod endpoint;
 mod event;
 mod export;
 mod receive;
 mod secret;
+mod sender;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dispatch::{
+    DispatchConfig, DispatchError, Dispatcher, Emitted, Retriggered, RetrySchedule,
+};
+pub use endpoint::{Endpoint, EndpointError};
 pub use event::{
     Course, EventKind, EventPayload, FreeCourseEnrollment, Order, PaidCourseSale, ParseError,
     PaymentFailed, PaymentInitiatedNotCompleted, UnknownEventKind, UnknownPayload, User,
@@ -57,6 +64,10 @@ pub use receive::{
 #[cfg(feature = "axum")]
 pub use receive::{FermionWebhook, WebhookRejection};
 pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};
+pub use sender::{
+    DeliveryRequest, HttpSender, HttpSenderBuilder, HttpSenderError, SendOutcome, SendResult,
+    Sender, is_global_address,
+};
 pub use store::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Cursor, DamagedLine, Delivery,
     DeliveryState, DueDelivery, FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, Page,

@@ -188,3 +188,19 @@ pub(crate) fn matches_any(accepted: &[PaddedSecret], candidate: &[u8]) -> bool {
         })
         .into()
 }
+
+/// Serialises the secret's value, so an endpoint can be kept in a platform's own database.
+/// Anything serialised this way must be treated as a credential.
+impl serde::Serialize for WebhookSecret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose_secret())
+    }
+}
+
+/// Deserialising validates like [`WebhookSecret::new`]; the error never contains the value.
+impl<'de> serde::Deserialize<'de> for WebhookSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        WebhookSecret::new(value).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,447 @@
+//! The platform side: emit events, deliver them in the background with retries, re-trigger.
+
+mod retry;
+mod worker;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::clock::{Clock, SystemClock};
+use crate::endpoint::{Endpoint, EndpointError, validate_all};
+use crate::event::{EventKind, EventPayload, WebhookEvent};
+use crate::sender::{DeliveryRequest, SendOutcome, Sender};
+use crate::store::{
+    AttemptRecord, AttemptTrigger, Delivery, DeliveryState, LogError, LogFilter, LogStore,
+    StoredEvent,
+};
+
+pub use retry::RetrySchedule;
+
+/// Why the dispatcher could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The endpoint configuration is invalid.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// No endpoint with this id is configured.
+    #[error("no endpoint {id} is configured")]
+    UnknownEndpoint {
+        /// The endpoint id.
+        id: String,
+    },
+    /// No event with this id is in the log.
+    #[error("no event {id} in the log")]
+    UnknownEvent {
+        /// The event id.
+        id: String,
+    },
+    /// The dispatcher is shutting down and takes no new work.
+    #[error("the dispatcher is shutting down and takes no new events")]
+    ShuttingDown,
+    /// Waiting for an event's deliveries took longer than allowed.
+    #[error("event {id} still has pending deliveries after {waited:?}")]
+    WaitTimedOut {
+        /// The event id.
+        id: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+}
+
+/// What [`Dispatcher::emit`] did with an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    /// The new event's id.
+    pub event_unique_id: String,
+    /// The endpoints it will be delivered to. Empty when no enabled endpoint is subscribed to
+    /// its kind; such an event is not logged, since there is nothing to deliver.
+    pub endpoint_ids: Vec<String>,
+}
+
+impl Emitted {
+    /// Whether no endpoint wanted the event.
+    pub fn is_unsubscribed(&self) -> bool {
+        self.endpoint_ids.is_empty()
+    }
+}
+
+/// One manual re-trigger attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retriggered {
+    /// The endpoint it went to.
+    pub endpoint_id: String,
+    /// What happened.
+    pub outcome: SendOutcome,
+    /// The delivery's state afterwards.
+    pub state: DeliveryState,
+}
+
+/// How the dispatcher behaves. Construct with `DispatchConfig::default()` and adjust fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// When to retry (default: [`RetrySchedule::default`]).
+    pub retry: RetrySchedule,
+    /// The most attempts in flight at once (default 64).
+    pub max_in_flight: usize,
+    /// How often to look for due deliveries when nothing wakes the dispatcher (default 250 ms).
+    pub poll_interval: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetrySchedule::default(),
+            max_in_flight: 64,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Emits events into the log and delivers them in the background.
+///
+/// `emit` stores the event with one pending delivery per enabled endpoint subscribed to its
+/// kind, and returns only once it is in the log (durable with a [`FileLogStore`]); a background
+/// task then delivers it with at most `max_in_flight` attempts at once, retrying on the
+/// schedule. On start, deliveries left pending by an earlier run are resumed.
+///
+/// [`FileLogStore`]: crate::FileLogStore
+#[derive(Clone, Debug)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn LogStore>,
+    sender: Arc<dyn Sender>,
+    endpoints: RwLock<Vec<Endpoint>>,
+    config: DispatchConfig,
+    clock: Arc<dyn Clock>,
+    /// Wakes the worker: new work, or shutdown.
+    wake: Notify,
+    /// Signalled after every recorded attempt, for `wait_until_final`.
+    progress: Notify,
+    in_flight: Mutex<HashSet<(String, String)>>,
+    permits: Arc<Semaphore>,
+    stopping: std::sync::atomic::AtomicBool,
+    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Dispatcher {
+    /// Starts a dispatcher (inside a tokio runtime) with the default configuration.
+    pub fn start(
+        store: Arc<dyn LogStore>,
+        sender: Arc<dyn Sender>,
+        endpoints: Vec<Endpoint>,
+    ) -> Result<Self, DispatchError> {
+        Self::start_with(
+            store,
+            sender,
+            endpoints,
+            DispatchConfig::default(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// Starts a dispatcher with a configuration and a clock.
+    pub fn start_with(
+        store: Arc<dyn LogStore>,
+        sender: Arc<dyn Sender>,
+        endpoints: Vec<Endpoint>,
+        config: DispatchConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, DispatchError> {
+        validate_all(&endpoints)?;
+        let inner = Arc::new(Inner {
+            store,
+            sender,
+            endpoints: RwLock::new(endpoints),
+            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            config,
+            clock,
+            wake: Notify::new(),
+            progress: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            worker: Mutex::new(None),
+        });
+        let handle = tokio::spawn(worker::run(inner.clone()));
+        *lock(&inner.worker) = Some(handle);
+        Ok(Self { inner })
+    }
+
+    /// Replaces the endpoint configuration (for example after a creator edits it). Pending
+    /// deliveries to a removed or disabled endpoint fail at their next attempt.
+    pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) -> Result<(), DispatchError> {
+        validate_all(&endpoints)?;
+        *self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = endpoints;
+        Ok(())
+    }
+
+    /// The current endpoints.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Emits a live event now: a fresh `eventUniqueId`, the current time, `isTestEvent: false`.
+    /// Returns once the event and its pending deliveries are in the log.
+    pub async fn emit(&self, payload: EventPayload) -> Result<Emitted, DispatchError> {
+        let event = WebhookEvent::at(payload, self.inner.clock.now());
+        self.emit_event(event).await
+    }
+
+    /// Emits a prepared event as is (its id and timestamp kept), to the endpoints subscribed to
+    /// its kind. Events of a type this crate does not know go to no endpoint.
+    pub async fn emit_event(&self, event: WebhookEvent) -> Result<Emitted, DispatchError> {
+        let targets: Vec<Endpoint> = match event.kind() {
+            Some(kind) => self
+                .endpoints()
+                .into_iter()
+                .filter(|e| e.wants(kind))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.store_and_wake(&event, &targets).await
+    }
+
+    /// Sends a realistic sample of `kind` with `isTestEvent: true` to one endpoint, whether or
+    /// not it is subscribed to that kind. It is logged and marked as a test.
+    pub async fn send_test_event(
+        &self,
+        kind: EventKind,
+        endpoint_id: &str,
+    ) -> Result<Emitted, DispatchError> {
+        let endpoint = self.endpoint(endpoint_id)?;
+        let mut event = WebhookEvent::test(EventPayload::sample(kind));
+        event.timestamp =
+            WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now()).timestamp;
+        self.store_and_wake(&event, &[endpoint]).await
+    }
+
+    async fn store_and_wake(
+        &self,
+        event: &WebhookEvent,
+        targets: &[Endpoint],
+    ) -> Result<Emitted, DispatchError> {
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(DispatchError::ShuttingDown);
+        }
+        let emitted = Emitted {
+            event_unique_id: event.event_unique_id.clone(),
+            endpoint_ids: targets.iter().map(|e| e.id.clone()).collect(),
+        };
+        if targets.is_empty() {
+            return Ok(emitted);
+        }
+        let now = self.inner.clock.now();
+        let deliveries = targets
+            .iter()
+            .map(|e| Delivery::pending(e.id.clone(), e.url.clone(), now))
+            .collect();
+        self.inner
+            .store
+            .append(StoredEvent::new(event, deliveries))
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(emitted)
+    }
+
+    fn endpoint(&self, id: &str) -> Result<Endpoint, DispatchError> {
+        self.endpoints()
+            .into_iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| DispatchError::UnknownEndpoint { id: id.to_owned() })
+    }
+
+    /// Waits until none of the event's deliveries is pending, then returns the event as
+    /// logged. Fails after `timeout`.
+    pub async fn wait_until_final(
+        &self,
+        event_unique_id: &str,
+        timeout: Duration,
+    ) -> Result<StoredEvent, DispatchError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register for the next progress signal before looking, so none is missed.
+            let progress = self.inner.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            let event = self
+                .inner
+                .store
+                .get(event_unique_id)
+                .await?
+                .ok_or_else(|| DispatchError::UnknownEvent {
+                    id: event_unique_id.to_owned(),
+                })?;
+            // Not `status()`: an event with one failed and one pending delivery is "failed"
+            // overall, but not final.
+            if event
+                .deliveries
+                .iter()
+                .all(|d| d.state != DeliveryState::Pending)
+            {
+                return Ok(event);
+            }
+            // Also look again now and then: a retry comes due without any signal.
+            let nap = self.inner.config.poll_interval;
+            if tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + nap), progress)
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Err(DispatchError::WaitTimedOut {
+                    id: event_unique_id.to_owned(),
+                    waited: timeout,
+                });
+            }
+        }
+    }
+
+    /// Resends an event's exact stored body (same `eventUniqueId`) now, to each of its
+    /// endpoints or only to `endpoint_id`, recording a manual attempt for each. A delivery
+    /// that succeeds becomes delivered; one that fails keeps its retry schedule if it was still
+    /// pending, and is failed otherwise.
+    pub async fn retrigger(
+        &self,
+        event_unique_id: &str,
+        endpoint_id: Option<&str>,
+    ) -> Result<Vec<Retriggered>, DispatchError> {
+        let event = self
+            .inner
+            .store
+            .get(event_unique_id)
+            .await?
+            .ok_or_else(|| DispatchError::UnknownEvent {
+                id: event_unique_id.to_owned(),
+            })?;
+        let mut results = Vec::new();
+        for delivery in &event.deliveries {
+            if endpoint_id.is_some_and(|id| id != delivery.endpoint_id) {
+                continue;
+            }
+            let endpoint = self.endpoint(&delivery.endpoint_id)?;
+            let outcome = self
+                .inner
+                .sender
+                .send(DeliveryRequest {
+                    url: &endpoint.url,
+                    secret: &endpoint.secret,
+                    body: event.body.as_bytes(),
+                    event_unique_id,
+                })
+                .await;
+            let delivered = outcome.status().is_some_and(|s| (200..300).contains(&s));
+            let (state, next_attempt_at) = match (delivered, delivery.state) {
+                (true, _) => (DeliveryState::Delivered, None),
+                (false, DeliveryState::Pending) => {
+                    (DeliveryState::Pending, delivery.next_attempt_at)
+                }
+                (false, _) => (DeliveryState::Failed, None),
+            };
+            self.inner
+                .store
+                .record_attempt(AttemptRecord {
+                    event_unique_id: event_unique_id.to_owned(),
+                    endpoint_id: delivery.endpoint_id.clone(),
+                    attempt: outcome.to_attempt(AttemptTrigger::ManualRetrigger),
+                    state,
+                    next_attempt_at,
+                })
+                .await?;
+            self.inner.progress.notify_waiters();
+            results.push(Retriggered {
+                endpoint_id: delivery.endpoint_id.clone(),
+                outcome,
+                state,
+            });
+        }
+        if let Some(id) = endpoint_id.filter(|_| results.is_empty()) {
+            return Err(DispatchError::UnknownEndpoint { id: id.to_owned() });
+        }
+        Ok(results)
+    }
+
+    /// Bulk recovery: re-triggers every failed delivery of events in `[from, to)`. Returns the
+    /// attempts made, by event id.
+    pub async fn retrigger_failed(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(String, Retriggered)>, DispatchError> {
+        let filter = LogFilter::default()
+            .between(from, to)
+            .status(DeliveryState::Failed);
+        let mut failed = Vec::new();
+        self.inner
+            .store
+            .scan(&filter, &mut |event| {
+                for delivery in event
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.state == DeliveryState::Failed)
+                {
+                    failed.push((event.event_unique_id.clone(), delivery.endpoint_id.clone()));
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .await?;
+        let mut results = Vec::new();
+        for (event_id, endpoint_id) in failed {
+            for result in self.retrigger(&event_id, Some(&endpoint_id)).await? {
+                results.push((event_id.clone(), result));
+            }
+        }
+        Ok(results)
+    }
+
+    /// Stops taking work, waits up to `deadline` for attempts in flight, and leaves every
+    /// other delivery pending in the log for the next start. Returns how many attempts were
+    /// still running at the deadline (their deliveries stay pending).
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wake.notify_one();
+        let worker = lock(&self.inner.worker).take();
+        let Some(worker) = worker else {
+            return 0;
+        };
+        let max = self.inner.config.max_in_flight.max(1) as u32;
+        let drained = tokio::time::timeout(deadline, self.inner.permits.acquire_many(max)).await;
+        let abandoned = match drained {
+            Ok(_) => 0,
+            Err(_) => lock(&self.inner.in_flight).len(),
+        };
+        worker.abort();
+        let _ = worker.await;
+        abandoned
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

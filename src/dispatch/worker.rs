@@ -1,0 +1,141 @@
+//! The background delivery loop: find due deliveries, attempt them with bounded concurrency,
+//! record every attempt.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinSet;
+
+use super::retry::next_step;
+use super::{Inner, lock};
+use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
+use crate::store::{
+    AttemptRecord, AttemptTrigger, DeliveryState, DueDelivery, LogError, TransportErrorKind,
+};
+
+pub(super) async fn run(inner: Arc<Inner>) {
+    // Attempts live in this set: if the worker is aborted at a shutdown deadline, so are they,
+    // and their deliveries stay pending in the log.
+    let mut attempts = JoinSet::new();
+    while !inner.stopping.load(Ordering::SeqCst) {
+        while attempts.try_join_next().is_some() {}
+        start_due_attempts(&inner, &mut attempts).await;
+        tokio::select! {
+            () = inner.wake.notified() => {}
+            () = tokio::time::sleep(inner.config.poll_interval) => {}
+            Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+        }
+    }
+    while attempts.join_next().await.is_some() {}
+}
+
+async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
+    let free = inner.permits.available_permits();
+    if free == 0 {
+        return;
+    }
+    // Ask for more than there is room for: some due deliveries may already be in flight.
+    let busy = lock(&inner.in_flight).len();
+    let due = match inner
+        .store
+        .due_deliveries(inner.clock.now(), free + busy)
+        .await
+    {
+        Ok(due) => due,
+        // The log is unavailable; the next round tries again after the poll interval.
+        Err(_) => return,
+    };
+    for delivery in due {
+        let key = (
+            delivery.event_unique_id.clone(),
+            delivery.endpoint_id.clone(),
+        );
+        if lock(&inner.in_flight).contains(&key) {
+            continue;
+        }
+        let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+            break;
+        };
+        lock(&inner.in_flight).insert(key);
+        attempts.spawn(attempt(inner.clone(), delivery, permit));
+    }
+}
+
+async fn attempt(inner: Arc<Inner>, due: DueDelivery, permit: OwnedSemaphorePermit) {
+    // A failed log write leaves the delivery pending and due; it is tried again next round.
+    let _: Result<(), LogError> = deliver(&inner, &due).await;
+    lock(&inner.in_flight).remove(&(due.event_unique_id.clone(), due.endpoint_id.clone()));
+    drop(permit);
+    inner.progress.notify_waiters();
+    inner.wake.notify_one();
+}
+
+async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
+    let Some(event) = inner.store.get(&due.event_unique_id).await? else {
+        return Ok(()); // removed by retention meanwhile
+    };
+    let trigger = match (due.attempts_made, event.is_test_event) {
+        (0, true) => AttemptTrigger::Test,
+        (0, false) => AttemptTrigger::FirstTry,
+        _ => AttemptTrigger::AutomaticRetry,
+    };
+    let endpoint = inner
+        .endpoints
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|e| e.id == due.endpoint_id && e.enabled)
+        .cloned();
+    let (outcome, state, next_attempt_at) = match endpoint {
+        None => {
+            let outcome = SendOutcome {
+                started_at: inner.clock.now(),
+                duration: Duration::ZERO,
+                result: SendResult::Failed {
+                    kind: TransportErrorKind::Other,
+                    message: format!(
+                        "endpoint {} is no longer configured, or is disabled",
+                        due.endpoint_id
+                    ),
+                },
+            };
+            (outcome, DeliveryState::Failed, None)
+        }
+        Some(endpoint) => {
+            let outcome = inner
+                .sender
+                .send(DeliveryRequest {
+                    url: &endpoint.url,
+                    secret: &endpoint.secret,
+                    body: event.body.as_bytes(),
+                    event_unique_id: &event.event_unique_id,
+                })
+                .await;
+            let (state, next) = next_step(
+                &outcome,
+                due.attempts_made + 1,
+                &inner.config.retry,
+                inner.clock.now(),
+                random_unit(),
+            );
+            (outcome, state, next)
+        }
+    };
+    inner
+        .store
+        .record_attempt(AttemptRecord {
+            event_unique_id: due.event_unique_id.clone(),
+            endpoint_id: due.endpoint_id.clone(),
+            attempt: outcome.to_attempt(trigger),
+            state,
+            next_attempt_at,
+        })
+        .await
+}
+
+/// A random number in `[0, 1)` for retry jitter.
+fn random_unit() -> f64 {
+    getrandom::u64().map_or(0.5, |bits| (bits >> 11) as f64 / (1u64 << 53) as f64)
+}

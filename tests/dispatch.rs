@@ -1,0 +1,552 @@
+//! The dispatcher against real HTTP servers on 127.0.0.1: wire format and headers, retries,
+//! Retry-After, 410, timeouts, redirects, the SSRF guard, per-event switches, restarts, test
+//! events and re-triggers.
+
+mod common;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::{Reply, TestReceiver};
+use fermion_webhooks::{
+    AttemptTrigger, Delivery, DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind,
+    EventPayload, FileLogStore, HttpSender, LogStore, MemoryLogStore, Receiver, RetrySchedule,
+    SECRET_HEADER, StoredEvent, SystemClock, TransportErrorKind, WebhookEvent, WebhookSecret,
+};
+use support::TempDir;
+
+const SECRET: &str = "dispatch-test-secret-3f2a";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn secret() -> WebhookSecret {
+    WebhookSecret::new(SECRET).unwrap()
+}
+
+fn endpoint(id: &str, url: &str) -> Endpoint {
+    Endpoint::new(id, url, secret()).unwrap()
+}
+
+fn loopback_sender(timeout: Duration) -> Arc<HttpSender> {
+    Arc::new(
+        HttpSender::builder()
+            .allow_private_networks(true)
+            .timeout(timeout)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn config(delays_ms: &[u64]) -> DispatchConfig {
+    let mut config = DispatchConfig::default();
+    config.retry = RetrySchedule::fixed(delays_ms.iter().map(|ms| Duration::from_millis(*ms)));
+    config.poll_interval = Duration::from_millis(20);
+    config
+}
+
+fn start(store: Arc<dyn LogStore>, endpoints: Vec<Endpoint>, delays_ms: &[u64]) -> Dispatcher {
+    Dispatcher::start_with(
+        store,
+        loopback_sender(Duration::from_secs(5)),
+        endpoints,
+        config(delays_ms),
+        Arc::new(SystemClock),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_kind_arrives_in_the_wire_format_with_the_secret_header() {
+    let receiver = TestReceiver::ok().await;
+    let store = Arc::new(MemoryLogStore::new());
+    let dispatcher = start(store.clone(), vec![endpoint("crm", &receiver.url())], &[]);
+    let verifier = Receiver::new(secret());
+    for kind in EventKind::ALL {
+        let emitted = dispatcher.emit(EventPayload::sample(kind)).await.unwrap();
+        assert_eq!(emitted.endpoint_ids, ["crm"]);
+        let logged = dispatcher
+            .wait_until_final(&emitted.event_unique_id, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(logged.status(), DeliveryState::Delivered);
+        let request = receiver.received().pop().unwrap();
+        assert_eq!(
+            request.body,
+            logged.body.as_bytes(),
+            "the logged bytes are the sent bytes"
+        );
+        assert_eq!(request.headers[SECRET_HEADER.as_str()], SECRET);
+        assert_eq!(request.headers["content-type"], "application/json");
+        assert!(
+            request.headers["user-agent"]
+                .to_str()
+                .unwrap()
+                .starts_with("fermion-webhooks/")
+        );
+        let event = verifier.receive(&request.headers, &request.body).unwrap();
+        assert_eq!((event.kind(), event.is_test_event), (Some(kind), false));
+        assert_eq!(event.event_unique_id, emitted.event_unique_id);
+        let attempt = &logged.deliveries[0].attempts[0];
+        assert_eq!(
+            (attempt.http_status(), attempt.trigger),
+            (Some(200), AttemptTrigger::FirstTry)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_500_is_retried_until_it_succeeds() {
+    let receiver = TestReceiver::start(|n| Reply::Status(if n < 2 { 500 } else { 204 })).await;
+    let dispatcher = start(
+        Arc::new(MemoryLogStore::new()),
+        vec![endpoint("crm", &receiver.url())],
+        &[30, 30, 30],
+    );
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    let attempts = &logged.deliveries[0].attempts;
+    let statuses: Vec<_> = attempts.iter().map(|a| a.http_status().unwrap()).collect();
+    assert_eq!(statuses, [500, 500, 204]);
+    let triggers: Vec<_> = attempts.iter().map(|a| a.trigger).collect();
+    assert_eq!(
+        triggers,
+        [
+            AttemptTrigger::FirstTry,
+            AttemptTrigger::AutomaticRetry,
+            AttemptTrigger::AutomaticRetry
+        ]
+    );
+    assert_eq!(logged.status(), DeliveryState::Delivered);
+    let bodies: Vec<_> = receiver.received().into_iter().map(|r| r.body).collect();
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every retry sends the same bytes"
+    );
+}
+
+#[tokio::test]
+async fn the_last_failure_ends_the_delivery_as_failed() {
+    let receiver = TestReceiver::start(|_| Reply::Status(503)).await;
+    let dispatcher = start(
+        Arc::new(MemoryLogStore::new()),
+        vec![endpoint("crm", &receiver.url())],
+        &[20, 20],
+    );
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaymentFailed))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), DeliveryState::Failed);
+    assert_eq!(logged.deliveries[0].attempts.len(), 3);
+    assert_eq!(receiver.received().len(), 3);
+}
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let receiver = TestReceiver::start(|n| {
+        if n == 0 {
+            Reply::WithHeaders(429, vec![("retry-after", "1".into())])
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let dispatcher = start(
+        Arc::new(MemoryLogStore::new()),
+        vec![endpoint("crm", &receiver.url())],
+        &[10],
+    );
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), DeliveryState::Delivered);
+    let requests = receiver.received();
+    let gap = requests[1].at - requests[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried after {gap:?}, not after Retry-After: 1"
+    );
+}
+
+#[tokio::test]
+async fn gone_410_ends_the_delivery_at_once() {
+    let receiver = TestReceiver::start(|_| Reply::Status(410)).await;
+    let dispatcher = start(
+        Arc::new(MemoryLogStore::new()),
+        vec![endpoint("crm", &receiver.url())],
+        &[10, 10, 10],
+    );
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), DeliveryState::Failed);
+    assert_eq!(logged.deliveries[0].attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn a_timeout_is_recorded_as_such() {
+    let receiver = TestReceiver::start(|_| Reply::Hang(Duration::from_secs(3))).await;
+    let dispatcher = Dispatcher::start_with(
+        Arc::new(MemoryLogStore::new()),
+        loopback_sender(Duration::from_millis(200)),
+        vec![endpoint("crm", &receiver.url())],
+        config(&[]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    let attempt = &logged.deliveries[0].attempts[0];
+    assert!(
+        matches!(
+            &attempt.outcome,
+            fermion_webhooks::AttemptOutcome::TransportError {
+                kind: TransportErrorKind::Timeout,
+                ..
+            }
+        ),
+        "{attempt:?}"
+    );
+    assert!(attempt.duration < Duration::from_secs(2));
+    assert_eq!(logged.status(), DeliveryState::Failed);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let target = TestReceiver::ok().await;
+    let location = target.url();
+    let receiver =
+        TestReceiver::start(move |_| Reply::WithHeaders(302, vec![("location", location.clone())]))
+            .await;
+    let dispatcher = start(
+        Arc::new(MemoryLogStore::new()),
+        vec![endpoint("crm", &receiver.url())],
+        &[],
+    );
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.deliveries[0].attempts[0].http_status(), Some(302));
+    assert_eq!(logged.status(), DeliveryState::Failed);
+    assert!(
+        target.received().is_empty(),
+        "nothing reached the redirect target"
+    );
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_by_default_in_every_spelling() {
+    let receiver = TestReceiver::ok().await;
+    let port = receiver.addr.port();
+    let guarded = Arc::new(
+        HttpSender::builder()
+            .resolve("innocent.example.com", &["127.0.0.1".parse().unwrap()])
+            .build()
+            .unwrap(),
+    );
+    let urls = [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://0x7f.0.0.1:{port}/"),
+        format!("http://0177.0.0.1:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://localhost.:{port}/"),
+        format!("http://innocent.example.com:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+    ];
+    let endpoints: Vec<Endpoint> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| endpoint(&format!("e{i}"), url))
+        .collect();
+    let dispatcher = Dispatcher::start_with(
+        Arc::new(MemoryLogStore::new()),
+        guarded,
+        endpoints,
+        config(&[10, 10]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    for (delivery, url) in logged.deliveries.iter().zip(&urls) {
+        assert_eq!(
+            delivery.state,
+            DeliveryState::Failed,
+            "{url}: {:?}",
+            delivery.attempts
+        );
+        assert_eq!(
+            delivery.attempts.len(),
+            1,
+            "{url}: a blocked address is not retried"
+        );
+        assert!(
+            matches!(
+                &delivery.attempts[0].outcome,
+                fermion_webhooks::AttemptOutcome::TransportError {
+                    kind: TransportErrorKind::BlockedAddress,
+                    ..
+                }
+            ),
+            "{url}: {:?}",
+            delivery.attempts[0]
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "no request reached the loopback server"
+    );
+}
+
+#[tokio::test]
+async fn per_event_switches_route_each_kind_to_its_endpoints() {
+    let crm = TestReceiver::ok().await;
+    let books = TestReceiver::ok().await;
+    let endpoints = vec![
+        endpoint("crm", &crm.url())
+            .subscribe_only([EventKind::FreeCourseEnrollment, EventKind::PaidCourseSale]),
+        endpoint("books", &books.url())
+            .subscribe_only([EventKind::PaidCourseSale, EventKind::PaymentFailed]),
+        endpoint("off", &crm.url()).enabled(false),
+    ];
+    let dispatcher = start(Arc::new(MemoryLogStore::new()), endpoints, &[]);
+    let expectations = [
+        (EventKind::FreeCourseEnrollment, vec!["crm"]),
+        (EventKind::PaidCourseSale, vec!["crm", "books"]),
+        (EventKind::PaymentFailed, vec!["books"]),
+        (EventKind::PaymentInitiatedNotCompleted, vec![]),
+    ];
+    for (kind, wanted) in expectations {
+        let emitted = dispatcher.emit(EventPayload::sample(kind)).await.unwrap();
+        assert_eq!(emitted.endpoint_ids, wanted, "{kind}");
+        if emitted.is_unsubscribed() {
+            continue;
+        }
+        dispatcher
+            .wait_until_final(&emitted.event_unique_id, WAIT)
+            .await
+            .unwrap();
+    }
+    let kinds = |receiver: &TestReceiver| -> Vec<String> {
+        receiver
+            .received()
+            .iter()
+            .map(|r| {
+                WebhookEvent::from_json(&r.body)
+                    .unwrap()
+                    .event_type()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(kinds(&crm), ["free-course-enrollment", "paid-course-sale"]);
+    assert_eq!(kinds(&books), ["paid-course-sale", "payment-failed"]);
+}
+
+#[tokio::test]
+async fn a_restart_resumes_deliveries_left_pending_in_the_file_log() {
+    let dir = TempDir::new("resume");
+    let receiver = TestReceiver::ok().await;
+    let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
+    {
+        // As if the process died right after `emit` returned.
+        let store = FileLogStore::open(dir.path()).unwrap();
+        let delivery = Delivery::pending("crm", receiver.url(), event.timestamp);
+        store
+            .append(StoredEvent::new(&event, vec![delivery]))
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let dispatcher = start(store, vec![endpoint("crm", &receiver.url())], &[]);
+    let logged = dispatcher
+        .wait_until_final(&event.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), DeliveryState::Delivered);
+    assert_eq!(receiver.received()[0].body, event.to_json_bytes());
+}
+
+#[tokio::test]
+async fn shutdown_leaves_undelivered_work_pending_for_the_next_start() {
+    let dir = TempDir::new("shutdown");
+    let receiver = TestReceiver::start(|_| Reply::Status(500)).await;
+    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let dispatcher = start(
+        store.clone(),
+        vec![endpoint("crm", &receiver.url())],
+        &[60_000],
+    );
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    while receiver.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dispatcher.shutdown(Duration::from_secs(5)).await, 0);
+    let error = dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        fermion_webhooks::DispatchError::ShuttingDown
+    ));
+    let logged = store.get(&emitted.event_unique_id).await.unwrap().unwrap();
+    assert_eq!(
+        logged.status(),
+        DeliveryState::Pending,
+        "the retry is still scheduled"
+    );
+}
+
+#[tokio::test]
+async fn test_events_go_to_the_chosen_endpoint_even_if_unsubscribed() {
+    let receiver = TestReceiver::ok().await;
+    let only_sales = endpoint("crm", &receiver.url()).subscribe_only([EventKind::PaidCourseSale]);
+    let dispatcher = start(Arc::new(MemoryLogStore::new()), vec![only_sales], &[]);
+    let emitted = dispatcher
+        .send_test_event(EventKind::FreeCourseEnrollment, "crm")
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert!(logged.is_test_event);
+    assert_eq!(
+        logged.deliveries[0].attempts[0].trigger,
+        AttemptTrigger::Test
+    );
+    let sent = WebhookEvent::from_json(&receiver.received()[0].body).unwrap();
+    assert!(sent.is_test_event);
+    assert_eq!(sent.kind(), Some(EventKind::FreeCourseEnrollment));
+    let error = dispatcher
+        .send_test_event(EventKind::PaidCourseSale, "nope")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no endpoint nope"));
+}
+
+#[tokio::test]
+async fn a_retrigger_resends_the_same_bytes_with_the_same_id() {
+    let receiver = TestReceiver::start(|n| Reply::Status(if n == 0 { 500 } else { 200 })).await;
+    let store = Arc::new(MemoryLogStore::new());
+    let dispatcher = start(store.clone(), vec![endpoint("crm", &receiver.url())], &[]);
+    let emitted = dispatcher
+        .emit(EventPayload::sample(EventKind::PaymentFailed))
+        .await
+        .unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), DeliveryState::Failed);
+
+    let results = dispatcher
+        .retrigger(&emitted.event_unique_id, None)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (results[0].outcome.status(), results[0].state),
+        (Some(200), DeliveryState::Delivered)
+    );
+    let requests = receiver.received();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "byte-identical, same eventUniqueId"
+    );
+    let logged = store.get(&emitted.event_unique_id).await.unwrap().unwrap();
+    assert_eq!(logged.status(), DeliveryState::Delivered);
+    assert_eq!(
+        logged.deliveries[0].attempts[1].trigger,
+        AttemptTrigger::ManualRetrigger
+    );
+}
+
+#[tokio::test]
+async fn bulk_recovery_retriggers_every_failed_delivery_in_a_range() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver = TestReceiver::start(move |_| {
+        Reply::Status(if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            500
+        })
+    })
+    .await;
+    let store = Arc::new(MemoryLogStore::new());
+    let dispatcher = start(store.clone(), vec![endpoint("crm", &receiver.url())], &[]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let emitted = dispatcher
+            .emit(EventPayload::sample(EventKind::PaidCourseSale))
+            .await
+            .unwrap();
+        dispatcher
+            .wait_until_final(&emitted.event_unique_id, WAIT)
+            .await
+            .unwrap();
+        ids.push(emitted.event_unique_id);
+    }
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let now = chrono::Utc::now();
+    let results = dispatcher
+        .retrigger_failed(
+            now - chrono::TimeDelta::hours(1),
+            now + chrono::TimeDelta::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+    for id in ids {
+        assert_eq!(
+            store.get(&id).await.unwrap().unwrap().status(),
+            DeliveryState::Delivered
+        );
+    }
+}
