@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod checkout;
 mod clock;
 mod dispatch;
 mod endpoint;
@@ -47,6 +48,10 @@ mod secret;
 mod sender;
 mod store;
 
+pub use checkout::{
+    Checkout, CheckoutStore, CheckoutTracker, DEFAULT_ABANDON_AFTER, FileCheckoutStore,
+    MemoryCheckoutStore,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{
     DispatchConfig, DispatchError, Dispatcher, Emitted, Retriggered, RetrySchedule,

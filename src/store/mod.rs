@@ -4,7 +4,7 @@ mod file;
 mod memory;
 mod query;
 mod record;
-mod time_serde;
+pub(crate) mod time_serde;
 
 use std::ops::ControlFlow;
 

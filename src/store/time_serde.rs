@@ -1,6 +1,6 @@
 //! Timestamps in the log's JSON: UTC with milliseconds, like the wire format.
 
-pub(super) mod iso_millis {
+pub(crate) mod iso_millis {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -16,7 +16,7 @@ pub(super) mod iso_millis {
     }
 }
 
-pub(super) mod iso_millis_option {
+pub(crate) mod iso_millis_option {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
