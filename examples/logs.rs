@@ -7,11 +7,16 @@
 //! cargo run --example logs -- --log-dir DIR attempts EVENT_ID
 //! cargo run --example logs -- --log-dir DIR export --from ISO --to ISO [--events K1,K2]
 //!     [--format csv|jsonl] [--out FILE] [--no-formula-escape]
+//! cargo run --example logs -- --log-dir DIR retrigger EVENT_ID --secret S [--url URL]
+//!     [--allow-private-networks]
 //! ```
 //!
-//! Every command only reads: the log is opened read-only, so it works beside a running emitter
-//! and never changes the directory. Exit status: 0 done, 1 failed (or unknown event), 2 bad
-//! arguments.
+//! Every command but `retrigger` only reads: the log is opened read-only, so it works beside a
+//! running emitter and never changes the directory. `retrigger` resends the exact stored body
+//! and records the attempt, so it needs the log to itself. Exit status: 0 done, 1 failed (or
+//! unknown event), 2 bad arguments.
+
+mod support;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -33,6 +38,9 @@ commands:
   attempts EVENT_ID                             one JSON line per delivery attempt
   export --from ISO --to ISO [--events K1,K2] [--format csv|jsonl] [--out FILE]
          [--no-formula-escape]                  CSV (default) or JSON Lines, to FILE or stdout
+  retrigger EVENT_ID --secret S [--url URL] [--allow-private-networks]
+                                                resend the exact body now (URL defaults to the
+                                                logged endpoint's); one JSON line as `send`
 times are RFC 3339 (2026-11-28T10:00:00Z) or a date (2026-11-28, meaning its midnight UTC)";
 
 enum Command {
@@ -51,6 +59,12 @@ enum Command {
         format: Format,
         out: Option<PathBuf>,
         escape: bool,
+    },
+    Retrigger {
+        id: String,
+        secret: String,
+        url: Option<String>,
+        allow_private: bool,
     },
 }
 
@@ -106,6 +120,7 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
     let mut format = Format::Csv;
     let mut out = None;
     let mut escape = true;
+    let (mut secret, mut url, mut allow_private) = (None, None, false);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("log-dir") => log_dir = Some(PathBuf::from(text(&mut parser)?)),
@@ -137,6 +152,9 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
             }
             Long("out") => out = Some(PathBuf::from(text(&mut parser)?)),
             Long("no-formula-escape") => escape = false,
+            Long("secret") => secret = Some(text(&mut parser)?),
+            Long("url") => url = Some(text(&mut parser)?),
+            Long("allow-private-networks") => allow_private = true,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -185,6 +203,12 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
                 escape,
             }
         }
+        Some("retrigger") => Command::Retrigger {
+            id: one_id(positional, "retrigger")?,
+            secret: secret.ok_or_else(|| Usage("retrigger needs --secret S".into()))?,
+            url,
+            allow_private,
+        },
         Some(other) => return Err(Usage(format!("unknown command {other:?}"))),
         None => return Err(Usage("a command is required".into())),
     };
@@ -249,6 +273,8 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
                 }
             }
         }
+        // Opens the log for writing, so main runs it before this read-only path.
+        Command::Retrigger { .. } => return Err("retrigger runs on its own path".into()),
         Command::Show { id } => {
             let Some(event) = store.get(&id).await.map_err(|e| fail(&e))? else {
                 eprintln!("logs: no event {id} in {}", store.dir().display());
@@ -332,6 +358,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Retrigger {
+        id,
+        secret,
+        url,
+        allow_private,
+    } = command
+    {
+        return retrigger(&log_dir, &id, &secret, url, allow_private).await;
+    }
     let store = match FileLogStore::open_read_only(&log_dir) {
         Ok(store) => store,
         Err(error @ fermion_webhooks::LogError::MissingDirectory { .. }) => {
@@ -357,5 +392,85 @@ async fn main() -> ExitCode {
             eprintln!("logs: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Resends an event's exact stored body to its endpoints (or `url`), recording the attempts.
+async fn retrigger(
+    log_dir: &std::path::Path,
+    id: &str,
+    secret: &str,
+    url: Option<String>,
+    allow_private: bool,
+) -> ExitCode {
+    let fail = |code: u8, message: String| {
+        eprintln!("logs: {message}");
+        ExitCode::from(code)
+    };
+    if !log_dir.is_dir() {
+        return fail(
+            2,
+            format!(
+                "no event log at {}: the directory does not exist",
+                log_dir.display()
+            ),
+        );
+    }
+    let secret = match fermion_webhooks::WebhookSecret::new(secret) {
+        Ok(secret) => secret,
+        Err(error) => return fail(2, error.to_string()),
+    };
+    let store = match FileLogStore::open(log_dir) {
+        Ok(store) => std::sync::Arc::new(store),
+        Err(error) => return fail(1, error.to_string()),
+    };
+    let event = match store.get(id).await {
+        Ok(Some(event)) => event,
+        Ok(None) => return fail(1, format!("no event {id} in {}", log_dir.display())),
+        Err(error) => return fail(1, error.to_string()),
+    };
+    let mut endpoints = Vec::new();
+    for delivery in &event.deliveries {
+        let target = url.clone().unwrap_or_else(|| delivery.url.clone());
+        match fermion_webhooks::Endpoint::new(delivery.endpoint_id.clone(), target, secret.clone())
+        {
+            Ok(endpoint) => endpoints.push(endpoint),
+            Err(error) => return fail(2, error.to_string()),
+        }
+    }
+    let sender = match fermion_webhooks::HttpSender::builder()
+        .allow_private_networks(allow_private)
+        .build()
+    {
+        Ok(sender) => std::sync::Arc::new(sender),
+        Err(error) => return fail(1, error.to_string()),
+    };
+    let mut config = fermion_webhooks::DispatchConfig::default();
+    config.background_delivery = false; // touch only this event
+    let dispatcher = match fermion_webhooks::Dispatcher::start_with(
+        store.clone(),
+        sender,
+        endpoints,
+        config,
+        std::sync::Arc::new(fermion_webhooks::SystemClock),
+    ) {
+        Ok(dispatcher) => dispatcher,
+        Err(error) => return fail(2, error.to_string()),
+    };
+    if let Err(error) = dispatcher.retrigger(id, None).await {
+        return fail(1, error.to_string());
+    }
+    match store.get(id).await {
+        Ok(Some(event)) => {
+            let line = support::ResultLine::of(&event);
+            line.print();
+            if line.failed() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Ok(None) => fail(1, format!("event {id} disappeared from the log")),
+        Err(error) => fail(1, error.to_string()),
     }
 }

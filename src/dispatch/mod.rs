@@ -94,6 +94,10 @@ pub struct DispatchConfig {
     pub max_in_flight: usize,
     /// How often to look for due deliveries when nothing wakes the dispatcher (default 250 ms).
     pub poll_interval: Duration,
+    /// Whether to deliver in the background (default true). Off, the dispatcher only does what
+    /// it is asked directly, such as [`Dispatcher::retrigger`]: for a one-off tool that must
+    /// not touch the rest of a shared log.
+    pub background_delivery: bool,
 }
 
 impl Default for DispatchConfig {
@@ -102,6 +106,7 @@ impl Default for DispatchConfig {
             retry: RetrySchedule::default(),
             max_in_flight: 64,
             poll_interval: Duration::from_millis(250),
+            background_delivery: true,
         }
     }
 }
@@ -174,8 +179,10 @@ impl Dispatcher {
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
         });
-        let handle = tokio::spawn(worker::run(inner.clone()));
-        *lock(&inner.worker) = Some(handle);
+        if inner.config.background_delivery {
+            let handle = tokio::spawn(worker::run(inner.clone()));
+            *lock(&inner.worker) = Some(handle);
+        }
         Ok(Self { inner })
     }
 

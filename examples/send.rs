@@ -1,0 +1,289 @@
+//! Send Fermion webhooks from the command line, through the durable dispatcher.
+//!
+//! ```text
+//! cargo run --example send -- --url URL --secret S (--event KIND | --payload FILE)
+//!     [--count N] [--test] [--log-dir DIR] [--events K1,K2] [--allow-private-networks]
+//!     [--retry-schedule 500ms,1s,2s] [--timeout 10s]
+//! ```
+//!
+//! It first resumes deliveries left pending in the log (`--count 0` does only that), then
+//! sends, and waits until every delivery is final. One JSON line per event on stdout. Exit 0 if
+//! none failed, 1 if any failed, 2 for bad arguments.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fermion_webhooks::{
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
+    LogFilter, LogStore, RetrySchedule, SystemClock, WebhookEvent, WebhookSecret,
+};
+use lexopt::prelude::*;
+use support::{ResultLine, parse_duration};
+
+const USAGE: &str =
+    "usage: send --url URL --secret S (--event KIND | --payload FILE) [--count N] [--test]
+            [--log-dir DIR] [--events K1,K2] [--allow-private-networks]
+            [--retry-schedule 500ms,1s,2s] [--timeout 10s]
+  --event KIND        send realistic samples of KIND (free-course-enrollment, paid-course-sale,
+                      payment-failed, payment-initiated-not-completed)
+  --payload FILE      send this payload object (with its eventType); known kinds are checked
+                      and sent in the canonical field order
+  --count N           how many events (default 1; 0 only resumes pending deliveries)
+  --test              mark them isTestEvent: true (sent even if the endpoint is not subscribed)
+  --log-dir DIR       the durable event log (default ./fermion-webhook-logs)
+  --events K1,K2      the endpoint's subscriptions (default all four)
+  --retry-schedule    delays between retries (default 5s,5m,30m,2h,5h,10h,10h)
+  --timeout D         per-attempt timeout (default 15s)
+  --allow-private-networks   allow loopback/private addresses (off: SSRF guard)";
+
+/// The endpoint id this tool logs deliveries under, so a later run can resume them.
+const ENDPOINT_ID: &str = "send-cli";
+
+struct Options {
+    url: String,
+    secret: WebhookSecret,
+    what: Option<What>,
+    count: usize,
+    test: bool,
+    log_dir: PathBuf,
+    events: Option<Vec<EventKind>>,
+    allow_private: bool,
+    retry: Option<Vec<Duration>>,
+    timeout: Duration,
+}
+
+enum What {
+    Sample(EventKind),
+    Payload(WebhookEvent),
+}
+
+fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| "arguments must be valid UTF-8".to_owned())
+}
+
+fn read_payload(path: &str) -> Result<WebhookEvent, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read --payload {path}: {e}"))?;
+    // Wrap the payload in an envelope and parse it, so a bad payload is refused with the
+    // field named, before anything is sent.
+    let envelope = format!(
+        r#"{{"eventUniqueId":"{}","timestampIsoString":"{}","isTestEvent":false,"payload":{}}}"#,
+        uuid::Uuid::new_v4(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        text.trim()
+    );
+    WebhookEvent::from_json(envelope.as_bytes()).map_err(|e| format!("--payload {path}: {e}"))
+}
+
+fn parse() -> Result<Options, String> {
+    let mut parser = lexopt::Parser::from_env();
+    let (mut url, mut secret, mut what) = (None, None, None);
+    let mut options_count = 1;
+    let mut test = false;
+    let mut log_dir = PathBuf::from("fermion-webhook-logs");
+    let mut events = None;
+    let mut allow_private = false;
+    let mut retry = None;
+    let mut timeout = Duration::from_secs(15);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("url") => url = Some(value(&mut parser)?),
+            Long("secret") => {
+                secret = Some(WebhookSecret::new(value(&mut parser)?).map_err(|e| e.to_string())?)
+            }
+            Long("event") => {
+                let kind = value(&mut parser)?
+                    .parse::<EventKind>()
+                    .map_err(|e| e.to_string())?;
+                what = Some(What::Sample(kind));
+            }
+            Long("payload") => what = Some(What::Payload(read_payload(&value(&mut parser)?)?)),
+            Long("count") => {
+                let text = value(&mut parser)?;
+                options_count = text
+                    .parse()
+                    .map_err(|_| format!("--count {text:?} is not a whole number"))?;
+            }
+            Long("test") => test = true,
+            Long("log-dir") => log_dir = PathBuf::from(value(&mut parser)?),
+            Long("events") => {
+                let kinds = value(&mut parser)?
+                    .split(',')
+                    .map(|k| k.trim().parse::<EventKind>().map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                events = Some(kinds);
+            }
+            Long("allow-private-networks") => allow_private = true,
+            Long("retry-schedule") => {
+                let delays = value(&mut parser)?
+                    .split(',')
+                    .filter(|d| !d.trim().is_empty())
+                    .map(parse_duration)
+                    .collect::<Result<Vec<_>, _>>()?;
+                retry = Some(delays);
+            }
+            Long("timeout") => timeout = parse_duration(&value(&mut parser)?)?,
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let url = url.ok_or("--url is required")?;
+    let secret = secret.ok_or("--secret is required")?;
+    if what.is_none() && options_count > 0 {
+        return Err(
+            "--event KIND or --payload FILE is required (or --count 0 to only resume)".into(),
+        );
+    }
+    Ok(Options {
+        url,
+        secret,
+        what,
+        count: options_count,
+        test,
+        log_dir,
+        events,
+        allow_private,
+        retry,
+        timeout,
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("send: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut endpoint = match Endpoint::new(ENDPOINT_ID, &options.url, options.secret.clone()) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            eprintln!("send: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(kinds) = &options.events {
+        endpoint = endpoint.subscribe_only(kinds.iter().copied());
+    }
+    match run(options, endpoint).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("send: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Returns whether every delivery succeeded.
+async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
+    let store = Arc::new(FileLogStore::open(&options.log_dir).map_err(|e| e.to_string())?);
+    let sender = HttpSender::builder()
+        .allow_private_networks(options.allow_private)
+        .timeout(options.timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut config = DispatchConfig::default();
+    if let Some(delays) = options.retry.clone() {
+        config.retry = RetrySchedule::fixed(delays);
+    }
+    config.poll_interval = Duration::from_millis(50);
+    // Deliveries a previous run left pending are resumed by the dispatcher as soon as it starts.
+    let pending = LogFilter::default().status(fermion_webhooks::DeliveryState::Pending);
+    let mut ids = Vec::new();
+    store
+        .scan(&pending, &mut |event| {
+            ids.push(event.event_unique_id);
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if !ids.is_empty() {
+        eprintln!(
+            "resuming {} event(s) left pending in {}",
+            ids.len(),
+            options.log_dir.display()
+        );
+    }
+    let dispatcher = Dispatcher::start_with(
+        store,
+        Arc::new(sender),
+        vec![endpoint],
+        config,
+        Arc::new(SystemClock),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut all_ok = true;
+    let mut finish = |event: &fermion_webhooks::StoredEvent| {
+        let line = ResultLine::of(event);
+        all_ok &= !line.failed();
+        line.print();
+    };
+    // Long enough for any retry schedule given on the command line.
+    let wait = options.retry.iter().flatten().sum::<Duration>()
+        + options.timeout * 10
+        + Duration::from_secs(30);
+    for id in ids {
+        let event = dispatcher
+            .wait_until_final(&id, wait)
+            .await
+            .map_err(|e| e.to_string())?;
+        finish(&event);
+    }
+    // Emit everything first (each is durable once `emit` returns), then wait for them all.
+    let mut emitted_ids = Vec::new();
+    for _ in 0..options.count {
+        let emitted = match (&options.what, options.test) {
+            (Some(What::Sample(kind)), true) => {
+                dispatcher.send_test_event(*kind, ENDPOINT_ID).await
+            }
+            (Some(What::Sample(kind)), false) => dispatcher.emit(EventPayload::sample(*kind)).await,
+            (Some(What::Payload(template)), test) => {
+                let mut event = WebhookEvent::new(template.payload.clone());
+                event.is_test_event = test;
+                dispatcher.emit_event(event).await
+            }
+            (None, _) => break,
+        }
+        .map_err(|e| e.to_string())?;
+        if emitted.is_unsubscribed() {
+            let event_type = match &options.what {
+                Some(What::Sample(kind)) => kind.as_str().to_owned(),
+                Some(What::Payload(template)) => template.event_type().to_owned(),
+                None => String::new(),
+            };
+            ResultLine {
+                event_unique_id: &emitted.event_unique_id,
+                event_type: &event_type,
+                status: "not-subscribed",
+                attempts: 0,
+                last_response_status: None,
+            }
+            .print();
+        } else {
+            emitted_ids.push(emitted.event_unique_id);
+        }
+    }
+    for id in emitted_ids {
+        let event = dispatcher
+            .wait_until_final(&id, wait)
+            .await
+            .map_err(|e| e.to_string())?;
+        finish(&event);
+    }
+    dispatcher.shutdown(Duration::from_secs(5)).await;
+    Ok(all_ok)
+}
