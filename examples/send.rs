@@ -58,7 +58,7 @@ struct Options {
 
 enum What {
     Sample(EventKind),
-    Payload(WebhookEvent),
+    Payload(Box<WebhookEvent>),
 }
 
 fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
@@ -105,7 +105,9 @@ fn parse() -> Result<Options, String> {
                     .map_err(|e| e.to_string())?;
                 what = Some(What::Sample(kind));
             }
-            Long("payload") => what = Some(What::Payload(read_payload(&value(&mut parser)?)?)),
+            Long("payload") => {
+                what = Some(What::Payload(Box::new(read_payload(&value(&mut parser)?)?)))
+            }
             Long("count") => {
                 let text = value(&mut parser)?;
                 options_count = text
