@@ -1,0 +1,176 @@
+//! The `send`, `logs retrigger` and `quickstart` examples, run as real processes against real
+//! receivers on 127.0.0.1: their JSON lines, exit statuses and what lands in the log.
+
+mod common;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::receiver::{Reply, TestReceiver};
+use fermion_webhooks::{FileLogStore, LogFilter, LogStore};
+use support::TempDir;
+
+fn example(name: &str) -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    path.pop();
+    path.push("examples");
+    path.push(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is missing; run `cargo test --all-features`", path.display());
+    path
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(example(name)).args(args).output().unwrap()
+}
+
+fn lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn send(log_dir: &Path, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--url", url, "--secret", "cli-secret", "--log-dir", log_dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run("send", &args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_samples_and_prints_one_line_each() {
+    let receiver = TestReceiver::ok().await;
+    let dir = TempDir::new("cli-send");
+    let output = send(
+        dir.path(),
+        &receiver.url(),
+        &["--event", "paid-course-sale", "--count", "3", "--allow-private-networks"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = lines(&output);
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["eventType"], "paid-course-sale");
+        assert_eq!(line["status"], "delivered");
+        assert_eq!(line["attempts"], 1);
+        assert_eq!(line["lastResponseStatus"], 200);
+    }
+    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(receiver.received()[0].headers["x-fermion-webhook-secret"], "cli-secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_exits_1_when_a_delivery_fails_and_reports_unsubscribed_events() {
+    let receiver = TestReceiver::start(|_| Reply::Status(500)).await;
+    let dir = TempDir::new("cli-send-fail");
+    let failed = send(
+        dir.path(),
+        &receiver.url(),
+        &["--event", "payment-failed", "--allow-private-networks", "--retry-schedule", "50ms,50ms"],
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let line = &lines(&failed)[0];
+    assert_eq!((line["status"].as_str(), line["attempts"].as_u64()), (Some("failed"), Some(3)));
+    let unsubscribed = send(
+        dir.path(),
+        &receiver.url(),
+        &["--event", "payment-failed", "--events", "paid-course-sale", "--allow-private-networks"],
+    );
+    assert_eq!(unsubscribed.status.code(), Some(0));
+    assert_eq!(lines(&unsubscribed)[0]["status"], "not-subscribed");
+    let blocked = send(dir.path(), &receiver.url(), &["--event", "payment-failed"]);
+    assert_eq!(blocked.status.code(), Some(1), "loopback is refused without --allow-private-networks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_resumes_deliveries_left_pending_by_an_earlier_run() {
+    let dir = TempDir::new("cli-resume");
+    let down = TestReceiver::start(|_| Reply::Status(503)).await;
+    // An earlier run whose retries were still pending when it ended.
+    {
+        let store = std::sync::Arc::new(FileLogStore::open(dir.path()).unwrap());
+        let event = fermion_webhooks::WebhookEvent::new(fermion_webhooks::EventPayload::sample(
+            fermion_webhooks::EventKind::FreeCourseEnrollment,
+        ));
+        let delivery = fermion_webhooks::Delivery::pending("send-cli", down.url(), event.timestamp);
+        store
+            .append(fermion_webhooks::StoredEvent::new(&event, vec![delivery]))
+            .await
+            .unwrap();
+    }
+    let up = TestReceiver::ok().await;
+    let output = send(dir.path(), &up.url(), &["--count", "0", "--allow-private-networks"]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(lines(&output)[0]["status"], "delivered");
+    assert_eq!(up.received().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_retrigger_resends_the_stored_body_and_records_it() {
+    let flaky_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = flaky_ok.clone();
+    let receiver = TestReceiver::start(move |_| {
+        Reply::Status(if flag.load(std::sync::atomic::Ordering::SeqCst) { 200 } else { 500 })
+    })
+    .await;
+    let dir = TempDir::new("cli-retrigger");
+    let failed = send(dir.path(), &receiver.url(), &["--event", "paid-course-sale", "--allow-private-networks", "--retry-schedule", ""]);
+    assert_eq!(failed.status.code(), Some(1));
+    let id = lines(&failed)[0]["eventUniqueId"].as_str().unwrap().to_owned();
+    flaky_ok.store(true, std::sync::atomic::Ordering::SeqCst);
+    let log_dir = dir.path().to_str().unwrap();
+    let retriggered = run(
+        "logs",
+        &["--log-dir", log_dir, "retrigger", &id, "--secret", "cli-secret", "--allow-private-networks"],
+    );
+    assert_eq!(retriggered.status.code(), Some(0), "{}", String::from_utf8_lossy(&retriggered.stderr));
+    let line = &lines(&retriggered)[0];
+    assert_eq!((line["status"].as_str(), line["attempts"].as_u64()), (Some("delivered"), Some(2)));
+    let requests = receiver.received();
+    assert_eq!(requests[0].body, requests[1].body, "the exact stored bytes again");
+    let store = FileLogStore::open_read_only(dir.path()).unwrap();
+    let event = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(event.deliveries[0].attempts[1].trigger, fermion_webhooks::AttemptTrigger::ManualRetrigger);
+    let missing_secret = run("logs", &["--log-dir", log_dir, "retrigger", &id]);
+    assert_eq!(missing_secret.status.code(), Some(2));
+}
+
+#[test]
+fn send_refuses_bad_arguments_with_exit_2() {
+    let dir = TempDir::new("cli-bad");
+    let log_dir = dir.path().to_str().unwrap();
+    for args in [
+        vec!["--secret", "s", "--event", "paid-course-sale"],
+        vec!["--url", "http://x.example", "--event", "paid-course-sale"],
+        vec!["--url", "ftp://x.example", "--secret", "s", "--event", "paid-course-sale"],
+        vec!["--url", "http://x.example", "--secret", "s", "--event", "refund"],
+        vec!["--url", "http://x.example", "--secret", "s"],
+        vec!["--url", "http://x.example", "--secret", "s", "--event", "paid-course-sale", "--timeout", "soon"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--log-dir", log_dir]);
+        let output = run("send", &all);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("usage: send"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_runs_the_whole_round_trip_and_exports_csv() {
+    let output = run("quickstart", &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("the receiver answered Some(401)"), "{stdout}");
+    assert!(stdout.contains("re-triggered to accounting: now delivered"), "{stdout}");
+    let csv_path = stdout
+        .lines()
+        .find_map(|line| line.trim().split(" events to ").nth(1))
+        .expect("the export path is printed");
+    let csv = std::fs::read_to_string(csv_path).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.contains(",delivered,")).count(), 5);
+    let log_dir = Path::new(csv_path).parent().unwrap();
+    let store = FileLogStore::open_read_only(log_dir).unwrap();
+    assert_eq!(store.query(&LogFilter::default(), None, 100).await.unwrap().events.len(), 5);
+    let _ = std::fs::remove_dir_all(log_dir);
+}
