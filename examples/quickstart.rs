@@ -164,8 +164,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n5. The event log, newest first");
     let page = store.query(&LogFilter::default(), None, 50).await?;
     println!(
-        "  {:<24}  {:<31}  {:<5}  {:<9}  {:>8}  {:>4}  {}",
-        "timestamp", "event type", "test", "status", "attempts", "last", "event id"
+        "  {:<24}  {:<31}  {:<5}  {:<9}  {:>8}  {:>4}  event id",
+        "timestamp", "event type", "test", "status", "attempts", "last"
     );
     for event in &page.events {
         println!(

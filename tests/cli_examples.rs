@@ -17,7 +17,11 @@ fn example(name: &str) -> PathBuf {
     path.pop();
     path.push("examples");
     path.push(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is missing; run `cargo test --all-features`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo test --all-features`",
+        path.display()
+    );
     path
 }
 
@@ -33,7 +37,14 @@ fn lines(output: &Output) -> Vec<serde_json::Value> {
 }
 
 fn send(log_dir: &Path, url: &str, extra: &[&str]) -> Output {
-    let mut args = vec!["--url", url, "--secret", "cli-secret", "--log-dir", log_dir.to_str().unwrap()];
+    let mut args = vec![
+        "--url",
+        url,
+        "--secret",
+        "cli-secret",
+        "--log-dir",
+        log_dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     run("send", &args)
 }
@@ -45,9 +56,20 @@ async fn send_delivers_samples_and_prints_one_line_each() {
     let output = send(
         dir.path(),
         &receiver.url(),
-        &["--event", "paid-course-sale", "--count", "3", "--allow-private-networks"],
+        &[
+            "--event",
+            "paid-course-sale",
+            "--count",
+            "3",
+            "--allow-private-networks",
+        ],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = lines(&output);
     assert_eq!(lines.len(), 3);
     for line in &lines {
@@ -57,7 +79,10 @@ async fn send_delivers_samples_and_prints_one_line_each() {
         assert_eq!(line["lastResponseStatus"], 200);
     }
     assert_eq!(receiver.received().len(), 3);
-    assert_eq!(receiver.received()[0].headers["x-fermion-webhook-secret"], "cli-secret");
+    assert_eq!(
+        receiver.received()[0].headers["x-fermion-webhook-secret"],
+        "cli-secret"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,20 +92,39 @@ async fn send_exits_1_when_a_delivery_fails_and_reports_unsubscribed_events() {
     let failed = send(
         dir.path(),
         &receiver.url(),
-        &["--event", "payment-failed", "--allow-private-networks", "--retry-schedule", "50ms,50ms"],
+        &[
+            "--event",
+            "payment-failed",
+            "--allow-private-networks",
+            "--retry-schedule",
+            "50ms,50ms",
+        ],
     );
     assert_eq!(failed.status.code(), Some(1));
     let line = &lines(&failed)[0];
-    assert_eq!((line["status"].as_str(), line["attempts"].as_u64()), (Some("failed"), Some(3)));
+    assert_eq!(
+        (line["status"].as_str(), line["attempts"].as_u64()),
+        (Some("failed"), Some(3))
+    );
     let unsubscribed = send(
         dir.path(),
         &receiver.url(),
-        &["--event", "payment-failed", "--events", "paid-course-sale", "--allow-private-networks"],
+        &[
+            "--event",
+            "payment-failed",
+            "--events",
+            "paid-course-sale",
+            "--allow-private-networks",
+        ],
     );
     assert_eq!(unsubscribed.status.code(), Some(0));
     assert_eq!(lines(&unsubscribed)[0]["status"], "not-subscribed");
     let blocked = send(dir.path(), &receiver.url(), &["--event", "payment-failed"]);
-    assert_eq!(blocked.status.code(), Some(1), "loopback is refused without --allow-private-networks");
+    assert_eq!(
+        blocked.status.code(),
+        Some(1),
+        "loopback is refused without --allow-private-networks"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,8 +144,17 @@ async fn send_resumes_deliveries_left_pending_by_an_earlier_run() {
             .unwrap();
     }
     let up = TestReceiver::ok().await;
-    let output = send(dir.path(), &up.url(), &["--count", "0", "--allow-private-networks"]);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = send(
+        dir.path(),
+        &up.url(),
+        &["--count", "0", "--allow-private-networks"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(lines(&output)[0]["status"], "delivered");
     assert_eq!(up.received().len(), 1);
 }
@@ -111,27 +164,66 @@ async fn logs_retrigger_resends_the_stored_body_and_records_it() {
     let flaky_ok = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = flaky_ok.clone();
     let receiver = TestReceiver::start(move |_| {
-        Reply::Status(if flag.load(std::sync::atomic::Ordering::SeqCst) { 200 } else { 500 })
+        Reply::Status(if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            500
+        })
     })
     .await;
     let dir = TempDir::new("cli-retrigger");
-    let failed = send(dir.path(), &receiver.url(), &["--event", "paid-course-sale", "--allow-private-networks", "--retry-schedule", ""]);
+    let failed = send(
+        dir.path(),
+        &receiver.url(),
+        &[
+            "--event",
+            "paid-course-sale",
+            "--allow-private-networks",
+            "--retry-schedule",
+            "",
+        ],
+    );
     assert_eq!(failed.status.code(), Some(1));
-    let id = lines(&failed)[0]["eventUniqueId"].as_str().unwrap().to_owned();
+    let id = lines(&failed)[0]["eventUniqueId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     flaky_ok.store(true, std::sync::atomic::Ordering::SeqCst);
     let log_dir = dir.path().to_str().unwrap();
     let retriggered = run(
         "logs",
-        &["--log-dir", log_dir, "retrigger", &id, "--secret", "cli-secret", "--allow-private-networks"],
+        &[
+            "--log-dir",
+            log_dir,
+            "retrigger",
+            &id,
+            "--secret",
+            "cli-secret",
+            "--allow-private-networks",
+        ],
     );
-    assert_eq!(retriggered.status.code(), Some(0), "{}", String::from_utf8_lossy(&retriggered.stderr));
+    assert_eq!(
+        retriggered.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&retriggered.stderr)
+    );
     let line = &lines(&retriggered)[0];
-    assert_eq!((line["status"].as_str(), line["attempts"].as_u64()), (Some("delivered"), Some(2)));
+    assert_eq!(
+        (line["status"].as_str(), line["attempts"].as_u64()),
+        (Some("delivered"), Some(2))
+    );
     let requests = receiver.received();
-    assert_eq!(requests[0].body, requests[1].body, "the exact stored bytes again");
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "the exact stored bytes again"
+    );
     let store = FileLogStore::open_read_only(dir.path()).unwrap();
     let event = store.get(&id).await.unwrap().unwrap();
-    assert_eq!(event.deliveries[0].attempts[1].trigger, fermion_webhooks::AttemptTrigger::ManualRetrigger);
+    assert_eq!(
+        event.deliveries[0].attempts[1].trigger,
+        fermion_webhooks::AttemptTrigger::ManualRetrigger
+    );
     let missing_secret = run("logs", &["--log-dir", log_dir, "retrigger", &id]);
     assert_eq!(missing_secret.status.code(), Some(2));
 }
@@ -143,15 +235,43 @@ fn send_refuses_bad_arguments_with_exit_2() {
     for args in [
         vec!["--secret", "s", "--event", "paid-course-sale"],
         vec!["--url", "http://x.example", "--event", "paid-course-sale"],
-        vec!["--url", "ftp://x.example", "--secret", "s", "--event", "paid-course-sale"],
-        vec!["--url", "http://x.example", "--secret", "s", "--event", "refund"],
+        vec![
+            "--url",
+            "ftp://x.example",
+            "--secret",
+            "s",
+            "--event",
+            "paid-course-sale",
+        ],
+        vec![
+            "--url",
+            "http://x.example",
+            "--secret",
+            "s",
+            "--event",
+            "refund",
+        ],
         vec!["--url", "http://x.example", "--secret", "s"],
-        vec!["--url", "http://x.example", "--secret", "s", "--event", "paid-course-sale", "--timeout", "soon"],
+        vec![
+            "--url",
+            "http://x.example",
+            "--secret",
+            "s",
+            "--event",
+            "paid-course-sale",
+            "--timeout",
+            "soon",
+        ],
     ] {
         let mut all = args.clone();
         all.extend(["--log-dir", log_dir]);
         let output = run("send", &all);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(String::from_utf8_lossy(&output.stderr).contains("usage: send"));
     }
 }
@@ -160,9 +280,20 @@ fn send_refuses_bad_arguments_with_exit_2() {
 async fn quickstart_runs_the_whole_round_trip_and_exports_csv() {
     let output = run("quickstart", &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("the receiver answered Some(401)"), "{stdout}");
-    assert!(stdout.contains("re-triggered to accounting: now delivered"), "{stdout}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("the receiver answered Some(401)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("re-triggered to accounting: now delivered"),
+        "{stdout}"
+    );
     let csv_path = stdout
         .lines()
         .find_map(|line| line.trim().split(" events to ").nth(1))
@@ -171,6 +302,14 @@ async fn quickstart_runs_the_whole_round_trip_and_exports_csv() {
     assert_eq!(csv.lines().filter(|l| l.contains(",delivered,")).count(), 5);
     let log_dir = Path::new(csv_path).parent().unwrap();
     let store = FileLogStore::open_read_only(log_dir).unwrap();
-    assert_eq!(store.query(&LogFilter::default(), None, 100).await.unwrap().events.len(), 5);
+    assert_eq!(
+        store
+            .query(&LogFilter::default(), None, 100)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        5
+    );
     let _ = std::fs::remove_dir_all(log_dir);
 }
