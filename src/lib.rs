@@ -5,11 +5,18 @@
 //! payment, a checkout abandoned for 60 minutes. Every request carries the shared secret in the
 //! `X-Fermion-Webhook-Secret` header.
 //!
-//! This crate gives an integrator's server everything to accept those events safely:
-//! [`Receiver`] checks the secret in constant time before the body is read, then parses the
-//! body into a typed [`WebhookEvent`]; every failure is a [`ReceiveError`] that knows its HTTP
-//! status; [`DuplicateGuard`] skips retried and re-triggered events. With the `axum` feature,
-//! `FermionWebhook` does all of it as an extractor.
+//! **Receiving** (an integrator's server): [`Receiver`] checks the secret in constant time
+//! before the body is read, then parses the body into a typed [`WebhookEvent`]; every failure
+//! is a [`ReceiveError`] that knows its HTTP status; [`DuplicateGuard`] skips retried and
+//! re-triggered events. With the `axum` feature, `FermionWebhook` does all of it as an
+//! extractor.
+//!
+//! **Emitting** (a platform backend): a [`Dispatcher`] stores each event in a durable
+//! [`LogStore`] ([`FileLogStore`] or [`MemoryLogStore`]) with one delivery per subscribed
+//! [`Endpoint`], then delivers it in the background through a [`Sender`] ([`HttpSender`], with
+//! an SSRF guard), retrying on a [`RetrySchedule`]. Test events, re-triggers,
+//! [`CheckoutTracker`] for abandoned checkouts, and [`export_csv`] complete the dashboard's
+//! features.
 //!
 //! ```
 //! use fermion_webhooks::{EventPayload, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret};

@@ -30,7 +30,7 @@ impl Dispatcher {
                 continue;
             }
             let endpoint = self.endpoint(&delivery.endpoint_id)?;
-            let outcome = self
+            let mut outcome = self
                 .inner
                 .sender
                 .send(DeliveryRequest {
@@ -40,6 +40,7 @@ impl Dispatcher {
                     event_unique_id,
                 })
                 .await;
+            outcome.redact(&endpoint.secret);
             let delivered = outcome.status().is_some_and(|s| (200..300).contains(&s));
             let (state, next_attempt_at) = match (delivered, delivery.state) {
                 (true, _) => (DeliveryState::Delivered, None),

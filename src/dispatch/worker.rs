@@ -104,7 +104,7 @@ async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
             (outcome, DeliveryState::Failed, None)
         }
         Some(endpoint) => {
-            let outcome = inner
+            let mut outcome = inner
                 .sender
                 .send(DeliveryRequest {
                     url: &endpoint.url,
@@ -113,6 +113,7 @@ async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
                     event_unique_id: &event.event_unique_id,
                 })
                 .await;
+            outcome.redact(&endpoint.secret);
             let (state, next) = next_step(
                 &outcome,
                 due.attempts_made + 1,

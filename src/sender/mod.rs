@@ -76,6 +76,20 @@ impl SendOutcome {
         }
     }
 
+    /// Replaces every occurrence of `secret` in the snippet or error message with
+    /// `<redacted>`, so an endpoint that echoes request headers cannot put the secret into the
+    /// log. The dispatcher does this before recording any attempt.
+    pub fn redact(&mut self, secret: &WebhookSecret) {
+        let value = secret.expose_secret();
+        let text = match &mut self.result {
+            SendResult::Response { snippet, .. } => snippet,
+            SendResult::Failed { message, .. } => message,
+        };
+        if text.contains(value) {
+            *text = text.replace(value, "<redacted>");
+        }
+    }
+
     /// The HTTP status, if there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self.result {

@@ -17,6 +17,9 @@ pub enum Reply {
     WithHeaders(u16, Vec<(&'static str, String)>),
     /// Wait this long, then answer 200.
     Hang(Duration),
+    /// Answer 500 with every request header echoed in the body, as a careless debug endpoint
+    /// would.
+    EchoHeaders,
 }
 
 #[derive(Clone, Debug)]
@@ -56,7 +59,12 @@ impl TestReceiver {
                     });
                     log.len() - 1
                 };
-                answer(script(index)).await
+                let reply = script(index);
+                if let Reply::EchoHeaders = reply {
+                    let echoed = format!("{:?}", log.lock().unwrap()[index].headers);
+                    return (StatusCode::INTERNAL_SERVER_ERROR, echoed).into_response();
+                }
+                answer(reply).await
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -84,6 +92,7 @@ async fn answer(reply: Reply) -> Response {
             }
             response
         }
+        Reply::EchoHeaders => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Reply::Hang(duration) => {
             tokio::time::sleep(duration).await;
             (StatusCode::OK, "late").into_response()
