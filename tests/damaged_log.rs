@@ -1,0 +1,96 @@
+//! Reopening a log whose segment was truncated or overwritten with random bytes: never a panic,
+//! and every record that ends before the damage is still read, byte for byte.
+
+mod support;
+
+use std::time::Duration;
+
+use fermion_webhooks::{
+    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, EventKind, FileLogStore, LogStore,
+    StoredEvent,
+};
+use proptest::prelude::*;
+use support::{TempDir, at, stored};
+
+/// A healthy segment: 12 events with an attempt each, and where each event's line ends.
+fn healthy_segment() -> (Vec<u8>, Vec<(StoredEvent, u64)>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = TempDir::new("damage-source");
+        let store = FileLogStore::open(dir.path()).unwrap();
+        let path = dir.path().join("2026-11-28.jsonl");
+        let mut events = Vec::new();
+        for i in 0..12 {
+            let kind = EventKind::ALL[i % 4];
+            let event = stored(kind, &format!("2026-11-28T10:{i:02}:00Z"), &["crm"]);
+            store.append(event.clone()).await.unwrap();
+            let end_of_event_line = std::fs::metadata(&path).unwrap().len();
+            store
+                .record_attempt(AttemptRecord {
+                    event_unique_id: event.event_unique_id.clone(),
+                    endpoint_id: "crm".into(),
+                    attempt: Attempt::response(
+                        at("2026-11-28T11:00:00Z"),
+                        Duration::from_millis(5),
+                        200,
+                        "ok",
+                        AttemptTrigger::FirstTry,
+                    ),
+                    state: DeliveryState::Delivered,
+                    next_attempt_at: None,
+                })
+                .await
+                .unwrap();
+            events.push((event, end_of_event_line));
+        }
+        drop(store);
+        (std::fs::read(&path).unwrap(), events)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn a_damaged_segment_never_panics_and_keeps_every_record_before_the_damage(
+        truncate in any::<prop::sample::Index>(),
+        overwrite in proptest::option::of((any::<prop::sample::Index>(), proptest::collection::vec(any::<u8>(), 1..200))),
+    ) {
+        let (healthy, events) = healthy_segment();
+        let mut damaged = healthy.clone();
+        damaged.truncate(truncate.index(healthy.len() + 1));
+        let mut damage_at = damaged.len() as u64;
+        if let Some((at_index, bytes)) = &overwrite {
+            if !damaged.is_empty() {
+                let start = at_index.index(damaged.len());
+                for (offset, byte) in bytes.iter().enumerate() {
+                    if let Some(slot) = damaged.get_mut(start + offset) {
+                        *slot = *byte;
+                    }
+                }
+                damage_at = damage_at.min(start as u64);
+            }
+        }
+        let dir = TempDir::new("damaged");
+        std::fs::write(dir.path().join("2026-11-28.jsonl"), &damaged).unwrap();
+
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let store = FileLogStore::open(dir.path()).expect("a damaged log still opens");
+            for (event, line_end) in &events {
+                if *line_end <= damage_at {
+                    let back = store.get(&event.event_unique_id).await.unwrap();
+                    assert_eq!(back.map(|e| e.body), Some(event.body.clone()), "intact record lost");
+                }
+            }
+            // And it still takes writes that survive the next reopen.
+            let fresh = stored(EventKind::PaidCourseSale, "2026-11-28T12:00:00Z", &["crm"]);
+            store.append(fresh.clone()).await.unwrap();
+            drop(store);
+            let reopened = FileLogStore::open(dir.path()).unwrap();
+            assert!(reopened.get(&fresh.event_unique_id).await.unwrap().is_some());
+        });
+    }
+}
