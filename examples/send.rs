@@ -30,10 +30,11 @@ const USAGE: &str =
             [--retry-schedule 500ms,1s,2s] [--timeout 10s]
   --event KIND        send realistic samples of KIND (free-course-enrollment, paid-course-sale,
                       payment-failed, payment-initiated-not-completed)
-  --payload FILE      send this payload object (with its eventType); known kinds are checked
-                      and sent in the canonical field order
+  --payload FILE      send this payload object (with its eventType) as is, in a fresh envelope;
+                      it is checked first, and a bad one is refused with the field named
   --count N           how many events (default 1; 0 only resumes pending deliveries)
-  --test              mark them isTestEvent: true (sent even if the endpoint is not subscribed)
+  --test              mark them isTestEvent: true (samples go even if the endpoint is not
+                      subscribed to their kind)
   --log-dir DIR       the durable event log (default ./fermion-webhook-logs)
   --events K1,K2      the endpoint's subscriptions (default all four)
   --retry-schedule    delays between retries (default 5s,5m,30m,2h,5h,10h,10h)
@@ -58,7 +59,11 @@ struct Options {
 
 enum What {
     Sample(EventKind),
-    Payload(Box<WebhookEvent>),
+    /// The payload object's text, exactly as in the file, and its type.
+    Payload {
+        text: String,
+        event_type: String,
+    },
 }
 
 fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
@@ -69,18 +74,28 @@ fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
         .map_err(|_| "arguments must be valid UTF-8".to_owned())
 }
 
-fn read_payload(path: &str) -> Result<WebhookEvent, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read --payload {path}: {e}"))?;
-    // Wrap the payload in an envelope and parse it, so a bad payload is refused with the
-    // field named, before anything is sent.
-    let envelope = format!(
-        r#"{{"eventUniqueId":"{}","timestampIsoString":"{}","isTestEvent":false,"payload":{}}}"#,
+/// A fresh envelope (new id, now, the test flag) around the payload text, unchanged.
+fn envelope(payload: &str, test: bool) -> String {
+    format!(
+        r#"{{"eventUniqueId":"{}","timestampIsoString":"{}","isTestEvent":{test},"payload":{payload}}}"#,
         uuid::Uuid::new_v4(),
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        text.trim()
-    );
-    WebhookEvent::from_json(envelope.as_bytes()).map_err(|e| format!("--payload {path}: {e}"))
+    )
+}
+
+fn read_payload(path: &str) -> Result<What, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --payload {path}: {e}"))?
+        .trim()
+        .to_owned();
+    // Parse it inside an envelope now, so a bad payload is refused with the field named
+    // before anything is sent.
+    let event = WebhookEvent::from_json(envelope(&text, false).as_bytes())
+        .map_err(|e| format!("--payload {path}: {e}"))?;
+    Ok(What::Payload {
+        event_type: event.event_type().to_owned(),
+        text,
+    })
 }
 
 fn parse() -> Result<Options, String> {
@@ -105,9 +120,7 @@ fn parse() -> Result<Options, String> {
                     .map_err(|e| e.to_string())?;
                 what = Some(What::Sample(kind));
             }
-            Long("payload") => {
-                what = Some(What::Payload(Box::new(read_payload(&value(&mut parser)?)?)))
-            }
+            Long("payload") => what = Some(read_payload(&value(&mut parser)?)?),
             Long("count") => {
                 let text = value(&mut parser)?;
                 options_count = text
@@ -253,10 +266,8 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
                 dispatcher.send_test_event(*kind, ENDPOINT_ID).await
             }
             (Some(What::Sample(kind)), false) => dispatcher.emit(EventPayload::sample(*kind)).await,
-            (Some(What::Payload(template)), test) => {
-                let mut event = WebhookEvent::new(template.payload.clone());
-                event.is_test_event = test;
-                dispatcher.emit_event(event).await
+            (Some(What::Payload { text, .. }), test) => {
+                dispatcher.emit_json(envelope(text, test)).await
             }
             (None, _) => break,
         }
@@ -264,7 +275,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
         if emitted.is_unsubscribed() {
             let event_type = match &options.what {
                 Some(What::Sample(kind)) => kind.as_str().to_owned(),
-                Some(What::Payload(template)) => template.event_type().to_owned(),
+                Some(What::Payload { event_type, .. }) => event_type.clone(),
                 None => String::new(),
             };
             ResultLine {

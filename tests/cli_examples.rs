@@ -313,3 +313,31 @@ async fn quickstart_runs_the_whole_round_trip_and_exports_csv() {
     );
     let _ = std::fs::remove_dir_all(log_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_sends_a_payload_file_as_is_and_refuses_a_bad_one() {
+    let receiver = TestReceiver::ok().await;
+    let dir = TempDir::new("cli-payload");
+    let payload = r#"{
+  "eventType": "paid-course-sale", "userId": "u1", "userFullname": "Ravi Kumar",
+  "userEmail": "ravi@example.com", "userPhoneNumber": null, "courseSlug": "go-101",
+  "courseName": "Go 101", "orderId": "o1", "amountInSmallestUnit": 99900, "currency": "INR",
+  "couponCode": "DIWALI"
+}"#;
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, payload).unwrap();
+    let log_dir = dir.path().join("log");
+    let output = send(
+        &log_dir,
+        &receiver.url(),
+        &["--payload", file.to_str().unwrap(), "--test", "--allow-private-networks"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let body = String::from_utf8(receiver.received()[0].body.clone()).unwrap();
+    assert!(body.ends_with(&format!(r#""isTestEvent":true,"payload":{payload}}}"#)), "{body}");
+
+    std::fs::write(&file, r#"{"eventType":"paid-course-sale","userId":"u1"}"#).unwrap();
+    let bad = send(&log_dir, &receiver.url(), &["--payload", file.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("payload.userFullname"));
+}

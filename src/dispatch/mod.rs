@@ -43,6 +43,9 @@ pub enum DispatchError {
     /// The dispatcher is shutting down and takes no new work.
     #[error("the dispatcher is shutting down and takes no new events")]
     ShuttingDown,
+    /// The JSON given to [`Dispatcher::emit_json`] is not a valid event.
+    #[error("not a valid event: {0}")]
+    InvalidEvent(#[from] crate::event::ParseError),
     /// Waiting for an event's deliveries took longer than allowed.
     #[error("event {id} still has pending deliveries after {waited:?}")]
     WaitTimedOut {
@@ -214,15 +217,31 @@ impl Dispatcher {
     /// Emits a prepared event as is (its id and timestamp kept), to the endpoints subscribed to
     /// its kind. Events of a type this crate does not know go to no endpoint.
     pub async fn emit_event(&self, event: WebhookEvent) -> Result<Emitted, DispatchError> {
-        let targets: Vec<Endpoint> = match event.kind() {
+        let body = event.to_json();
+        self.store_and_wake(&event, body, &self.subscribers(&event))
+            .await
+    }
+
+    /// Emits an event given as JSON text, sending exactly these bytes (after checking that they
+    /// are a valid event: a bad body is refused with the field named). For a platform that
+    /// builds its own JSON, or a tool that sends a payload file as is.
+    pub async fn emit_json(&self, body: impl Into<String>) -> Result<Emitted, DispatchError> {
+        let body = body.into();
+        let event = WebhookEvent::from_json(body.as_bytes())?;
+        self.store_and_wake(&event, body, &self.subscribers(&event))
+            .await
+    }
+
+    /// The enabled endpoints subscribed to the event's kind (none for an unknown type).
+    fn subscribers(&self, event: &WebhookEvent) -> Vec<Endpoint> {
+        match event.kind() {
             Some(kind) => self
                 .endpoints()
                 .into_iter()
                 .filter(|e| e.wants(kind))
                 .collect(),
             None => Vec::new(),
-        };
-        self.store_and_wake(&event, &targets).await
+        }
     }
 
     /// Sends a realistic sample of `kind` with `isTestEvent: true` to one endpoint, whether or
@@ -236,12 +255,14 @@ impl Dispatcher {
         let mut event = WebhookEvent::test(EventPayload::sample(kind));
         event.timestamp =
             WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now()).timestamp;
-        self.store_and_wake(&event, &[endpoint]).await
+        let body = event.to_json();
+        self.store_and_wake(&event, body, &[endpoint]).await
     }
 
     async fn store_and_wake(
         &self,
         event: &WebhookEvent,
+        body: String,
         targets: &[Endpoint],
     ) -> Result<Emitted, DispatchError> {
         if self
@@ -263,10 +284,9 @@ impl Dispatcher {
             .iter()
             .map(|e| Delivery::pending(e.id.clone(), e.url.clone(), now))
             .collect();
-        self.inner
-            .store
-            .append(StoredEvent::new(event, deliveries))
-            .await?;
+        let mut entry = StoredEvent::new(event, deliveries);
+        entry.body = body;
+        self.inner.store.append(entry).await?;
         self.inner.wake.notify_one();
         Ok(emitted)
     }
