@@ -330,14 +330,31 @@ async fn send_sends_a_payload_file_as_is_and_refuses_a_bad_one() {
     let output = send(
         &log_dir,
         &receiver.url(),
-        &["--payload", file.to_str().unwrap(), "--test", "--allow-private-networks"],
+        &[
+            "--payload",
+            file.to_str().unwrap(),
+            "--test",
+            "--allow-private-networks",
+        ],
     );
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let body = String::from_utf8(receiver.received()[0].body.clone()).unwrap();
-    assert!(body.ends_with(&format!(r#""isTestEvent":true,"payload":{payload}}}"#)), "{body}");
+    assert!(
+        body.ends_with(&format!(r#""isTestEvent":true,"payload":{payload}}}"#)),
+        "{body}"
+    );
 
     std::fs::write(&file, r#"{"eventType":"paid-course-sale","userId":"u1"}"#).unwrap();
-    let bad = send(&log_dir, &receiver.url(), &["--payload", file.to_str().unwrap()]);
+    let bad = send(
+        &log_dir,
+        &receiver.url(),
+        &["--payload", file.to_str().unwrap()],
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("payload.userFullname"));
 }

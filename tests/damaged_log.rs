@@ -62,16 +62,14 @@ proptest! {
         let mut damaged = healthy.clone();
         damaged.truncate(truncate.index(healthy.len() + 1));
         let mut damage_at = damaged.len() as u64;
-        if let Some((at_index, bytes)) = &overwrite {
-            if !damaged.is_empty() {
-                let start = at_index.index(damaged.len());
-                for (offset, byte) in bytes.iter().enumerate() {
-                    if let Some(slot) = damaged.get_mut(start + offset) {
-                        *slot = *byte;
-                    }
+        if let Some((at_index, bytes)) = overwrite.as_ref().filter(|_| !damaged.is_empty()) {
+            let start = at_index.index(damaged.len());
+            for (offset, byte) in bytes.iter().enumerate() {
+                if let Some(slot) = damaged.get_mut(start + offset) {
+                    *slot = *byte;
                 }
-                damage_at = damage_at.min(start as u64);
             }
+            damage_at = damage_at.min(start as u64);
         }
         let dir = TempDir::new("damaged");
         std::fs::write(dir.path().join("2026-11-28.jsonl"), &damaged).unwrap();
