@@ -211,3 +211,36 @@ async fn a_body_exactly_at_the_limit_is_accepted() {
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(handled.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn an_oversize_body_sent_slowly_is_cut_off_at_the_limit() {
+    let (addr, handled) = serve(2048).await;
+    let request = head(
+        "POST",
+        "/hook",
+        &[
+            ("X-Fermion-Webhook-Secret", SECRET),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // 256 bytes every 10 ms: the answer must come once the limit is passed, not at the end.
+    let mut sent = 0;
+    let started = std::time::Instant::now();
+    for _ in 0..400 {
+        let chunk = format!("100\r\n{}\r\n", "b".repeat(256));
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server answered and closed
+        }
+        sent += 256;
+        if sent > 4096 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 413);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}

@@ -1,0 +1,208 @@
+//! A child process emits through the dispatcher into a file log while its receiver is down, and
+//! is killed with SIGKILL at random moments, many times. After each kill: a second writer is
+//! refused while the child lives, the log reopens without repair, and every acknowledged event
+//! is there exactly once. At the end a receiver comes up: every acknowledged event is
+//! delivered, and the abandoned checkout started in the first round fired exactly once.
+
+mod common;
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::TestReceiver;
+use fermion_webhooks::{
+    Checkout, CheckoutTracker, DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind,
+    EventPayload, FileCheckoutStore, FileLogStore, HttpSender, LogError, LogFilter, LogStore,
+    RetrySchedule, SystemClock, WebhookEvent, WebhookSecret,
+};
+use support::TempDir;
+
+const ORDER: &str = "order-abandoned-in-round-0";
+
+fn dispatcher(store: Arc<FileLogStore>, url: &str) -> Dispatcher {
+    let mut config = DispatchConfig::default();
+    config.retry = RetrySchedule::fixed([Duration::from_millis(300); 50]);
+    config.poll_interval = Duration::from_millis(20);
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .unwrap();
+    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("crash").unwrap()).unwrap();
+    Dispatcher::start_with(
+        store,
+        Arc::new(sender),
+        vec![endpoint],
+        config,
+        Arc::new(SystemClock),
+    )
+    .unwrap()
+}
+
+/// The child: emits until killed, printing each id once `emit` returned `Ok`; the checkout
+/// tracker runs beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by emitted_events_survive_repeated_kill_9 in a child process"]
+async fn child_emits_until_killed() {
+    let dir = std::env::var("FERMION_CRASH_DIR").expect("FERMION_CRASH_DIR");
+    let store = Arc::new(FileLogStore::open(&dir).unwrap());
+    // Nothing listens on port 9 of loopback: every attempt fails and stays pending.
+    let dispatcher = dispatcher(store, "http://127.0.0.1:9/down");
+    let checkouts = Arc::new(FileCheckoutStore::open(&dir).unwrap());
+    let tracker = CheckoutTracker::new(checkouts, dispatcher.clone(), Arc::new(SystemClock));
+    if std::env::var("FERMION_CRASH_ROUND").as_deref() == Ok("0") {
+        // Started 59 min 59.5 s ago: abandoned half a second into this round.
+        let initiated_at = chrono::Utc::now() - chrono::TimeDelta::milliseconds(3_599_500);
+        tracker
+            .initiated(Checkout {
+                order_id: ORDER.into(),
+                amount_in_smallest_unit: 49_900,
+                currency: "INR".into(),
+                user_id: "u".into(),
+                user_fullname: "Crash Test".into(),
+                user_email: "crash@example.com".into(),
+                user_phone_number: None,
+                course_slug: "c".into(),
+                course_name: "C".into(),
+                initiated_at,
+            })
+            .await
+            .unwrap();
+    }
+    tokio::spawn(tracker.run(Duration::from_millis(25)));
+    let mut stdout = std::io::stdout();
+    for i in 0usize.. {
+        let emitted = dispatcher
+            .emit(EventPayload::sample(EventKind::ALL[i % 4]))
+            .await
+            .unwrap();
+        writeln!(stdout, "acked {}", emitted.event_unique_id).unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
+    let dir = TempDir::new("crash-restart");
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..8u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "child_emits_until_killed",
+                "--nocapture",
+            ])
+            .env("FERMION_CRASH_DIR", dir.path())
+            .env("FERMION_CRASH_ROUND", round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let wanted = 20 + (round * 53) % 170;
+        let mut seen = 0;
+        while seen < wanted {
+            let line = lines.next().expect("the child runs until killed").unwrap();
+            if let Some(id) = line.strip_prefix("acked ") {
+                acknowledged.push(id.to_owned());
+                seen += 1;
+            }
+        }
+        if round == 0 {
+            // Past the checkout's deadline while the child still runs.
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        // A second writer is refused while the child holds the log, and the child carries on.
+        assert!(matches!(
+            FileLogStore::open(dir.path()),
+            Err(LogError::Locked { .. })
+        ));
+        for _ in 0..5 {
+            let line = lines.next().expect("the first writer is unharmed").unwrap();
+            if let Some(id) = line.strip_prefix("acked ") {
+                acknowledged.push(id.to_owned());
+            }
+        }
+        child.kill().unwrap(); // SIGKILL, mid-stride
+        child.wait().unwrap();
+        for line in lines.map_while(Result::ok) {
+            if let Some(id) = line.strip_prefix("acked ") {
+                acknowledged.push(id.to_owned());
+            }
+        }
+        let store = FileLogStore::open(dir.path()).unwrap();
+        assert!(
+            store.recovery_report().damaged_lines.is_empty(),
+            "{:?}",
+            store.recovery_report()
+        );
+        let mut in_log = Vec::new();
+        store
+            .scan(&LogFilter::default(), &mut |event| {
+                in_log.push(event.event_unique_id);
+                std::ops::ControlFlow::Continue(())
+            })
+            .await
+            .unwrap();
+        let total = in_log.len();
+        in_log.sort();
+        in_log.dedup();
+        assert_eq!(
+            in_log.len(),
+            total,
+            "round {round}: an event is in the log twice"
+        );
+        for id in &acknowledged {
+            assert!(
+                in_log.binary_search(id).is_ok(),
+                "round {round}: acknowledged {id} lost"
+            );
+        }
+    }
+
+    // The receiver comes up; a fresh dispatcher delivers everything left pending.
+    let receiver = TestReceiver::ok().await;
+    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let dispatcher = dispatcher(store.clone(), &receiver.url());
+    for id in &acknowledged {
+        let event = dispatcher
+            .wait_until_final(id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(event.status(), DeliveryState::Delivered, "{id}");
+        assert!(event.event().is_ok(), "{id}: body damaged");
+    }
+    let abandoned = LogFilter::default().kinds([EventKind::PaymentInitiatedNotCompleted]);
+    let mut fired = Vec::new();
+    store
+        .scan(&abandoned, &mut |event| {
+            if event.body.contains(ORDER) {
+                fired.push(event);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        fired.len(),
+        1,
+        "the abandoned checkout fired exactly once across restarts"
+    );
+    let event = dispatcher
+        .wait_until_final(&fired[0].event_unique_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(event.status(), DeliveryState::Delivered);
+    let deliveries_of_checkout = receiver
+        .received()
+        .iter()
+        .filter(|r| {
+            WebhookEvent::from_json(&r.body).unwrap().event_unique_id == fired[0].event_unique_id
+        })
+        .count();
+    assert_eq!(deliveries_of_checkout, 1);
+    assert!(acknowledged.len() >= 300);
+}
