@@ -85,28 +85,12 @@ pub async fn export_csv(
     writer
         .write_record(CSV_COLUMNS)
         .map_err(|e| ExportError::Write(e.into()))?;
-    let mut failure = None;
-    let mut rows = 0;
     let mut cells: Vec<String> = Vec::with_capacity(CSV_COLUMNS.len());
-    store
-        .scan(filter, &mut |event| {
-            csv_cells(&event, options.escape_formulas, &mut cells);
-            match writer.write_record(&cells) {
-                Ok(()) => {
-                    rows += 1;
-                    progress(rows);
-                    ControlFlow::Continue(())
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    ControlFlow::Break(())
-                }
-            }
-        })
-        .await?;
-    if let Some(error) = failure {
-        return Err(ExportError::Write(error.into()));
-    }
+    let rows = write_each(store, filter, progress, |event| {
+        csv_cells(&event, options.escape_formulas, &mut cells);
+        writer.write_record(&cells).map_err(std::io::Error::from)
+    })
+    .await?;
     writer.flush().map_err(ExportError::Write)?;
     Ok(rows)
 }
@@ -120,33 +104,45 @@ pub async fn export_jsonl(
     out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ExportError> {
+    let lines = write_each(store, filter, progress, |event| {
+        if event.body.contains(['\n', '\r']) {
+            compact(&event.body).and_then(|body| writeln!(out, "{body}"))
+        } else {
+            writeln!(out, "{}", event.body)
+        }
+    })
+    .await?;
+    out.flush().map_err(ExportError::Write)?;
+    Ok(lines)
+}
+
+/// Scans the events matching `filter` oldest first, writing each with `write`, reporting
+/// progress, and stopping at the first write error. Returns how many were written.
+async fn write_each(
+    store: &dyn LogStore,
+    filter: &LogFilter,
+    progress: &mut (dyn FnMut(u64) + Send),
+    mut write: impl FnMut(StoredEvent) -> std::io::Result<()> + Send,
+) -> Result<u64, ExportError> {
     let mut failure = None;
-    let mut lines = 0;
+    let mut written = 0;
     store
-        .scan(filter, &mut |event| {
-            let written = if event.body.contains(['\n', '\r']) {
-                compact(&event.body).and_then(|body| writeln!(out, "{body}"))
-            } else {
-                writeln!(out, "{}", event.body)
-            };
-            match written {
-                Ok(()) => {
-                    lines += 1;
-                    progress(lines);
-                    ControlFlow::Continue(())
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    ControlFlow::Break(())
-                }
+        .scan(filter, &mut |event| match write(event) {
+            Ok(()) => {
+                written += 1;
+                progress(written);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
             }
         })
         .await?;
-    if let Some(error) = failure {
-        return Err(ExportError::Write(error));
+    match failure {
+        Some(error) => Err(ExportError::Write(error)),
+        None => Ok(written),
     }
-    out.flush().map_err(ExportError::Write)?;
-    Ok(lines)
 }
 
 fn compact(json: &str) -> std::io::Result<String> {

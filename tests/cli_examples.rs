@@ -4,29 +4,18 @@
 mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::receiver::{Reply, TestReceiver};
 use fermion_webhooks::{FileLogStore, LogFilter, LogStore};
-use support::TempDir;
-
-fn example(name: &str) -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    path.pop();
-    path.push("examples");
-    path.push(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo test --all-features`",
-        path.display()
-    );
-    path
-}
+use support::{TempDir, example_binary};
 
 fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(example(name)).args(args).output().unwrap()
+    Command::new(example_binary(name))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn lines(output: &Output) -> Vec<serde_json::Value> {

@@ -18,7 +18,7 @@ use fermion_webhooks::{
     EventPayload, FileCheckoutStore, FileLogStore, HttpSender, LogError, LogFilter, LogStore,
     RetrySchedule, SystemClock, WebhookEvent, WebhookSecret,
 };
-use support::TempDir;
+use support::{TempDir, ids_in_log};
 
 const ORDER: &str = "order-abandoned-in-round-0";
 
@@ -139,14 +139,7 @@ async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
             "{:?}",
             store.recovery_report()
         );
-        let mut in_log = Vec::new();
-        store
-            .scan(&LogFilter::default(), &mut |event| {
-                in_log.push(event.event_unique_id);
-                std::ops::ControlFlow::Continue(())
-            })
-            .await
-            .unwrap();
+        let mut in_log = ids_in_log(&store).await;
         let total = in_log.len();
         in_log.sort();
         in_log.dedup();

@@ -2,31 +2,17 @@
 //! usage promises.
 
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::{head, post_json, send_raw};
 use fermion_webhooks::{EventKind, EventPayload, WebhookEvent};
+use support::example_binary;
 
 const SECRET: &str = "listen-example-secret-77";
-
-/// The example binary that `cargo test --all-features` builds beside the tests.
-fn example_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // the test binary
-    path.pop(); // deps/
-    path.push("examples");
-    path.push(format!("listen{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo test --all-features`",
-        path.display()
-    );
-    path
-}
 
 struct Listener {
     child: Child,
@@ -46,7 +32,7 @@ fn start(extra: &[&str]) -> Listener {
 }
 
 fn start_with(extra: &[&str], keep_reading_stderr: bool) -> Listener {
-    let mut child = Command::new(example_binary())
+    let mut child = Command::new(example_binary("listen"))
         .args(["--secret", SECRET, "--addr", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -211,7 +197,7 @@ fn bad_arguments_exit_2_with_a_message() {
         vec!["--secret", "s", "--max-body-bytes", "lots"],
         vec!["--secret", "s", "--frobnicate"],
     ] {
-        let output = Command::new(example_binary())
+        let output = Command::new(example_binary("listen"))
             .args(&args)
             .env_remove("FERMION_WEBHOOK_SECRET")
             .output()

@@ -12,9 +12,9 @@ use std::time::Duration;
 use common::receiver::TestReceiver;
 use fermion_webhooks::{
     DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore,
-    HttpSender, LogFilter, LogStore, SystemClock, WebhookEvent, WebhookSecret,
+    HttpSender, SystemClock, WebhookEvent, WebhookSecret,
 };
-use support::TempDir;
+use support::{TempDir, ids_in_log};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -75,14 +75,7 @@ async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
         assert_eq!(event.status(), DeliveryState::Delivered, "{id}");
     }
 
-    let mut in_log = Vec::new();
-    store
-        .scan(&LogFilter::default(), &mut |event| {
-            in_log.push(event.event_unique_id);
-            std::ops::ControlFlow::Continue(())
-        })
-        .await
-        .unwrap();
+    let in_log = ids_in_log(&*store).await;
     let unique: HashSet<&String> = in_log.iter().collect();
     assert_eq!(
         (in_log.len(), unique.len()),

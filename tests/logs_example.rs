@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -12,24 +12,10 @@ use fermion_webhooks::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryState, EventKind, ExportOptions, FileLogStore,
     LogFilter, LogStore, StoredEvent, export_csv,
 };
-use support::{TempDir, at, stored};
-
-fn example_binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    path.pop();
-    path.push("examples");
-    path.push(format!("logs{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo test --all-features`",
-        path.display()
-    );
-    path
-}
+use support::{TempDir, at, example_binary, stored};
 
 fn logs(dir: &Path, args: &[&str]) -> Output {
-    Command::new(example_binary())
+    Command::new(example_binary("logs"))
         .arg("--log-dir")
         .arg(dir)
         .args(args)

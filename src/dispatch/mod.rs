@@ -291,6 +291,17 @@ impl Dispatcher {
         Ok(emitted)
     }
 
+    /// The event as logged, or [`DispatchError::UnknownEvent`].
+    async fn logged_event(&self, event_unique_id: &str) -> Result<StoredEvent, DispatchError> {
+        self.inner
+            .store
+            .get(event_unique_id)
+            .await?
+            .ok_or_else(|| DispatchError::UnknownEvent {
+                id: event_unique_id.to_owned(),
+            })
+    }
+
     fn endpoint(&self, id: &str) -> Result<Endpoint, DispatchError> {
         self.endpoints()
             .into_iter()
@@ -311,14 +322,7 @@ impl Dispatcher {
             let progress = self.inner.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            let event = self
-                .inner
-                .store
-                .get(event_unique_id)
-                .await?
-                .ok_or_else(|| DispatchError::UnknownEvent {
-                    id: event_unique_id.to_owned(),
-                })?;
+            let event = self.logged_event(event_unique_id).await?;
             // Not `status()`: an event with one failed and one pending delivery is "failed"
             // overall, but not final.
             if event

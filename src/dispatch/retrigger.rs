@@ -16,14 +16,7 @@ impl Dispatcher {
         event_unique_id: &str,
         endpoint_id: Option<&str>,
     ) -> Result<Vec<Retriggered>, DispatchError> {
-        let event = self
-            .inner
-            .store
-            .get(event_unique_id)
-            .await?
-            .ok_or_else(|| DispatchError::UnknownEvent {
-                id: event_unique_id.to_owned(),
-            })?;
+        let event = self.logged_event(event_unique_id).await?;
         let mut results = Vec::new();
         for delivery in &event.deliveries {
             if endpoint_id.is_some_and(|id| id != delivery.endpoint_id) {

@@ -54,3 +54,31 @@ pub fn stored(kind: EventKind, timestamp: &str, endpoints: &[&str]) -> StoredEve
         .collect();
     StoredEvent::new(&event, deliveries)
 }
+
+/// An example binary that `cargo test --all-features` builds beside the tests.
+pub fn example_binary(name: &str) -> PathBuf {
+    let mut path = std::env::current_exe().unwrap();
+    path.pop(); // the test binary
+    path.pop(); // deps/
+    path.push("examples");
+    path.push(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo test --all-features`",
+        path.display()
+    );
+    path
+}
+
+/// Every event id in the log, oldest first.
+pub async fn ids_in_log(store: &dyn fermion_webhooks::LogStore) -> Vec<String> {
+    let mut ids = Vec::new();
+    store
+        .scan(&fermion_webhooks::LogFilter::default(), &mut |event| {
+            ids.push(event.event_unique_id);
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    ids
+}
