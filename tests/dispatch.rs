@@ -55,6 +55,19 @@ fn start(store: Arc<dyn LogStore>, endpoints: Vec<Endpoint>, delays_ms: &[u64]) 
     .unwrap()
 }
 
+/// Emits a sample of `kind` and waits until its deliveries are final.
+async fn emit_and_wait(
+    dispatcher: &Dispatcher,
+    kind: EventKind,
+) -> (fermion_webhooks::Emitted, StoredEvent) {
+    let emitted = dispatcher.emit(EventPayload::sample(kind)).await.unwrap();
+    let logged = dispatcher
+        .wait_until_final(&emitted.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    (emitted, logged)
+}
+
 #[tokio::test]
 async fn every_kind_arrives_in_the_wire_format_with_the_secret_header() {
     let receiver = TestReceiver::ok().await;
@@ -102,14 +115,7 @@ async fn a_500_is_retried_until_it_succeeds() {
         vec![endpoint("crm", &receiver.url())],
         &[30, 30, 30],
     );
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaidCourseSale).await;
     let attempts = &logged.deliveries[0].attempts;
     let statuses: Vec<_> = attempts.iter().map(|a| a.http_status().unwrap()).collect();
     assert_eq!(statuses, [500, 500, 204]);
@@ -138,14 +144,7 @@ async fn the_last_failure_ends_the_delivery_as_failed() {
         vec![endpoint("crm", &receiver.url())],
         &[20, 20],
     );
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaymentFailed))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaymentFailed).await;
     assert_eq!(logged.status(), DeliveryState::Failed);
     assert_eq!(logged.deliveries[0].attempts.len(), 3);
     assert_eq!(receiver.received().len(), 3);
@@ -166,14 +165,7 @@ async fn retry_after_on_429_is_honoured() {
         vec![endpoint("crm", &receiver.url())],
         &[10],
     );
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaidCourseSale).await;
     assert_eq!(logged.status(), DeliveryState::Delivered);
     let requests = receiver.received();
     let gap = requests[1].at - requests[0].at;
@@ -191,14 +183,7 @@ async fn gone_410_ends_the_delivery_at_once() {
         vec![endpoint("crm", &receiver.url())],
         &[10, 10, 10],
     );
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaidCourseSale).await;
     assert_eq!(logged.status(), DeliveryState::Failed);
     assert_eq!(logged.deliveries[0].attempts.len(), 1);
 }
@@ -214,14 +199,7 @@ async fn a_timeout_is_recorded_as_such() {
         Arc::new(SystemClock),
     )
     .unwrap();
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaidCourseSale).await;
     let attempt = &logged.deliveries[0].attempts[0];
     assert!(
         matches!(
@@ -249,14 +227,7 @@ async fn redirects_are_not_followed() {
         vec![endpoint("crm", &receiver.url())],
         &[],
     );
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaidCourseSale).await;
     assert_eq!(logged.deliveries[0].attempts[0].http_status(), Some(302));
     assert_eq!(logged.status(), DeliveryState::Failed);
     assert!(
@@ -300,14 +271,7 @@ async fn private_addresses_are_refused_by_default_in_every_spelling() {
         Arc::new(SystemClock),
     )
     .unwrap();
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (_, logged) = emit_and_wait(&dispatcher, EventKind::PaidCourseSale).await;
     for (delivery, url) in logged.deliveries.iter().zip(&urls) {
         assert_eq!(
             delivery.state,
@@ -474,14 +438,7 @@ async fn a_retrigger_resends_the_same_bytes_with_the_same_id() {
     let receiver = TestReceiver::start(|n| Reply::Status(if n == 0 { 500 } else { 200 })).await;
     let store = Arc::new(MemoryLogStore::new());
     let dispatcher = start(store.clone(), vec![endpoint("crm", &receiver.url())], &[]);
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaymentFailed))
-        .await
-        .unwrap();
-    let logged = dispatcher
-        .wait_until_final(&emitted.event_unique_id, WAIT)
-        .await
-        .unwrap();
+    let (emitted, logged) = emit_and_wait(&dispatcher, EventKind::PaymentFailed).await;
     assert_eq!(logged.status(), DeliveryState::Failed);
 
     let results = dispatcher
