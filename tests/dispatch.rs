@@ -507,3 +507,99 @@ async fn bulk_recovery_retriggers_every_failed_delivery_in_a_range() {
         );
     }
 }
+
+/// A log that accepts events but cannot record attempts (a full disk, say).
+#[derive(Debug, Default)]
+struct AttemptsFail(MemoryLogStore);
+
+#[async_trait::async_trait]
+impl LogStore for AttemptsFail {
+    async fn append(&self, event: StoredEvent) -> Result<(), fermion_webhooks::LogError> {
+        self.0.append(event).await
+    }
+    async fn record_attempt(
+        &self,
+        _: fermion_webhooks::AttemptRecord,
+    ) -> Result<(), fermion_webhooks::LogError> {
+        Err(fermion_webhooks::LogError::Poisoned {
+            reason: "disk full (simulated)".into(),
+        })
+    }
+    async fn due_deliveries(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<fermion_webhooks::DueDelivery>, fermion_webhooks::LogError> {
+        self.0.due_deliveries(now, limit).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, fermion_webhooks::LogError> {
+        self.0.get(id).await
+    }
+    async fn query(
+        &self,
+        filter: &fermion_webhooks::LogFilter,
+        cursor: Option<&fermion_webhooks::Cursor>,
+        limit: usize,
+    ) -> Result<fermion_webhooks::Page, fermion_webhooks::LogError> {
+        self.0.query(filter, cursor, limit).await
+    }
+    async fn scan(
+        &self,
+        filter: &fermion_webhooks::LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> std::ops::ControlFlow<()> + Send),
+    ) -> Result<u64, fermion_webhooks::LogError> {
+        self.0.scan(filter, visit).await
+    }
+    async fn delete_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, fermion_webhooks::LogError> {
+        self.0.delete_before(cutoff).await
+    }
+}
+
+/// A sender that answers 200 without any network, counting its calls.
+#[derive(Debug, Default)]
+struct CountingSender(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl fermion_webhooks::Sender for CountingSender {
+    async fn send(
+        &self,
+        _: fermion_webhooks::DeliveryRequest<'_>,
+    ) -> fermion_webhooks::SendOutcome {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        fermion_webhooks::SendOutcome {
+            started_at: chrono::Utc::now(),
+            duration: Duration::from_millis(1),
+            result: fermion_webhooks::SendResult::Response {
+                status: 200,
+                snippet: String::new(),
+                retry_after: None,
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_log_that_cannot_record_attempts_does_not_cause_a_flood_of_resends() {
+    let sender = Arc::new(CountingSender::default());
+    let dispatcher = Dispatcher::start_with(
+        Arc::new(AttemptsFail::default()),
+        sender.clone(),
+        vec![endpoint("crm", "https://crm.example.com/hook")],
+        config(&[]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    dispatcher
+        .emit(EventPayload::sample(EventKind::PaidCourseSale))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls = sender.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&calls),
+        "sent {calls} times in 1.5 s while the log was failing"
+    );
+}

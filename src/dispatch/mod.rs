@@ -136,6 +136,9 @@ struct Inner {
     /// Signalled after every recorded attempt, for `wait_until_final`.
     progress: Notify,
     in_flight: Mutex<HashSet<(String, String)>>,
+    /// When recording an attempt last failed: the worker pauses after that, so a broken log
+    /// does not turn into the same request sent again every poll.
+    log_failed_at: Mutex<Option<std::time::Instant>>,
     permits: Arc<Semaphore>,
     stopping: std::sync::atomic::AtomicBool,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -176,6 +179,7 @@ impl Dispatcher {
             wake: Notify::new(),
             progress: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            log_failed_at: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
         });

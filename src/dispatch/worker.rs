@@ -31,7 +31,13 @@ pub(super) async fn run(inner: Arc<Inner>) {
     while attempts.join_next().await.is_some() {}
 }
 
+/// How long the worker starts no attempt after the log failed to record one.
+const LOG_FAILURE_PAUSE: Duration = Duration::from_secs(5);
+
 async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
+    if lock(&inner.log_failed_at).is_some_and(|at| at.elapsed() < LOG_FAILURE_PAUSE) {
+        return;
+    }
     let free = inner.permits.available_permits();
     if free == 0 {
         return;
@@ -64,8 +70,12 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
 }
 
 async fn attempt(inner: Arc<Inner>, due: DueDelivery, permit: OwnedSemaphorePermit) {
-    // A failed log write leaves the delivery pending and due; it is tried again next round.
-    let _: Result<(), LogError> = deliver(&inner, &due).await;
+    // A failed log write leaves the delivery pending and due. It is tried again, but only
+    // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
+    // of them is not.
+    if deliver(&inner, &due).await.is_err() {
+        *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
+    }
     lock(&inner.in_flight).remove(&(due.event_unique_id.clone(), due.endpoint_id.clone()));
     drop(permit);
     inner.progress.notify_waiters();
