@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
+pub mod data;
+pub mod emit;
+
 /// Quick mode (`FERMION_BENCH_QUICK=1`): fewer, shorter samples; the same ratios.
 pub fn quick() -> bool {
     std::env::var_os("FERMION_BENCH_QUICK").is_some_and(|v| v != "0")

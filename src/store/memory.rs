@@ -1,6 +1,6 @@
 //! `MemoryLogStore`: the event log in memory, for tests and development.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
 
@@ -22,6 +22,9 @@ pub struct MemoryLogStore {
 struct State {
     by_position: BTreeMap<Position, StoredEvent>,
     positions: HashMap<String, Position>,
+    /// Pending deliveries by due time: (due, event, delivery index), so finding due work does
+    /// not walk every event.
+    pending: BTreeSet<(DateTime<Utc>, Position, usize)>,
     appended: u64,
 }
 
@@ -57,6 +60,12 @@ impl LogStore for MemoryLogStore {
         state
             .positions
             .insert(event.event_unique_id.clone(), position);
+        for (index, delivery) in event.deliveries.iter().enumerate() {
+            if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
+            {
+                state.pending.insert((due, position, index));
+            }
+        }
         state.by_position.insert(position, event);
         Ok(())
     }
@@ -75,20 +84,29 @@ impl LogStore for MemoryLogStore {
             .ok_or_else(|| LogError::UnknownEvent {
                 id: record.event_unique_id.clone(),
             })?;
-        let delivery = event
+        let index = event
             .deliveries
-            .iter_mut()
-            .find(|d| d.endpoint_id == record.endpoint_id)
+            .iter()
+            .position(|d| d.endpoint_id == record.endpoint_id)
             .ok_or_else(|| LogError::UnknownDelivery {
                 event_id: record.event_unique_id.clone(),
                 endpoint_id: record.endpoint_id.clone(),
             })?;
+        let delivery = &mut event.deliveries[index];
+        let was_due = delivery.next_attempt_at;
         delivery.attempts.push(record.attempt);
         delivery.state = record.state;
         delivery.next_attempt_at = match record.state {
             DeliveryState::Pending => record.next_attempt_at,
             _ => None,
         };
+        let now_due = delivery.next_attempt_at;
+        if let Some(due) = was_due {
+            state.pending.remove(&(due, position, index));
+        }
+        if let Some(due) = now_due {
+            state.pending.insert((due, position, index));
+        }
         Ok(())
     }
 
@@ -98,25 +116,23 @@ impl LogStore for MemoryLogStore {
         limit: usize,
     ) -> Result<Vec<DueDelivery>, LogError> {
         let state = self.lock();
-        let mut due: Vec<DueDelivery> = state
-            .by_position
-            .values()
-            .flat_map(|event| {
-                event.deliveries.iter().filter_map(move |d| {
-                    let at = d.next_attempt_at?;
-                    (d.state == DeliveryState::Pending && at <= now).then(|| DueDelivery {
-                        event_unique_id: event.event_unique_id.clone(),
-                        endpoint_id: d.endpoint_id.clone(),
-                        url: d.url.clone(),
-                        next_attempt_at: at,
-                        attempts_made: d.attempts.len(),
-                    })
+        Ok(state
+            .pending
+            .iter()
+            .take_while(|(due, _, _)| *due <= now)
+            .filter_map(|&(due, position, index)| {
+                let event = state.by_position.get(&position)?;
+                let delivery = event.deliveries.get(index)?;
+                Some(DueDelivery {
+                    event_unique_id: event.event_unique_id.clone(),
+                    endpoint_id: delivery.endpoint_id.clone(),
+                    url: delivery.url.clone(),
+                    next_attempt_at: due,
+                    attempts_made: delivery.attempts.len(),
                 })
             })
-            .collect();
-        due.sort_by_key(|d| d.next_attempt_at);
-        due.truncate(limit);
-        Ok(due)
+            .take(limit)
+            .collect())
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
@@ -207,6 +223,11 @@ impl LogStore for MemoryLogStore {
         for position in &doomed {
             if let Some(event) = state.by_position.remove(position) {
                 state.positions.remove(&event.event_unique_id);
+                for (index, delivery) in event.deliveries.iter().enumerate() {
+                    if let Some(due) = delivery.next_attempt_at {
+                        state.pending.remove(&(due, *position, index));
+                    }
+                }
             }
         }
         Ok(doomed.len() as u64)

@@ -1,0 +1,8 @@
+//! `emit_file`: as `emit_memory`, with `FileLogStore` in its durable mode (every event and
+//! attempt fsynced before it is acknowledged). Target: throughput ratio ≥ 0.8.
+
+mod support;
+
+fn main() {
+    support::emit::run("emit_file", true);
+}

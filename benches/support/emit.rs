@@ -1,0 +1,168 @@
+//! The emit benches: `emit` → delivered to an axum receiver on 127.0.0.1 with 64 attempts in
+//! flight, against a bare reqwest loop POSTing the same bodies to the same server, 64 at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use fermion_webhooks::{
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
+    LogStore, MemoryLogStore, SECRET_HEADER, SystemClock, WebhookEvent, WebhookSecret,
+};
+
+use super::data::{runtime, scratch_dir};
+
+const IN_FLIGHT: usize = 64;
+const SECRET: &str = "bench-secret";
+
+async fn count(State(received): State<Arc<AtomicUsize>>) -> &'static str {
+    received.fetch_add(1, Ordering::Relaxed);
+    "ok"
+}
+
+async fn wait_for(received: &AtomicUsize, total: usize) {
+    while received.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Events per second for the bare reqwest loop.
+async fn baseline(url: &str, bodies: Arc<Vec<String>>, received: &Arc<AtomicUsize>) -> f64 {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client");
+    let next = Arc::new(AtomicUsize::new(0));
+    received.store(0, Ordering::Relaxed);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (client, bodies, next, url) =
+                (client.clone(), bodies.clone(), next.clone(), url.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let sent = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header(SECRET_HEADER, SECRET)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if let Ok(response) = sent {
+                        let _ = response.bytes().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    wait_for(received, bodies.len()).await;
+    bodies.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Events per second through `emit` and the dispatcher.
+async fn through_dispatcher(
+    url: &str,
+    total: usize,
+    store: Arc<dyn LogStore>,
+    received: &Arc<AtomicUsize>,
+) -> f64 {
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .expect("a sender");
+    let mut config = DispatchConfig::default();
+    config.max_in_flight = IN_FLIGHT;
+    config.poll_interval = Duration::from_millis(20);
+    let endpoint = Endpoint::new("crm", url, WebhookSecret::new(SECRET).expect("a secret"))
+        .expect("an endpoint");
+    let dispatcher = Dispatcher::start_with(
+        store,
+        Arc::new(sender),
+        vec![endpoint],
+        config,
+        Arc::new(SystemClock),
+    )
+    .expect("a dispatcher");
+    received.store(0, Ordering::Relaxed);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let emitters: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (dispatcher, next) = (dispatcher.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let payload = EventPayload::sample(EventKind::ALL[i % 4]);
+                    dispatcher.emit(payload).await.expect("emit");
+                }
+            })
+        })
+        .collect();
+    for emitter in emitters {
+        let _ = emitter.await;
+    }
+    wait_for(received, total).await;
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    dispatcher.shutdown(Duration::from_secs(10)).await;
+    rate
+}
+
+/// Runs the bench and prints its summary line.
+pub fn run(name: &str, durable: bool) {
+    let total = if super::quick() { 2_000 } else { 20_000 };
+    let rounds = 3;
+    runtime().block_on(async {
+        let received = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route("/hooks", post(count))
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let url = format!(
+            "http://{}/hooks",
+            listener.local_addr().expect("an address")
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let bodies: Arc<Vec<String>> = Arc::new(
+            (0..total)
+                .map(|i| WebhookEvent::new(EventPayload::sample(EventKind::ALL[i % 4])).to_json())
+                .collect(),
+        );
+        let (mut base, mut subject) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            base.push(baseline(&url, bodies.clone(), &received).await);
+            let store: Arc<dyn LogStore> = if durable {
+                let dir = scratch_dir(&format!("{name}-{round}"));
+                Arc::new(FileLogStore::open(&dir).expect("a file log"))
+            } else {
+                Arc::new(MemoryLogStore::new())
+            };
+            subject.push(through_dispatcher(&url, total, store, &received).await);
+            eprintln!(
+                "round {round}: baseline {:.0}/s, {name} {:.0}/s",
+                base[round], subject[round]
+            );
+        }
+        base.sort_by(f64::total_cmp);
+        subject.sort_by(f64::total_cmp);
+        super::summary(
+            name,
+            subject[rounds / 2],
+            "events/s",
+            base[rounds / 2],
+            "events/s",
+        );
+    });
+}
