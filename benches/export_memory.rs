@@ -1,0 +1,51 @@
+//! `export_memory`: peak resident memory of a fresh process that opens a file log and exports
+//! all of it to CSV, for a small and a large log (100,000 and 1,000,000 events; 10,000 and
+//! 100,000 in quick mode). Target: the two within 16 MiB of each other, both < 64 MiB.
+
+mod support;
+
+use fermion_webhooks::{ExportOptions, FileLogStore, LogFilter, export_csv};
+use support::data::{cached_log, child_task, peak_rss_mib, run_child, runtime};
+
+fn main() {
+    if let Some(task) = child_task() {
+        let dir = task.strip_prefix("export:").expect("an export task");
+        let store = FileLogStore::open_read_only(dir).expect("the bench log");
+        let mut sink = std::io::sink();
+        runtime()
+            .block_on(export_csv(
+                &store,
+                &LogFilter::default(),
+                &mut sink,
+                &ExportOptions::default(),
+                &mut |_| {},
+            ))
+            .expect("an export");
+        println!("{:.1}", peak_rss_mib());
+        return;
+    }
+    let (small, large) = if support::quick() {
+        (10_000, 100_000)
+    } else {
+        (100_000, 1_000_000)
+    };
+    let peak = |count: usize| -> f64 {
+        let dir = cached_log(count);
+        run_child(&format!("export:{}", dir.display()))
+            .trim()
+            .parse()
+            .expect("a reading")
+    };
+    let (small_mib, large_mib) = (peak(small), peak(large));
+    support::summary(
+        "export_memory",
+        large_mib,
+        &format!("MiB peak for {large} events"),
+        small_mib,
+        &format!("MiB peak for {small} events"),
+    );
+    println!(
+        "bench export_memory: difference {:.1} MiB (target ≤ 16, both < 64)",
+        large_mib - small_mib
+    );
+}
