@@ -111,6 +111,17 @@ impl Default for DispatchConfig {
     }
 }
 
+/// The most just-emitted bodies kept for their first attempts; past it, attempts read the log.
+const FRESH_BODIES: usize = 4096;
+
+/// A just-emitted event's body, and how many first attempts still need it.
+#[derive(Debug)]
+struct FreshEvent {
+    body: Arc<str>,
+    is_test_event: bool,
+    first_attempts_left: usize,
+}
+
 /// Emits events into the log and delivers them in the background.
 ///
 /// `emit` stores the event with one pending delivery per enabled endpoint subscribed to its
@@ -139,6 +150,9 @@ struct Inner {
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<std::time::Instant>>,
+    /// Bodies of just-emitted events, kept until each delivery's first attempt, so that
+    /// attempt need not read the event back from the log. Bounded by [`FRESH_BODIES`].
+    fresh: Mutex<std::collections::HashMap<String, FreshEvent>>,
     permits: Arc<Semaphore>,
     stopping: std::sync::atomic::AtomicBool,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -180,6 +194,7 @@ impl Dispatcher {
             progress: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             log_failed_at: Mutex::new(None),
+            fresh: Mutex::new(std::collections::HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
         });
@@ -290,7 +305,18 @@ impl Dispatcher {
             .collect();
         let mut entry = StoredEvent::new(event, deliveries);
         entry.body = body;
+        let fresh = FreshEvent {
+            body: Arc::from(entry.body.as_str()),
+            is_test_event: entry.is_test_event,
+            first_attempts_left: targets.len(),
+        };
         self.inner.store.append(entry).await?;
+        {
+            let mut bodies = lock(&self.inner.fresh);
+            if bodies.len() < FRESH_BODIES {
+                bodies.insert(event.event_unique_id.clone(), fresh);
+            }
+        }
         self.inner.wake.notify_one();
         Ok(emitted)
     }

@@ -83,10 +83,14 @@ async fn attempt(inner: Arc<Inner>, due: DueDelivery, permit: OwnedSemaphorePerm
 }
 
 async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
-    let Some(event) = inner.store.get(&due.event_unique_id).await? else {
-        return Ok(()); // removed by retention meanwhile
+    let (body, is_test_event) = match take_fresh(inner, due) {
+        Some(fresh) => fresh,
+        None => match inner.store.get(&due.event_unique_id).await? {
+            Some(event) => (Arc::from(event.body), event.is_test_event),
+            None => return Ok(()), // removed by retention meanwhile
+        },
     };
-    let trigger = match (due.attempts_made, event.is_test_event) {
+    let trigger = match (due.attempts_made, is_test_event) {
         (0, true) => AttemptTrigger::Test,
         (0, false) => AttemptTrigger::FirstTry,
         _ => AttemptTrigger::AutomaticRetry,
@@ -119,8 +123,8 @@ async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
                 .send(DeliveryRequest {
                     url: &endpoint.url,
                     secret: &endpoint.secret,
-                    body: event.body.as_bytes(),
-                    event_unique_id: &event.event_unique_id,
+                    body: body.as_bytes(),
+                    event_unique_id: &due.event_unique_id,
                 })
                 .await;
             outcome.redact(&endpoint.secret);
@@ -144,6 +148,21 @@ async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
             next_attempt_at,
         })
         .await
+}
+
+/// The body kept from `emit` for a first attempt, if there is one.
+fn take_fresh(inner: &Inner, due: &DueDelivery) -> Option<(Arc<str>, bool)> {
+    if due.attempts_made != 0 {
+        return None;
+    }
+    let mut fresh = lock(&inner.fresh);
+    let entry = fresh.get_mut(&due.event_unique_id)?;
+    let found = (entry.body.clone(), entry.is_test_event);
+    entry.first_attempts_left = entry.first_attempts_left.saturating_sub(1);
+    if entry.first_attempts_left == 0 {
+        fresh.remove(&due.event_unique_id);
+    }
+    Some(found)
 }
 
 /// A random number in `[0, 1)` for retry jitter.
