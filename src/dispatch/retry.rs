@@ -58,7 +58,9 @@ impl RetrySchedule {
     pub fn delay_after(&self, attempts_made: usize, random: f64) -> Option<Duration> {
         let base = *self.delays.get(attempts_made.checked_sub(1)?)?;
         let factor = 1.0 + self.jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
-        Some(base.mul_f64(factor.max(0.0)))
+        // A nonsensical jitter (negative result, NaN, overflow) falls back to the plain delay
+        // rather than panicking.
+        Some(Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base))
     }
 }
 
@@ -143,6 +145,17 @@ mod tests {
         for i in 0..100 {
             let delay = schedule.delay_after(1, f64::from(i) / 100.0).unwrap();
             assert!(delay >= Duration::from_secs(4) && delay <= Duration::from_secs(6));
+        }
+    }
+
+    #[test]
+    fn an_absurd_jitter_falls_back_to_the_plain_delay() {
+        for jitter in [f64::NAN, f64::INFINITY, 1e300] {
+            let schedule = RetrySchedule {
+                jitter,
+                ..RetrySchedule::default()
+            };
+            assert_eq!(schedule.delay_after(1, 0.9), Some(Duration::from_secs(5)), "{jitter}");
         }
     }
 
