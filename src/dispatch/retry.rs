@@ -58,8 +58,11 @@ impl RetrySchedule {
     pub fn delay_after(&self, attempts_made: usize, random: f64) -> Option<Duration> {
         let base = *self.delays.get(attempts_made.checked_sub(1)?)?;
         let factor = 1.0 + self.jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
-        // A nonsensical jitter (negative result, NaN, overflow) falls back to the plain delay
+        // A nonsensical jitter (NaN, infinite, overflowing) falls back to the plain delay
         // rather than panicking.
+        if !factor.is_finite() {
+            return Some(base);
+        }
         Some(Duration::try_from_secs_f64(base.as_secs_f64() * factor.max(0.0)).unwrap_or(base))
     }
 }
