@@ -158,7 +158,11 @@ mod tests {
                 jitter,
                 ..RetrySchedule::default()
             };
-            assert_eq!(schedule.delay_after(1, 0.9), Some(Duration::from_secs(5)), "{jitter}");
+            assert_eq!(
+                schedule.delay_after(1, 0.9),
+                Some(Duration::from_secs(5)),
+                "{jitter}"
+            );
         }
     }
 
