@@ -74,11 +74,10 @@ async fn child_emits_until_killed() {
     tokio::spawn(tracker.run(Duration::from_millis(25)));
     let mut stdout = std::io::stdout();
     for i in 0usize.. {
-        let emitted = dispatcher
-            .emit(EventPayload::sample(EventKind::ALL[i % 4]))
-            .await
-            .unwrap();
-        writeln!(stdout, "acked {}", emitted.event_unique_id).unwrap();
+        // Built here, so the parent learns the exact bytes `emit` accepted.
+        let body = WebhookEvent::new(EventPayload::sample(EventKind::ALL[i % 4])).to_json();
+        let emitted = dispatcher.emit_json(body.clone()).await.unwrap();
+        writeln!(stdout, "acked {} {body}", emitted.event_unique_id).unwrap();
         stdout.flush().unwrap();
     }
 }
@@ -86,7 +85,8 @@ async fn child_emits_until_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
     let dir = TempDir::new("crash-restart");
-    let mut acknowledged: Vec<String> = Vec::new();
+    // (id, exact body) of every event whose `emit` returned Ok.
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
     for round in 0..8u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -106,8 +106,8 @@ async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
         let mut seen = 0;
         while seen < wanted {
             let line = lines.next().expect("the child runs until killed").unwrap();
-            if let Some(id) = line.strip_prefix("acked ") {
-                acknowledged.push(id.to_owned());
+            if let Some(ack) = parse_ack(&line) {
+                acknowledged.push(ack);
                 seen += 1;
             }
         }
@@ -122,17 +122,11 @@ async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
         ));
         for _ in 0..5 {
             let line = lines.next().expect("the first writer is unharmed").unwrap();
-            if let Some(id) = line.strip_prefix("acked ") {
-                acknowledged.push(id.to_owned());
-            }
+            acknowledged.extend(parse_ack(&line));
         }
         child.kill().unwrap(); // SIGKILL, mid-stride
         child.wait().unwrap();
-        for line in lines.map_while(Result::ok) {
-            if let Some(id) = line.strip_prefix("acked ") {
-                acknowledged.push(id.to_owned());
-            }
-        }
+        acknowledged.extend(lines.map_while(Result::ok).filter_map(|l| parse_ack(&l)));
         let store = FileLogStore::open(dir.path()).unwrap();
         assert!(
             store.recovery_report().damaged_lines.is_empty(),
@@ -148,10 +142,15 @@ async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
             total,
             "round {round}: an event is in the log twice"
         );
-        for id in &acknowledged {
+        for (id, body) in &acknowledged {
             assert!(
                 in_log.binary_search(id).is_ok(),
                 "round {round}: acknowledged {id} lost"
+            );
+            let logged = store.get(id).await.unwrap().unwrap();
+            assert_eq!(
+                &logged.body, body,
+                "round {round}: {id} is not byte-identical"
             );
         }
     }
@@ -160,13 +159,21 @@ async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
     let receiver = TestReceiver::ok().await;
     let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
     let dispatcher = dispatcher(store.clone(), &receiver.url());
-    for id in &acknowledged {
+    for (id, body) in &acknowledged {
         let event = dispatcher
             .wait_until_final(id, Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(event.status(), DeliveryState::Delivered, "{id}");
-        assert!(event.event().is_ok(), "{id}: body damaged");
+        assert_eq!(&event.body, body, "{id}: not byte-identical");
+    }
+    let delivered: std::collections::HashSet<Vec<u8>> =
+        receiver.received().into_iter().map(|r| r.body).collect();
+    for (id, body) in &acknowledged {
+        assert!(
+            delivered.contains(body.as_bytes()),
+            "{id}: the receiver never got these bytes"
+        );
     }
     let abandoned = LogFilter::default().kinds([EventKind::PaymentInitiatedNotCompleted]);
     let mut fired = Vec::new();
@@ -198,4 +205,10 @@ async fn emitted_events_survive_repeated_kill_9_and_are_delivered_after() {
         .count();
     assert_eq!(deliveries_of_checkout, 1);
     assert!(acknowledged.len() >= 300);
+}
+
+/// `acked <id> <body>` from the child.
+fn parse_ack(line: &str) -> Option<(String, String)> {
+    let (id, body) = line.strip_prefix("acked ")?.split_once(' ')?;
+    Some((id.to_owned(), body.to_owned()))
 }
