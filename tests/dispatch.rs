@@ -603,3 +603,18 @@ async fn a_log_that_cannot_record_attempts_does_not_cause_a_flood_of_resends() {
         "sent {calls} times in 1.5 s while the log was failing"
     );
 }
+
+#[test]
+fn starting_outside_a_runtime_is_a_typed_error_not_a_panic() {
+    let error = Dispatcher::start(
+        Arc::new(MemoryLogStore::new()),
+        Arc::new(CountingSender::default()),
+        vec![],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, fermion_webhooks::DispatchError::NoRuntime),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("tokio runtime"));
+}

@@ -40,6 +40,12 @@ pub enum DispatchError {
         /// The event id.
         id: String,
     },
+    /// [`Dispatcher::start`] was called outside a tokio runtime, which its background
+    /// delivery needs.
+    #[error(
+        "the dispatcher needs a tokio runtime: start it from async code (inside #[tokio::main])"
+    )]
+    NoRuntime,
     /// The dispatcher is shutting down and takes no new work.
     #[error("the dispatcher is shutting down and takes no new events")]
     ShuttingDown,
@@ -183,6 +189,8 @@ impl Dispatcher {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, DispatchError> {
         validate_all(&endpoints)?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| DispatchError::NoRuntime)?;
         let inner = Arc::new(Inner {
             store,
             sender,
@@ -199,7 +207,7 @@ impl Dispatcher {
             worker: Mutex::new(None),
         });
         if inner.config.background_delivery {
-            let handle = tokio::spawn(worker::run(inner.clone()));
+            let handle = runtime.spawn(worker::run(inner.clone()));
             *lock(&inner.worker) = Some(handle);
         }
         Ok(Self { inner })
