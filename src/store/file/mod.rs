@@ -175,11 +175,11 @@ impl FileLogStore {
         let mut files: HashMap<Day, SegmentReader> = HashMap::new();
         let mut events = Vec::with_capacity(locations.len());
         for location in locations {
-            let path = self.dir.join(segment_file_name(location.day));
             let file = match files.entry(location.day) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    match SegmentReader::open(&path) {
+                    let path = self.dir.join(segment_file_name(location.day));
+                    match SegmentReader::open(path.clone()) {
                         Ok(reader) => entry.insert(reader),
                         // Deleted by retention since the index was read: the event is gone.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -187,8 +187,8 @@ impl FileLogStore {
                     }
                 }
             };
-            let event = read_event(file, &path, location.offset, &location.attempt_offsets)
-                .map_err(|e| io_error(&path, e))?;
+            let event = read_event(file, location.offset, &location.attempt_offsets)
+                .map_err(|e| io_error(file.path(), e))?;
             events.push(event);
         }
         Ok(events)

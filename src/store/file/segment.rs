@@ -171,17 +171,16 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Line, String> {
 /// Reads the full event at `offset` in `file`, then applies its attempts (at their offsets).
 pub(super) fn read_event(
     file: &mut SegmentReader,
-    path: &Path,
     offset: u64,
     attempt_offsets: &[u64],
 ) -> io::Result<StoredEvent> {
     let line = read_line_at(file, offset)?;
     let full: EventLineFull =
-        serde_json::from_slice(&line).map_err(|e| corrupt(path, offset, e))?;
+        serde_json::from_slice(&line).map_err(|e| corrupt(file.path(), offset, e))?;
     let body = match (full.body, full.body_text) {
         (Some(raw), _) => raw.get().to_owned(),
         (None, Some(text)) => text,
-        (None, None) => return Err(corrupt(path, offset, "the event record has no body")),
+        (None, None) => return Err(corrupt(file.path(), offset, "the event record has no body")),
     };
     let mut event = StoredEvent {
         event_unique_id: full.event_unique_id,
@@ -194,7 +193,7 @@ pub(super) fn read_event(
     for &attempt_offset in attempt_offsets {
         let line = read_line_at(file, attempt_offset)?;
         let record: AttemptRecord =
-            serde_json::from_slice(&line).map_err(|e| corrupt(path, attempt_offset, e))?;
+            serde_json::from_slice(&line).map_err(|e| corrupt(file.path(), attempt_offset, e))?;
         apply_attempt(&mut event, record);
     }
     Ok(event)
@@ -222,14 +221,21 @@ pub(super) fn apply_attempt(event: &mut StoredEvent, record: AttemptRecord) {
 pub(super) struct SegmentReader {
     reader: BufReader<File>,
     position: u64,
+    path: PathBuf,
 }
 
 impl SegmentReader {
-    pub(super) fn open(path: &Path) -> io::Result<Self> {
+    pub(super) fn open(path: PathBuf) -> io::Result<Self> {
         Ok(Self {
-            reader: BufReader::with_capacity(64 * 1024, File::open(path)?),
+            reader: BufReader::with_capacity(64 * 1024, File::open(&path)?),
             position: 0,
+            path,
         })
+    }
+
+    /// The segment file, for error messages.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 
     fn move_to(&mut self, offset: u64) -> io::Result<()> {
