@@ -132,9 +132,61 @@ async fn the_secret_appears_in_no_debug_output_error_log_file_or_export() {
     assert_clean("a recorded response snippet", &format!("{echoed:?}"));
     assert!(format!("{echoed:?}").contains("<redacted>"), "{echoed:?}");
 
+    // The abandoned-checkout journal lives in the same directory.
+    let checkouts = Arc::new(fermion_webhooks::FileCheckoutStore::open(dir.path()).unwrap());
+    let tracker = fermion_webhooks::CheckoutTracker::new(
+        checkouts,
+        dispatcher.clone(),
+        Arc::new(SystemClock),
+    );
+    let mut checkout = fermion_webhooks::Checkout {
+        order_id: "ord".into(),
+        amount_in_smallest_unit: 1,
+        currency: "INR".into(),
+        user_id: "u".into(),
+        user_fullname: "U".into(),
+        user_email: "u@example.com".into(),
+        user_phone_number: None,
+        course_slug: "c".into(),
+        course_name: "C".into(),
+        initiated_at: chrono::Utc::now() - chrono::TimeDelta::hours(2),
+    };
+    tracker.initiated(checkout.clone()).await.unwrap();
+    checkout.order_id = "pending".into();
+    checkout.initiated_at = chrono::Utc::now();
+    tracker.initiated(checkout).await.unwrap();
+    for fired in tracker.fire_due().await.unwrap() {
+        dispatcher
+            .wait_until_final(&fired.event_unique_id, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+
     drop(blocked);
     drop(dispatcher);
     drop(store);
+    // What an operator sees with the `logs` tool.
+    let log_dir = dir.path().to_str().unwrap();
+    for args in [
+        vec!["list"],
+        vec!["attempts", ids[0].as_str()],
+        vec!["show", ids[0].as_str()],
+    ] {
+        let output = std::process::Command::new(support::example_binary("logs"))
+            .args(["--log-dir", log_dir])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "logs {args:?}");
+        assert_clean(
+            &format!("logs {args:?}"),
+            &String::from_utf8_lossy(&output.stdout),
+        );
+        assert_clean(
+            &format!("logs {args:?} stderr"),
+            &String::from_utf8_lossy(&output.stderr),
+        );
+    }
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
