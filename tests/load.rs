@@ -81,7 +81,14 @@ async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
         (total, total),
         "each event exactly once in the log"
     );
-    let received = received.lock().unwrap().clone();
+    let (received, requests) = {
+        let seen = received.lock().unwrap();
+        (seen.0.clone(), seen.1)
+    };
+    assert_eq!(
+        requests, total,
+        "a healthy receiver gets each event once, not more"
+    );
     assert_eq!(received.len(), total, "every event reached the receiver");
     // What grows with the log is its small index, never the bodies: about 350 bytes an event.
     let grown = resident_mib() - memory_before;
@@ -98,8 +105,11 @@ async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
 }
 
 /// A receiver on 127.0.0.1 that keeps only the ids it got, so memory readings are the crate's.
-async fn counting_receiver() -> (String, Arc<std::sync::Mutex<HashSet<String>>>) {
-    let ids: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+/// The ids seen, and how many requests came.
+type Seen = Arc<std::sync::Mutex<(HashSet<String>, usize)>>;
+
+async fn counting_receiver() -> (String, Seen) {
+    let ids: Seen = Arc::default();
     let seen = ids.clone();
     let app = axum::Router::new().route(
         "/hooks",
@@ -107,7 +117,9 @@ async fn counting_receiver() -> (String, Arc<std::sync::Mutex<HashSet<String>>>)
             let seen = seen.clone();
             async move {
                 let event = WebhookEvent::from_json(&body).unwrap();
-                seen.lock().unwrap().insert(event.event_unique_id);
+                let mut seen = seen.lock().unwrap();
+                seen.0.insert(event.event_unique_id);
+                seen.1 += 1;
                 "ok"
             }
         }),

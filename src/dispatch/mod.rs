@@ -152,7 +152,8 @@ struct Inner {
     wake: Notify,
     /// Signalled after every recorded attempt, for `wait_until_final`.
     progress: Notify,
-    in_flight: Mutex<HashSet<(String, String)>>,
+    /// Deliveries being attempted now. A tokio mutex: the worker holds it across its log query.
+    in_flight: tokio::sync::Mutex<HashSet<(String, String)>>,
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<std::time::Instant>>,
@@ -200,7 +201,7 @@ impl Dispatcher {
             clock,
             wake: Notify::new(),
             progress: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: tokio::sync::Mutex::new(HashSet::new()),
             log_failed_at: Mutex::new(None),
             fresh: Mutex::new(std::collections::HashMap::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -401,7 +402,7 @@ impl Dispatcher {
         let drained = tokio::time::timeout(deadline, self.inner.permits.acquire_many(max)).await;
         let abandoned = match drained {
             Ok(_) => 0,
-            Err(_) => lock(&self.inner.in_flight).len(),
+            Err(_) => self.inner.in_flight.lock().await.len(),
         };
         worker.abort();
         let _ = worker.await;

@@ -42,13 +42,14 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
     if free == 0 {
         return;
     }
+    // The in-flight set stays locked from the query to the last spawn. An attempt leaves the
+    // set only after its outcome is recorded, so a query made while it is in the set skips it,
+    // and one made after sees it recorded: a delivery is never started twice from a stale
+    // reading of the log.
+    let mut in_flight = inner.in_flight.lock().await;
     // Ask for more than there is room for: some due deliveries may already be in flight.
-    let busy = lock(&inner.in_flight).len();
-    let due = match inner
-        .store
-        .due_deliveries(inner.clock.now(), free + busy)
-        .await
-    {
+    let wanted = free + in_flight.len();
+    let due = match inner.store.due_deliveries(inner.clock.now(), wanted).await {
         Ok(due) => due,
         // The log is unavailable; the next round tries again after the poll interval.
         Err(_) => return,
@@ -58,13 +59,13 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
             delivery.event_unique_id.clone(),
             delivery.endpoint_id.clone(),
         );
-        if lock(&inner.in_flight).contains(&key) {
+        if in_flight.contains(&key) {
             continue;
         }
         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
             break;
         };
-        lock(&inner.in_flight).insert(key);
+        in_flight.insert(key);
         attempts.spawn(attempt(inner.clone(), delivery, permit));
     }
 }
@@ -76,7 +77,8 @@ async fn attempt(inner: Arc<Inner>, due: DueDelivery, permit: OwnedSemaphorePerm
     if deliver(&inner, &due).await.is_err() {
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
     }
-    lock(&inner.in_flight).remove(&(due.event_unique_id.clone(), due.endpoint_id.clone()));
+    let key = (due.event_unique_id.clone(), due.endpoint_id.clone());
+    inner.in_flight.lock().await.remove(&key);
     drop(permit);
     inner.progress.notify_waiters();
     inner.wake.notify_one();
