@@ -62,6 +62,11 @@ contract!(
     a_bad_cursor_is_a_typed_error,
 );
 
+/// Every event matching `filter`, newest first.
+async fn matching(store: &dyn LogStore, filter: &LogFilter) -> Vec<StoredEvent> {
+    store.query(filter, None, 10_000).await.unwrap().events
+}
+
 fn attempt(status: u16, trigger: AttemptTrigger, at_iso: &str) -> Attempt {
     Attempt::response(
         at(at_iso),
@@ -404,14 +409,7 @@ async fn the_time_range_includes_from_and_excludes_to(backend: Backend) {
     assert_eq!(scanned, 3);
     let empty =
         LogFilter::default().between(at("2026-11-28T12:00:00Z"), at("2026-11-28T12:00:00Z"));
-    assert!(
-        store
-            .query(&empty, None, 100)
-            .await
-            .unwrap()
-            .events
-            .is_empty()
-    );
+    assert!(matching(&*store, &empty).await.is_empty());
 }
 
 async fn queries_filter_by_kind_status_and_test_flag(backend: Backend) {
@@ -549,15 +547,7 @@ async fn retention_deletes_events_of_days_before_the_cutoff(backend: Backend) {
             .len()
             == 1
     );
-    assert_eq!(
-        store
-            .query(&LogFilter::default(), None, 10)
-            .await
-            .unwrap()
-            .events
-            .len(),
-        1
-    );
+    assert_eq!(matching(&*store, &LogFilter::default()).await.len(), 1);
     assert_eq!(
         store
             .delete_before(at("2026-10-02T00:00:00Z"))
@@ -602,14 +592,7 @@ async fn the_overall_status_is_failed_then_pending_then_delivered(backend: Backe
         .unwrap();
     assert_eq!(status().await, DeliveryState::Delivered);
     let failed_filter = LogFilter::default().status(DeliveryState::Failed);
-    assert!(
-        store
-            .query(&failed_filter, None, 10)
-            .await
-            .unwrap()
-            .events
-            .is_empty()
-    );
+    assert!(matching(&*store, &failed_filter).await.is_empty());
 }
 
 async fn unknown_event_types_are_stored_and_excluded_by_a_kind_filter(backend: Backend) {
@@ -631,24 +614,9 @@ async fn unknown_event_types_are_stored_and_excluded_by_a_kind_filter(backend: B
         (back.event_type.as_str(), back.body.as_str()),
         ("lab-session-started", body)
     );
-    assert_eq!(
-        store
-            .query(&LogFilter::default(), None, 10)
-            .await
-            .unwrap()
-            .events
-            .len(),
-        1
-    );
+    assert_eq!(matching(&*store, &LogFilter::default()).await.len(), 1);
     let known = LogFilter::default().kinds(EventKind::ALL);
-    assert!(
-        store
-            .query(&known, None, 10)
-            .await
-            .unwrap()
-            .events
-            .is_empty()
-    );
+    assert!(matching(&*store, &known).await.is_empty());
 }
 
 async fn concurrent_appends_all_land_exactly_once(backend: Backend) {
