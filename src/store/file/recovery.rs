@@ -51,6 +51,10 @@ pub struct DamagedLine {
     pub reason: String,
 }
 
+/// How long a held lock is retried before it counts as another writer's.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Takes the directory's writer lock (`LOCK`), or fails with [`LogError::Locked`].
 pub(super) fn take_lock(dir: &Path) -> Result<File, LogError> {
     let path = dir.join("LOCK");
     let mut file = OpenOptions::new()
@@ -59,14 +63,23 @@ pub(super) fn take_lock(dir: &Path) -> Result<File, LogError> {
         .write(true)
         .open(&path)
         .map_err(|e| io_error(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(LogError::Locked {
-                dir: dir.to_owned(),
-            });
+    // A lock that clears within a moment is not another writer: when any thread of this
+    // process starts a child process, the child holds a copy of every open file, the lock's
+    // included, until it executes its program. So a refusal is only final after a short wait.
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked {
+                    dir: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path, e)),
     }
     // The pid helps a person find the holder; the lock itself is what matters.
     let _ = file
