@@ -280,9 +280,8 @@ impl Dispatcher {
         endpoint_id: &str,
     ) -> Result<Emitted, DispatchError> {
         let endpoint = self.endpoint(endpoint_id)?;
-        let mut event = WebhookEvent::test(EventPayload::sample(kind));
-        event.timestamp =
-            WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now()).timestamp;
+        let mut event = WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now());
+        event.is_test_event = true;
         let body = event.to_json();
         self.store_and_wake(&event, body, &[endpoint]).await
     }

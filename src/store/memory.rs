@@ -94,12 +94,7 @@ impl LogStore for MemoryLogStore {
             })?;
         let delivery = &mut event.deliveries[index];
         let was_due = delivery.next_attempt_at;
-        delivery.attempts.push(record.attempt);
-        delivery.state = record.state;
-        delivery.next_attempt_at = match record.state {
-            DeliveryState::Pending => record.next_attempt_at,
-            _ => None,
-        };
+        delivery.apply(record);
         let now_due = delivery.next_attempt_at;
         if let Some(due) = was_due {
             state.pending.remove(&(due, position, index));

@@ -290,6 +290,19 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// Applies a recorded attempt: adds it, takes the new state, and keeps a next attempt time
+    /// only while pending.
+    pub(crate) fn apply(&mut self, record: AttemptRecord) {
+        self.attempts.push(record.attempt);
+        self.state = record.state;
+        self.next_attempt_at = match record.state {
+            DeliveryState::Pending => record.next_attempt_at,
+            _ => None,
+        };
+    }
+}
+
 /// An event as the log holds it: its exact body bytes and its deliveries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {

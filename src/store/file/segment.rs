@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::record::{AttemptRecord, Delivery, DeliveryState, StoredEvent};
+use crate::store::record::{AttemptRecord, Delivery, StoredEvent};
 
 /// A UTC day, as days since 1970-01-01: the key of a segment.
 pub(super) type Day = i32;
@@ -206,12 +206,7 @@ pub(super) fn apply_attempt(event: &mut StoredEvent, record: AttemptRecord) {
         .iter_mut()
         .find(|d| d.endpoint_id == record.endpoint_id)
     {
-        delivery.attempts.push(record.attempt);
-        delivery.state = record.state;
-        delivery.next_attempt_at = match record.state {
-            DeliveryState::Pending => record.next_attempt_at,
-            _ => None,
-        };
+        delivery.apply(record);
     }
 }
 

@@ -146,13 +146,16 @@ impl Writer {
 
     fn stage_append(&self, batch: &mut Batch, event: StoredEvent) -> Result<(), LogError> {
         validate_new_entry(&event)?;
-        let id = &event.event_unique_id;
-        if batch.new_ids.contains(id) || lock_index(&self.index).contains(id) {
-            return Err(LogError::DuplicateEvent { id: id.clone() });
-        }
         let day = day_of(event.timestamp);
+        let offset = {
+            let index = lock_index(&self.index);
+            let id = &event.event_unique_id;
+            if batch.new_ids.contains(id) || index.contains(id) {
+                return Err(LogError::DuplicateEvent { id: id.clone() });
+            }
+            staged_len(&index, batch, day)
+        };
         let line = encode_event_line(&event);
-        let offset = self.staged_len(batch, day);
         batch.lines.entry(day).or_default().extend_from_slice(&line);
         batch.new_ids.insert(event.event_unique_id.clone());
         let summary = EventSummary {
@@ -167,7 +170,7 @@ impl Writer {
     }
 
     fn stage_attempt(&self, batch: &mut Batch, record: Box<AttemptRecord>) -> Result<(), LogError> {
-        let (slot, day) = {
+        let (slot, day, offset) = {
             let index = lock_index(&self.index);
             let slot =
                 index
@@ -181,19 +184,13 @@ impl Writer {
                     endpoint_id: record.endpoint_id.clone(),
                 });
             }
-            (slot, index.day_of_slot(slot).unwrap_or_default())
+            let day = index.day_of_slot(slot).unwrap_or_default();
+            (slot, day, staged_len(&index, batch, day))
         };
         let line = encode_attempt_line(&record);
-        let offset = self.staged_len(batch, day);
         batch.lines.entry(day).or_default().extend_from_slice(&line);
         batch.changes.push(Staged::Attempt(slot, record, offset));
         Ok(())
-    }
-
-    /// Where the next line staged for `day` will start in its file.
-    fn staged_len(&self, batch: &Batch, day: Day) -> u64 {
-        let staged = batch.lines.get(&day).map_or(0, |bytes| bytes.len() as u64);
-        lock_index(&self.index).segment_len(day) + staged
     }
 
     /// Writes and fsyncs the batch, then indexes it and answers its callers.
@@ -298,6 +295,12 @@ impl Writer {
         sync_dir(&self.dir)?;
         Ok(deleted)
     }
+}
+
+/// Where the next line staged for `day` will start in its file.
+fn staged_len(index: &Index, batch: &Batch, day: Day) -> u64 {
+    let staged = batch.lines.get(&day).map_or(0, |bytes| bytes.len() as u64);
+    index.segment_len(day) + staged
 }
 
 /// Makes the directory's entries (a created or deleted segment) durable.
