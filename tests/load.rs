@@ -26,7 +26,7 @@ fn setting(name: &str, default: usize) -> usize {
 async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
     let emitters = setting("FERMION_LOAD_EMITTERS", 100);
     let per_emitter = setting("FERMION_LOAD_EVENTS", 20);
-    let (url, received) = counting_receiver().await;
+    let (url, received) = counting_receiver(Duration::ZERO).await;
     let memory_before = resident_mib();
     let dir = TempDir::new("load");
     let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
@@ -104,11 +104,50 @@ async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_bigger_than_the_ready_queue_is_delivered_once_each_through_the_log() {
+    // `emit` hands up to 4,096 deliveries straight to the worker; a slow receiver makes a
+    // burst of 5,000 overflow that, so the rest must be found by querying the log.
+    let total = 5_000;
+    let (url, received) = counting_receiver(Duration::from_millis(40)).await;
+    let store = Arc::new(fermion_webhooks::MemoryLogStore::new());
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .unwrap();
+    let mut config = DispatchConfig::default();
+    config.poll_interval = Duration::from_millis(50);
+    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("load").unwrap()).unwrap();
+    let dispatcher = Dispatcher::start_with(
+        store.clone(),
+        Arc::new(sender),
+        vec![endpoint],
+        config,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let mut emitted = Vec::with_capacity(total);
+    for i in 0..total {
+        let payload = EventPayload::sample(EventKind::ALL[i % 4]);
+        emitted.push(dispatcher.emit(payload).await.unwrap().event_unique_id);
+    }
+    for id in &emitted {
+        let event = dispatcher
+            .wait_until_final(id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(event.status(), DeliveryState::Delivered, "{id}");
+    }
+    let seen = received.lock().unwrap();
+    assert_eq!(seen.0.len(), total, "every event reached the receiver");
+    assert_eq!(seen.1, total, "and none of them twice");
+}
+
 /// A receiver on 127.0.0.1 that keeps only the ids it got, so memory readings are the crate's.
 /// The ids seen, and how many requests came.
 type Seen = Arc<std::sync::Mutex<(HashSet<String>, usize)>>;
 
-async fn counting_receiver() -> (String, Seen) {
+async fn counting_receiver(delay: Duration) -> (String, Seen) {
     let ids: Seen = Arc::default();
     let seen = ids.clone();
     let app = axum::Router::new().route(
@@ -116,6 +155,7 @@ async fn counting_receiver() -> (String, Seen) {
         axum::routing::post(move |body: axum::body::Bytes| {
             let seen = seen.clone();
             async move {
+                tokio::time::sleep(delay).await;
                 let event = WebhookEvent::from_json(&body).unwrap();
                 let mut seen = seen.lock().unwrap();
                 seen.0.insert(event.event_unique_id);

@@ -142,7 +142,9 @@ pub fn run(name: &str, durable: bool) {
         );
         let (mut base, mut subject) = (Vec::new(), Vec::new());
         for round in 0..rounds {
+            let cpu0 = cpu_seconds();
             base.push(baseline(&url, bodies.clone(), &received).await);
+            let cpu1 = cpu_seconds();
             let store: Arc<dyn LogStore> = if durable {
                 let dir = scratch_dir(&format!("{name}-{round}"));
                 Arc::new(FileLogStore::open(&dir).expect("a file log"))
@@ -150,9 +152,13 @@ pub fn run(name: &str, durable: bool) {
                 Arc::new(MemoryLogStore::new())
             };
             subject.push(through_dispatcher(&url, total, store, &received).await);
+            let cpu2 = cpu_seconds();
             eprintln!(
-                "round {round}: baseline {:.0}/s, {name} {:.0}/s",
-                base[round], subject[round]
+                "round {round}: baseline {:.0}/s ({:.1} µs CPU/event), {name} {:.0}/s ({:.1} µs CPU/event)",
+                base[round],
+                (cpu1 - cpu0) * 1e6 / total as f64,
+                subject[round],
+                (cpu2 - cpu1) * 1e6 / total as f64,
             );
         }
         base.sort_by(f64::total_cmp);
@@ -165,4 +171,23 @@ pub fn run(name: &str, durable: bool) {
             "events/s",
         );
     });
+}
+
+/// CPU time (user + system) this process has used so far, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
 }

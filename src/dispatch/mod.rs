@@ -1,5 +1,6 @@
 //! The platform side: emit events, deliver them in the background with retries, re-trigger.
 
+mod ready;
 mod retrigger;
 mod retry;
 mod worker;
@@ -14,7 +15,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::endpoint::{Endpoint, EndpointError, validate_all};
 use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
-use crate::store::{Delivery, DeliveryState, LogError, LogStore, StoredEvent};
+use crate::store::{Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent};
+
+use self::ready::ReadyDelivery;
 
 pub use retry::RetrySchedule;
 
@@ -117,17 +120,6 @@ impl Default for DispatchConfig {
     }
 }
 
-/// The most just-emitted bodies kept for their first attempts; past it, attempts read the log.
-const FRESH_BODIES: usize = 4096;
-
-/// A just-emitted event's body, and how many first attempts still need it.
-#[derive(Debug)]
-struct FreshEvent {
-    body: Arc<str>,
-    is_test_event: bool,
-    first_attempts_left: usize,
-}
-
 /// Emits events into the log and delivers them in the background.
 ///
 /// `emit` stores the event with one pending delivery per enabled endpoint subscribed to its
@@ -145,7 +137,8 @@ pub struct Dispatcher {
 struct Inner {
     store: Arc<dyn LogStore>,
     sender: Arc<dyn Sender>,
-    endpoints: RwLock<Vec<Endpoint>>,
+    /// Shared, so an attempt takes its endpoint without copying the list.
+    endpoints: RwLock<Arc<[Endpoint]>>,
     config: DispatchConfig,
     clock: Arc<dyn Clock>,
     /// Wakes the worker: new work, or shutdown.
@@ -157,9 +150,8 @@ struct Inner {
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<std::time::Instant>>,
-    /// Bodies of just-emitted events, kept until each delivery's first attempt, so that
-    /// attempt need not read the event back from the log. Bounded by [`FRESH_BODIES`].
-    fresh: Mutex<std::collections::HashMap<String, FreshEvent>>,
+    /// Just-emitted deliveries for the worker, with their bodies.
+    ready: ready::ReadyQueue,
     permits: Arc<Semaphore>,
     stopping: std::sync::atomic::AtomicBool,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -195,7 +187,7 @@ impl Dispatcher {
         let inner = Arc::new(Inner {
             store,
             sender,
-            endpoints: RwLock::new(endpoints),
+            endpoints: RwLock::new(endpoints.into()),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             config,
             clock,
@@ -203,7 +195,7 @@ impl Dispatcher {
             progress: Notify::new(),
             in_flight: tokio::sync::Mutex::new(HashSet::new()),
             log_failed_at: Mutex::new(None),
-            fresh: Mutex::new(std::collections::HashMap::new()),
+            ready: ready::ReadyQueue::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
         });
@@ -222,17 +214,13 @@ impl Dispatcher {
             .inner
             .endpoints
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = endpoints;
+            .unwrap_or_else(|p| p.into_inner()) = endpoints.into();
         Ok(())
     }
 
     /// The current endpoints.
     pub fn endpoints(&self) -> Vec<Endpoint> {
-        self.inner
-            .endpoints
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.endpoint_list().to_vec()
     }
 
     /// Emits a live event now: a fresh `eventUniqueId`, the current time, `isTestEvent: false`.
@@ -264,9 +252,11 @@ impl Dispatcher {
     fn subscribers(&self, event: &WebhookEvent) -> Vec<Endpoint> {
         match event.kind() {
             Some(kind) => self
-                .endpoints()
-                .into_iter()
+                .inner
+                .endpoint_list()
+                .iter()
                 .filter(|e| e.wants(kind))
+                .cloned()
                 .collect(),
             None => Vec::new(),
         }
@@ -311,20 +301,33 @@ impl Dispatcher {
             .iter()
             .map(|e| Delivery::pending(e.id.clone(), e.url.clone(), now))
             .collect();
-        let mut entry = StoredEvent::new(event, deliveries);
-        entry.body = body;
-        let fresh = FreshEvent {
-            body: Arc::from(entry.body.as_str()),
-            is_test_event: entry.is_test_event,
-            first_attempts_left: targets.len(),
+        // Not `StoredEvent::new`, which would serialise the event a second time.
+        let entry = StoredEvent {
+            event_unique_id: event.event_unique_id.clone(),
+            event_type: event.event_type().to_owned(),
+            timestamp: event.timestamp,
+            is_test_event: event.is_test_event,
+            body,
+            deliveries,
         };
+        let body: Arc<str> = Arc::from(entry.body.as_str());
+        let ready = entry
+            .deliveries
+            .iter()
+            .map(|delivery| ReadyDelivery {
+                due: DueDelivery {
+                    event_unique_id: entry.event_unique_id.clone(),
+                    endpoint_id: delivery.endpoint_id.clone(),
+                    url: delivery.url.clone(),
+                    next_attempt_at: now,
+                    attempts_made: 0,
+                },
+                body: body.clone(),
+                is_test_event: entry.is_test_event,
+            })
+            .collect();
         self.inner.store.append(entry).await?;
-        {
-            let mut bodies = lock(&self.inner.fresh);
-            if bodies.len() < FRESH_BODIES {
-                bodies.insert(event.event_unique_id.clone(), fresh);
-            }
-        }
+        self.inner.queue_first_attempts(ready).await;
         self.inner.wake.notify_one();
         Ok(emitted)
     }
@@ -401,11 +404,22 @@ impl Dispatcher {
         let drained = tokio::time::timeout(deadline, self.inner.permits.acquire_many(max)).await;
         let abandoned = match drained {
             Ok(_) => 0,
-            Err(_) => self.inner.in_flight.lock().await.len(),
+            // Attempts hold permits; queued deliveries do not.
+            Err(_) => (max as usize).saturating_sub(self.inner.permits.available_permits()),
         };
         worker.abort();
         let _ = worker.await;
         abandoned
+    }
+}
+
+impl Inner {
+    /// The current endpoints, shared.
+    fn endpoint_list(&self) -> Arc<[Endpoint]> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -19,12 +19,16 @@ pub(super) async fn run(inner: Arc<Inner>) {
     // Attempts live in this set: if the worker is aborted at a shutdown deadline, so are they,
     // and their deliveries stay pending in the log.
     let mut attempts = JoinSet::new();
+    // One ticker for the worker's life: a sleep made anew each round would never fire while
+    // emits keep waking the worker, and retries would wait for a quiet moment.
+    let mut poll = tokio::time::interval(inner.config.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !inner.stopping.load(Ordering::SeqCst) {
         while attempts.try_join_next().is_some() {}
         start_due_attempts(&inner, &mut attempts).await;
         tokio::select! {
             () = inner.wake.notified() => {}
-            () = tokio::time::sleep(inner.config.poll_interval) => {}
+            _ = poll.tick() => inner.ready.check_log(),
             Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
         }
     }
@@ -38,8 +42,19 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
     if lock(&inner.log_failed_at).is_some_and(|at| at.elapsed() < LOG_FAILURE_PAUSE) {
         return;
     }
-    let free = inner.permits.available_permits();
-    if free == 0 {
+    // First the deliveries `emit` queued: already claimed in the in-flight set, with bodies.
+    loop {
+        let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+            return;
+        };
+        let Some(ready) = inner.ready.pop() else {
+            drop(permit);
+            break;
+        };
+        let body = Some((ready.body, ready.is_test_event));
+        attempts.spawn(attempt(inner.clone(), ready.due, body, permit));
+    }
+    if !inner.ready.take_check_log() {
         return;
     }
     // The in-flight set stays locked from the query to the last spawn. An attempt leaves the
@@ -48,12 +63,19 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
     // reading of the log.
     let mut in_flight = inner.in_flight.lock().await;
     // Ask for more than there is room for: some due deliveries may already be in flight.
-    let wanted = free + in_flight.len();
+    let wanted = inner.permits.available_permits() + in_flight.len();
     let due = match inner.store.due_deliveries(inner.clock.now(), wanted).await {
         Ok(due) => due,
-        // The log is unavailable; the next round tries again after the poll interval.
-        Err(_) => return,
+        Err(_) => {
+            // The log is unavailable; try again on the next round.
+            inner.ready.check_log();
+            return;
+        }
     };
+    if due.len() >= wanted {
+        // The answer was cut at `wanted`: more may be due once permits free up.
+        inner.ready.check_log();
+    }
     for delivery in due {
         let key = (
             delivery.event_unique_id.clone(),
@@ -63,19 +85,26 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
             continue;
         }
         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+            inner.ready.check_log();
             break;
         };
         in_flight.insert(key);
-        attempts.spawn(attempt(inner.clone(), delivery, permit));
+        attempts.spawn(attempt(inner.clone(), delivery, None, permit));
     }
 }
 
-async fn attempt(inner: Arc<Inner>, due: DueDelivery, permit: OwnedSemaphorePermit) {
+async fn attempt(
+    inner: Arc<Inner>,
+    due: DueDelivery,
+    body: Option<(Arc<str>, bool)>,
+    permit: OwnedSemaphorePermit,
+) {
     // A failed log write leaves the delivery pending and due. It is tried again, but only
     // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
     // of them is not.
-    if deliver(&inner, &due).await.is_err() {
+    if deliver(&inner, &due, body).await.is_err() {
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
+        inner.ready.check_log();
     }
     let key = (due.event_unique_id.clone(), due.endpoint_id.clone());
     inner.in_flight.lock().await.remove(&key);
@@ -84,9 +113,13 @@ async fn attempt(inner: Arc<Inner>, due: DueDelivery, permit: OwnedSemaphorePerm
     inner.wake.notify_one();
 }
 
-async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
-    let (body, is_test_event) = match take_fresh(inner, due) {
-        Some(fresh) => fresh,
+async fn deliver(
+    inner: &Inner,
+    due: &DueDelivery,
+    body: Option<(Arc<str>, bool)>,
+) -> Result<(), LogError> {
+    let (body, is_test_event) = match body {
+        Some(queued) => queued,
         None => match inner.store.get(&due.event_unique_id).await? {
             Some(event) => (Arc::from(event.body), event.is_test_event),
             None => return Ok(()), // removed by retention meanwhile
@@ -97,13 +130,10 @@ async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
         (0, false) => AttemptTrigger::FirstTry,
         _ => AttemptTrigger::AutomaticRetry,
     };
-    let endpoint = inner
-        .endpoints
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
+    let endpoints = inner.endpoint_list();
+    let endpoint = endpoints
         .iter()
-        .find(|e| e.id == due.endpoint_id && e.enabled)
-        .cloned();
+        .find(|e| e.id == due.endpoint_id && e.enabled);
     let (outcome, state, next_attempt_at) = match endpoint {
         None => {
             let outcome = SendOutcome {
@@ -150,21 +180,6 @@ async fn deliver(inner: &Inner, due: &DueDelivery) -> Result<(), LogError> {
             next_attempt_at,
         })
         .await
-}
-
-/// The body kept from `emit` for a first attempt, if there is one.
-fn take_fresh(inner: &Inner, due: &DueDelivery) -> Option<(Arc<str>, bool)> {
-    if due.attempts_made != 0 {
-        return None;
-    }
-    let mut fresh = lock(&inner.fresh);
-    let entry = fresh.get_mut(&due.event_unique_id)?;
-    let found = (entry.body.clone(), entry.is_test_event);
-    entry.first_attempts_left = entry.first_attempts_left.saturating_sub(1);
-    if entry.first_attempts_left == 0 {
-        fresh.remove(&due.event_unique_id);
-    }
-    Some(found)
 }
 
 /// A random number in `[0, 1)` for retry jitter.
