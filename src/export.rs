@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde_json::value::RawValue;
 
-use crate::store::{LogError, LogFilter, LogStore, StoredEvent};
+use crate::store::{EventRow, LogError, LogFilter, LogStore};
 
 /// The CSV header, in column order.
 pub const CSV_COLUMNS: [&str; 19] = [
@@ -122,12 +122,12 @@ async fn write_each(
     store: &dyn LogStore,
     filter: &LogFilter,
     progress: &mut (dyn FnMut(u64) + Send),
-    mut write: impl FnMut(StoredEvent) -> std::io::Result<()> + Send,
+    mut write: impl FnMut(EventRow) -> std::io::Result<()> + Send,
 ) -> Result<u64, ExportError> {
     let mut failure = None;
     let mut written = 0;
     store
-        .scan(filter, &mut |event| match write(event) {
+        .scan_rows(filter, &mut |event| match write(event) {
             Ok(()) => {
                 written += 1;
                 progress(written);
@@ -221,7 +221,7 @@ impl<'de> Deserialize<'de> for Cell {
 }
 
 /// Fills `cells` with the CSV row for `event`.
-fn csv_cells(event: &StoredEvent, escape_formulas: bool, cells: &mut Vec<String>) {
+fn csv_cells(event: &EventRow, escape_formulas: bool, cells: &mut Vec<String>) {
     let payload_raw = serde_json::from_str::<BodyPayload>(&event.body)
         .ok()
         .and_then(|body| body.payload);
@@ -239,10 +239,10 @@ fn csv_cells(event: &StoredEvent, escape_formulas: bool, cells: &mut Vec<String>
         crate::event::iso_millis(&event.timestamp),
         event.event_type.clone(),
         event.is_test_event.to_string(),
-        event.status().to_string(),
-        event.attempt_count().to_string(),
+        event.status.to_string(),
+        event.attempts.to_string(),
         event
-            .last_response_status()
+            .last_response_status
             .map(|status| status.to_string())
             .unwrap_or_default(),
         payload.user_id.0,

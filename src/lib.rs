@@ -82,8 +82,9 @@ pub use sender::{
 };
 pub use store::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Cursor, DamagedLine, Delivery,
-    DeliveryState, DueDelivery, FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, Page,
-    RESPONSE_SNIPPET_LIMIT, RecoveryReport, StoredEvent, TornTail, TransportErrorKind, WriteStats,
+    DeliveryState, DueDelivery, EventRow, FileLogStore, LogError, LogFilter, LogStore,
+    MemoryLogStore, Page, RESPONSE_SNIPPET_LIMIT, RecoveryReport, StoredEvent, TornTail,
+    TransportErrorKind, WriteStats,
 };
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, Cursor, Delivery, DeliveryState, EventKind,
+    Attempt, AttemptRecord, AttemptTrigger, Cursor, Delivery, DeliveryState, EventKind, EventRow,
     FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, StoredEvent, TransportErrorKind,
 };
 use support::{TempDir, at, stored};
@@ -60,6 +60,7 @@ contract!(
     unknown_event_types_are_stored_and_excluded_by_a_kind_filter,
     concurrent_appends_all_land_exactly_once,
     a_bad_cursor_is_a_typed_error,
+    rows_agree_with_whole_events_under_every_filter,
 );
 
 /// Every event matching `filter`, newest first.
@@ -660,4 +661,144 @@ async fn a_bad_cursor_is_a_typed_error(backend: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(error, LogError::InvalidCursor { .. }), "{error:?}");
+}
+
+/// A log with several deliveries per event, every state, retries, a transport error, an event
+/// appended out of time order, a test event, an unknown type and a body kept as text: what
+/// `scan_rows` must summarise exactly as `scan` would.
+async fn varied_log(store: &dyn LogStore) {
+    let sale = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00Z",
+        &["a", "b"],
+    );
+    store.append(sale.clone()).await.unwrap();
+    let mut retry = record(
+        &sale,
+        "a",
+        attempt(500, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z"),
+        DeliveryState::Pending,
+    );
+    retry.next_attempt_at = Some(at("2026-11-28T10:05:00Z"));
+    store.record_attempt(retry).await.unwrap();
+    let ok = attempt(200, AttemptTrigger::AutomaticRetry, "2026-11-28T10:05:00Z");
+    store
+        .record_attempt(record(&sale, "a", ok, DeliveryState::Delivered))
+        .await
+        .unwrap();
+    let gone = attempt(410, AttemptTrigger::FirstTry, "2026-11-28T10:00:02Z");
+    store
+        .record_attempt(record(&sale, "b", gone, DeliveryState::Failed))
+        .await
+        .unwrap();
+    let refused = Attempt::transport_error(
+        at("2026-11-28T10:09:00Z"),
+        Duration::from_millis(3),
+        TransportErrorKind::Connect,
+        "connection refused",
+        AttemptTrigger::ManualRetrigger,
+    );
+    store
+        .record_attempt(record(&sale, "b", refused, DeliveryState::Failed))
+        .await
+        .unwrap();
+
+    let mut earlier = stored(
+        EventKind::FreeCourseEnrollment,
+        "2026-11-28T09:00:00Z",
+        &["a"],
+    );
+    earlier.is_test_event = true;
+    store.append(earlier).await.unwrap();
+
+    let body = r#"{"eventUniqueId":"lab-2","timestampIsoString":"2026-11-28T11:00:00.000Z","isTestEvent":false,"payload":{"eventType":"lab-session-started"}}"#;
+    let lab = fermion_webhooks::WebhookEvent::from_json(body.as_bytes()).unwrap();
+    let lab = StoredEvent::new(
+        &lab,
+        vec![Delivery::pending(
+            "a",
+            "https://x.example/h",
+            at("2026-11-28T11:00:00Z"),
+        )],
+    );
+    store.append(lab).await.unwrap();
+
+    let mut pretty = stored(
+        EventKind::PaymentFailed,
+        "2026-11-29T08:00:00Z",
+        &["a", "b"],
+    );
+    pretty.body = "{\n  \"pretty\": true\n}".to_owned();
+    // Appended already settled, as an import of old events would be.
+    pretty.deliveries[1].state = DeliveryState::Delivered;
+    pretty.deliveries[1].next_attempt_at = None;
+    store.append(pretty.clone()).await.unwrap();
+    let failed = attempt(503, AttemptTrigger::FirstTry, "2026-11-29T08:00:01Z");
+    store
+        .record_attempt(record(&pretty, "a", failed, DeliveryState::Failed))
+        .await
+        .unwrap();
+}
+
+async fn rows_agree_with_whole_events_under_every_filter(backend: Backend) {
+    let store = backend.store;
+    varied_log(&*store).await;
+    let filters = [
+        LogFilter::default(),
+        LogFilter::default().kinds([EventKind::PaidCourseSale, EventKind::PaymentFailed]),
+        LogFilter::default().status(DeliveryState::Failed),
+        LogFilter::default().status(DeliveryState::Pending),
+        LogFilter::default().status(DeliveryState::Delivered),
+        LogFilter::default().test_events(true),
+        LogFilter::default().between(at("2026-11-28T09:30:00Z"), at("2026-11-29T00:00:00Z")),
+    ];
+    for filter in filters {
+        let mut whole = Vec::new();
+        store
+            .scan(&filter, &mut |event| {
+                whole.push(EventRow::from(&event));
+                ControlFlow::Continue(())
+            })
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        let visited = store
+            .scan_rows(&filter, &mut |row| {
+                rows.push(row);
+                ControlFlow::Continue(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, whole, "{filter:?}");
+        assert_eq!(visited as usize, rows.len());
+    }
+    let mut all = Vec::new();
+    store
+        .scan_rows(&LogFilter::default(), &mut |row| {
+            all.push(row);
+            ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    let summary: Vec<(&str, DeliveryState, usize, Option<u16>)> = all
+        .iter()
+        .map(|r| {
+            (
+                r.event_type.as_str(),
+                r.status,
+                r.attempts,
+                r.last_response_status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("free-course-enrollment", DeliveryState::Pending, 0, None),
+            ("paid-course-sale", DeliveryState::Failed, 4, Some(200)),
+            ("lab-session-started", DeliveryState::Pending, 0, None),
+            ("payment-failed", DeliveryState::Failed, 1, Some(503)),
+        ],
+        "oldest first, with status, attempts and the latest HTTP status"
+    );
 }

@@ -143,6 +143,42 @@ impl Position {
     }
 }
 
+/// An event as a log list or an export shows it: everything but its attempts' details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    /// `eventUniqueId`.
+    pub event_unique_id: String,
+    /// The payload's `eventType`.
+    pub event_type: String,
+    /// `timestampIsoString`.
+    pub timestamp: DateTime<Utc>,
+    /// `isTestEvent`.
+    pub is_test_event: bool,
+    /// The overall status (see [`StoredEvent::status`]).
+    pub status: DeliveryState,
+    /// Attempts across all deliveries.
+    pub attempts: usize,
+    /// The HTTP status of the most recent attempt that got one.
+    pub last_response_status: Option<u16>,
+    /// The JSON body exactly as sent.
+    pub body: String,
+}
+
+impl From<&StoredEvent> for EventRow {
+    fn from(event: &StoredEvent) -> Self {
+        Self {
+            event_unique_id: event.event_unique_id.clone(),
+            event_type: event.event_type.clone(),
+            timestamp: event.timestamp,
+            is_test_event: event.is_test_event,
+            status: event.status(),
+            attempts: event.attempt_count(),
+            last_response_status: event.last_response_status(),
+            body: event.body.clone(),
+        }
+    }
+}
+
 /// One page of a [`query`](super::LogStore::query).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {

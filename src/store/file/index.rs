@@ -1,85 +1,105 @@
-//! The in-memory index of a file log: where each event's lines are, and what queries filter on.
-//! Bodies stay on disk; the index holds a few dozen bytes per event and per delivery.
+//! The in-memory index of a file log: a fixed 56-byte entry per event, event ids as 64-bit
+//! hashes, and full detail (id, endpoint, URL, next attempt) only for pending deliveries.
+//! Bodies and attempts stay on disk; the sidecar files say where.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::segment::{Day, EventSummary, day_of};
+use super::sidecar::{EVENT_IS_TEST, kind_of_code};
 use crate::store::query::{LogFilter, Position};
-use crate::store::record::{AttemptRecord, DeliveryState, DueDelivery, aggregate_status};
+use crate::store::record::{DeliveryState, DueDelivery, aggregate_status};
 
-/// Interns repeated strings (endpoint ids, URLs, event types) as small numbers.
-#[derive(Debug, Default)]
-struct Interner {
-    names: Vec<Arc<str>>,
-    numbers: HashMap<Arc<str>, u32>,
+/// A slot number in [`Index::entries`].
+pub(super) type Slot = u32;
+
+/// Marks an id hash shared by several events: look the id up in [`Index::collided`].
+const COLLIDED: Slot = Slot::MAX;
+
+/// Delivery states kept in an entry's bits; an event with more keeps the rest aside.
+const PACKED_STATES: usize = 32;
+
+const REMOVED: u8 = 0x80;
+
+/// One event.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Entry {
+    pub(super) micros: i64,
+    pub(super) seq: u64,
+    pub(super) offset: u64,
+    pub(super) id_hash: u64,
+    /// Two bits per delivery (see `sidecar::state_code`), for the first [`PACKED_STATES`].
+    states: u64,
+    pub(super) day: Day,
+    /// The event's record number in its sidecar; its attempts come after it.
+    pub(super) record: u32,
+    /// The record number of its last attempt (its own record number while it has none): a
+    /// lookup reads the sidecar only between the two.
+    pub(super) last_attempt: u32,
+    pub(super) deliveries: u16,
+    pub(super) type_code: u8,
+    flags: u8,
 }
 
-impl Interner {
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&number) = self.numbers.get(name) {
-            return number;
+impl Entry {
+    pub(super) fn position(&self) -> Position {
+        Position {
+            micros: self.micros,
+            seq: self.seq,
         }
-        let number = self.names.len() as u32;
-        let name: Arc<str> = name.into();
-        self.names.push(name.clone());
-        self.numbers.insert(name, number);
-        number
     }
 
-    fn lookup(&self, name: &str) -> Option<u32> {
-        self.numbers.get(name).copied()
-    }
-
-    fn name(&self, number: u32) -> &str {
-        self.names.get(number as usize).map_or("", |name| name)
+    pub(super) fn is_test_event(&self) -> bool {
+        self.flags & EVENT_IS_TEST != 0
     }
 }
 
+/// A pending delivery: everything the dispatcher needs to attempt it.
 #[derive(Debug)]
-struct IndexedDelivery {
-    endpoint: u32,
-    url: u32,
-    state: DeliveryState,
-    next_attempt_at: Option<DateTime<Utc>>,
+struct PendingDelivery {
+    event_unique_id: Arc<str>,
+    endpoint_id: Arc<str>,
+    url: Arc<str>,
+    next_micros: i64,
     attempts: u32,
 }
 
-#[derive(Debug)]
-pub(super) struct IndexedEvent {
-    id: Arc<str>,
-    pub(super) position: Position,
-    pub(super) day: Day,
-    pub(super) offset: u64,
-    event_type: u32,
-    is_test_event: bool,
-    deliveries: Vec<IndexedDelivery>,
-    pub(super) attempt_offsets: Vec<u64>,
-}
-
-/// Where to read one event from.
+/// Hashes already-hashed ids: mixes in a per-process key, so bucket placement cannot be
+/// predicted from the stored (public, fixed-key) id hashes.
 #[derive(Clone, Debug)]
-pub(super) struct EventLocation {
-    pub(super) position: Position,
-    pub(super) day: Day,
-    pub(super) offset: u64,
-    pub(super) attempt_offsets: Vec<u64>,
+struct MixKey(u64);
+
+impl Default for MixKey {
+    fn default() -> Self {
+        Self(std::collections::hash_map::RandomState::new().hash_one(0x6669_6c65_u64))
+    }
 }
 
-impl IndexedEvent {
-    fn status(&self) -> DeliveryState {
-        aggregate_status(self.deliveries.iter().map(|d| d.state))
+impl BuildHasher for MixKey {
+    type Hasher = Mixer;
+    fn build_hasher(&self) -> Mixer {
+        Mixer(self.0)
     }
+}
 
-    fn location(&self) -> EventLocation {
-        EventLocation {
-            position: self.position,
-            day: self.day,
-            offset: self.offset,
-            attempt_offsets: self.attempt_offsets.clone(),
+#[derive(Debug)]
+struct Mixer(u64);
+
+impl Hasher for Mixer {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
         }
+    }
+    fn write_u64(&mut self, value: u64) {
+        let mixed = (value ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 29);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -87,176 +107,299 @@ impl IndexedEvent {
 pub(super) struct SegmentIndex {
     /// Bytes of complete lines in the file.
     pub(super) len: u64,
+    /// Records in its sidecar.
+    pub(super) records: u32,
     /// The segment's events in log order (timestamp, then append order).
-    events: BTreeMap<Position, u32>,
+    order: Vec<Slot>,
+    /// The records, for a reader whose sidecar on disk is missing or behind.
+    pub(super) unsaved: Option<Arc<Vec<super::sidecar::SideRecord>>>,
 }
-
-/// A slot number in [`Index::slots`].
-pub(super) type Slot = u32;
 
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    slots: Vec<Option<IndexedEvent>>,
+    entries: Vec<Entry>,
     free: Vec<Slot>,
-    by_id: HashMap<Arc<str>, Slot>,
+    by_hash: HashMap<u64, Slot, MixKey>,
+    collided: HashMap<String, Slot>,
+    /// States of deliveries past the first [`PACKED_STATES`] of an event.
+    extra_states: HashMap<Slot, Vec<DeliveryState>>,
     pub(super) segments: BTreeMap<Day, SegmentIndex>,
-    /// Pending deliveries by due time: (due, slot, delivery index).
-    pending: BTreeSet<(DateTime<Utc>, Slot, u32)>,
-    endpoints: Interner,
-    urls: Interner,
-    event_types: Interner,
+    /// Pending deliveries by due time: (due µs, slot, delivery).
+    pending: BTreeSet<(i64, Slot, u16)>,
+    details: HashMap<(Slot, u16), PendingDelivery>,
+    strings: HashMap<Arc<str>, ()>,
     appended: u64,
 }
 
+/// Why an event could not be indexed.
+pub(super) enum Refused {
+    /// An event with the same id is already indexed.
+    Duplicate(String),
+}
+
 impl Index {
-    pub(super) fn contains(&self, id: &str) -> bool {
-        self.by_id.contains_key(id)
+    pub(super) fn reserve(&mut self, events: usize) {
+        self.entries.reserve(events);
+        self.by_hash.reserve(events);
+    }
+
+    /// The slot of the event with this id's hash. If `id` itself is not indexed, this may be
+    /// another event with the same 64-bit hash: callers that read the event compare its id.
+    pub(super) fn slot_of(&self, id: &str) -> Option<Slot> {
+        match self.by_hash.get(&super::sidecar::id_hash(id)) {
+            Some(&COLLIDED) => self.collided.get(id).copied(),
+            found => found.copied(),
+        }
+    }
+
+    pub(super) fn entry(&self, slot: Slot) -> Option<&Entry> {
+        self.entries
+            .get(slot as usize)
+            .filter(|e| e.flags & REMOVED == 0)
     }
 
     pub(super) fn segment_len(&self, day: Day) -> u64 {
         self.segments.get(&day).map_or(0, |segment| segment.len)
     }
 
-    pub(super) fn set_segment_len(&mut self, day: Day, len: u64) {
-        self.segments.entry(day).or_default().len = len;
+    pub(super) fn segment_records(&self, day: Day) -> u32 {
+        self.segments.get(&day).map_or(0, |segment| segment.records)
     }
 
-    /// Adds an event read from (or just written to) `day`'s segment at `offset`. Returns
-    /// `false` if its id is already indexed.
-    pub(super) fn insert(&mut self, summary: EventSummary, day: Day, offset: u64) -> bool {
-        if self.by_id.contains_key(summary.event_unique_id.as_str()) {
-            return false;
+    pub(super) fn set_segment_end(&mut self, day: Day, len: u64, records: u32) {
+        let segment = self.segments.entry(day).or_default();
+        segment.len = len;
+        segment.records = records;
+    }
+
+    /// Indexes an event. `id` is its id when known; `read_id` reads the id of the event at a
+    /// (day, offset), to tell a duplicate from two ids that share a hash.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert(
+        &mut self,
+        id: Option<&str>,
+        id_hash: u64,
+        micros: i64,
+        day: Day,
+        offset: u64,
+        record: u32,
+        deliveries: u16,
+        type_code: u8,
+        flags: u8,
+        read_id: &mut dyn FnMut(Day, u64) -> Option<String>,
+    ) -> Result<Slot, Refused> {
+        let mut new_id = id.map(str::to_owned);
+        let existing = self.by_hash.get(&id_hash).copied();
+        if let Some(existing) = existing {
+            let new_id = new_id.get_or_insert_with(|| read_id(day, offset).unwrap_or_default());
+            if existing == COLLIDED {
+                if self.collided.contains_key(new_id.as_str()) {
+                    return Err(Refused::Duplicate(new_id.clone()));
+                }
+            } else {
+                let entry = self.entries[existing as usize];
+                let old_id = read_id(entry.day, entry.offset).unwrap_or_default();
+                if old_id == *new_id {
+                    return Err(Refused::Duplicate(old_id));
+                }
+                self.collided.insert(old_id, existing);
+            }
         }
         self.appended += 1;
-        let position = Position::new(summary.timestamp_iso_string, self.appended);
-        let id: Arc<str> = summary.event_unique_id.into();
-        let deliveries = summary
-            .deliveries
-            .iter()
-            .map(|d| IndexedDelivery {
-                endpoint: self.endpoints.intern(&d.endpoint_id),
-                url: self.urls.intern(&d.url),
-                state: d.state,
-                next_attempt_at: d.next_attempt_at,
-                attempts: 0,
-            })
-            .collect();
-        let event = IndexedEvent {
-            id: id.clone(),
-            position,
-            day,
+        let entry = Entry {
+            micros,
+            seq: self.appended,
             offset,
-            event_type: self.event_types.intern(&summary.event_type),
-            is_test_event: summary.is_test_event,
+            id_hash,
+            states: 0,
+            day,
+            record,
+            last_attempt: record,
             deliveries,
-            attempt_offsets: Vec::new(),
+            type_code,
+            flags: flags & EVENT_IS_TEST,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some(event);
+                self.entries[slot as usize] = entry;
                 slot
             }
             None => {
-                self.slots.push(Some(event));
-                (self.slots.len() - 1) as Slot
+                self.entries.push(entry);
+                (self.entries.len() - 1) as Slot
             }
         };
-        self.by_id.insert(id, slot);
-        self.segments
-            .entry(day)
-            .or_default()
-            .events
-            .insert(position, slot);
-        self.schedule_all(slot);
-        true
+        match (existing, new_id) {
+            (Some(_), Some(id)) => {
+                self.collided.insert(id, slot);
+                self.by_hash.insert(id_hash, COLLIDED);
+            }
+            _ => {
+                self.by_hash.insert(id_hash, slot);
+            }
+        }
+        let order = &mut self.segments.entry(day).or_default().order;
+        let position = entry.position();
+        let entries = &self.entries;
+        // Events nearly always arrive in time order, so this is almost always a push.
+        match order.last() {
+            Some(last) if entries[*last as usize].position() > position => {
+                let at = order.partition_point(|s| entries[*s as usize].position() <= position);
+                order.insert(at, slot);
+            }
+            _ => order.push(slot),
+        }
+        Ok(slot)
     }
 
-    fn schedule_all(&mut self, slot: Slot) {
-        if let Some(event) = self.event(slot) {
-            let due: Vec<_> = event
-                .deliveries
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.state == DeliveryState::Pending)
-                .filter_map(|(i, d)| d.next_attempt_at.map(|at| (at, slot, i as u32)))
-                .collect();
-            self.pending.extend(due);
+    pub(super) fn state(&self, slot: Slot, delivery: u16) -> DeliveryState {
+        let index = usize::from(delivery);
+        if index < PACKED_STATES {
+            let bits = (self.entries[slot as usize].states >> (2 * index)) & 3;
+            super::sidecar::state_of_code(bits as u8)
+        } else {
+            self.extra_states
+                .get(&slot)
+                .and_then(|states| states.get(index - PACKED_STATES).copied())
+                .unwrap_or(DeliveryState::Pending)
         }
     }
 
-    fn event(&self, slot: Slot) -> Option<&IndexedEvent> {
-        self.slots.get(slot as usize).and_then(Option::as_ref)
-    }
-
-    pub(super) fn slot_of(&self, id: &str) -> Option<Slot> {
-        self.by_id.get(id).copied()
-    }
-
-    pub(super) fn day_of_slot(&self, slot: Slot) -> Option<Day> {
-        self.event(slot).map(|event| event.day)
-    }
-
-    /// The index of the delivery to `endpoint_id`, if the event has one.
-    pub(super) fn delivery_index(&self, slot: Slot, endpoint_id: &str) -> Option<usize> {
-        let endpoint = self.endpoints.lookup(endpoint_id)?;
-        self.event(slot)?
-            .deliveries
-            .iter()
-            .position(|d| d.endpoint == endpoint)
-    }
-
-    /// Applies an attempt written at `offset`.
-    pub(super) fn apply_attempt(&mut self, slot: Slot, record: &AttemptRecord, offset: u64) {
-        let Some(index) = self.delivery_index(slot, &record.endpoint_id) else {
-            return;
-        };
-        let Some(event) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
-            return;
-        };
-        event.attempt_offsets.push(offset);
-        let delivery = &mut event.deliveries[index];
-        if let Some(at) = delivery.next_attempt_at.take() {
-            self.pending.remove(&(at, slot, index as u32));
-        }
-        delivery.attempts += 1;
-        delivery.state = record.state;
-        if record.state == DeliveryState::Pending {
-            delivery.next_attempt_at = record.next_attempt_at;
-            if let Some(at) = record.next_attempt_at {
-                self.pending.insert((at, slot, index as u32));
+    pub(super) fn set_state(&mut self, slot: Slot, delivery: u16, state: DeliveryState) {
+        let index = usize::from(delivery);
+        if index < PACKED_STATES {
+            let entry = &mut self.entries[slot as usize];
+            let code = u64::from(super::sidecar::state_code(state));
+            entry.states = (entry.states & !(3 << (2 * index))) | (code << (2 * index));
+        } else {
+            let deliveries = usize::from(self.entries[slot as usize].deliveries);
+            let states = self.extra_states.entry(slot).or_insert_with(|| {
+                vec![DeliveryState::Pending; deliveries.saturating_sub(PACKED_STATES)]
+            });
+            if let Some(place) = states.get_mut(index - PACKED_STATES) {
+                *place = state;
             }
         }
     }
 
-    pub(super) fn location(&self, id: &str) -> Option<EventLocation> {
-        self.event(self.slot_of(id)?).map(IndexedEvent::location)
+    /// The event's overall status.
+    pub(super) fn status(&self, slot: Slot) -> DeliveryState {
+        let deliveries = self.entries[slot as usize].deliveries;
+        aggregate_status((0..deliveries).map(|d| self.state(slot, d)))
+    }
+
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some((known, ())) = self.strings.get_key_value(text) {
+            return known.clone();
+        }
+        let text: Arc<str> = text.into();
+        self.strings.insert(text.clone(), ());
+        text
+    }
+
+    /// Keeps the details of the event's pending deliveries, from its line's summary; `next`
+    /// and `attempts` give what its attempts changed, per delivery.
+    pub(super) fn track_pending(
+        &mut self,
+        slot: Slot,
+        summary: &EventSummary,
+        changed: &dyn Fn(u16) -> Option<(Option<i64>, u32)>,
+    ) {
+        for (index, delivery) in summary.deliveries.iter().enumerate() {
+            let Ok(index) = u16::try_from(index) else {
+                break;
+            };
+            if self.state(slot, index) != DeliveryState::Pending {
+                continue;
+            }
+            let (next, attempts) = match changed(index) {
+                Some((next, attempts)) => (next, attempts),
+                None => (delivery.next_attempt_at.map(|at| at.timestamp_micros()), 0),
+            };
+            let Some(next_micros) = next else { continue };
+            let detail = PendingDelivery {
+                event_unique_id: summary.event_unique_id.as_str().into(),
+                endpoint_id: self.intern(&delivery.endpoint_id),
+                url: self.intern(&delivery.url),
+                next_micros,
+                attempts,
+            };
+            self.details.insert((slot, index), detail);
+            self.pending.insert((next_micros, slot, index));
+        }
+    }
+
+    /// The index of the event's pending delivery to `endpoint_id`, if it has one.
+    pub(super) fn pending_delivery(
+        &self,
+        slot: Slot,
+        event_id: &str,
+        endpoint_id: &str,
+    ) -> Option<u16> {
+        let deliveries = self.entry(slot)?.deliveries;
+        (0..deliveries).find(|d| {
+            self.details.get(&(slot, *d)).is_some_and(|detail| {
+                &*detail.endpoint_id == endpoint_id && &*detail.event_unique_id == event_id
+            })
+        })
+    }
+
+    /// Applies an attempt (record number `record` of the event's sidecar): the delivery's new
+    /// state and, while pending, its next due time.
+    pub(super) fn apply_attempt(
+        &mut self,
+        slot: Slot,
+        record: u32,
+        delivery: u16,
+        state: DeliveryState,
+        next_micros: Option<i64>,
+    ) {
+        if let Some(entry) = self.entries.get_mut(slot as usize) {
+            entry.last_attempt = entry.last_attempt.max(record);
+        }
+        self.set_state(slot, delivery, state);
+        let Some(detail) = self.details.get_mut(&(slot, delivery)) else {
+            return;
+        };
+        self.pending.remove(&(detail.next_micros, slot, delivery));
+        detail.attempts += 1;
+        match (state, next_micros) {
+            (DeliveryState::Pending, Some(next)) => {
+                detail.next_micros = next;
+                self.pending.insert((next, slot, delivery));
+            }
+            _ => {
+                self.details.remove(&(slot, delivery));
+            }
+        }
     }
 
     pub(super) fn due(&self, now: DateTime<Utc>, limit: usize) -> Vec<DueDelivery> {
+        let now = now.timestamp_micros();
         self.pending
             .iter()
             .take_while(|(at, _, _)| *at <= now)
-            .filter_map(|&(at, slot, index)| {
-                let event = self.event(slot)?;
-                let delivery = event.deliveries.get(index as usize)?;
+            .filter_map(|&(at, slot, delivery)| {
+                let detail = self.details.get(&(slot, delivery))?;
                 Some(DueDelivery {
-                    event_unique_id: event.id.to_string(),
-                    endpoint_id: self.endpoints.name(delivery.endpoint).to_owned(),
-                    url: self.urls.name(delivery.url).to_owned(),
-                    next_attempt_at: at,
-                    attempts_made: delivery.attempts as usize,
+                    event_unique_id: detail.event_unique_id.to_string(),
+                    endpoint_id: detail.endpoint_id.to_string(),
+                    url: detail.url.to_string(),
+                    next_attempt_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                    attempts_made: detail.attempts as usize,
                 })
             })
             .take(limit)
             .collect()
     }
 
-    fn matches(&self, event: &IndexedEvent, filter: &LogFilter) -> bool {
+    fn matches(&self, slot: Slot, filter: &LogFilter) -> bool {
+        let entry = &self.entries[slot as usize];
         filter.matches_parts(
-            DateTime::from_timestamp_micros(event.position.micros).unwrap_or_default(),
-            self.event_types.name(event.event_type),
-            event.is_test_event,
-            || event.status(),
+            DateTime::from_timestamp_micros(entry.micros).unwrap_or_default(),
+            kind_of_code(entry.type_code).map_or("", |kind| kind.as_str()),
+            entry.is_test_event(),
+            || self.status(slot),
         )
     }
 
@@ -273,46 +416,20 @@ impl Index {
         filter: &LogFilter,
         before: Option<Position>,
         limit: usize,
-    ) -> Vec<EventLocation> {
+    ) -> Vec<Entry> {
         let mut found = Vec::new();
         for (_, segment) in self.days(filter).rev() {
-            let events = match before {
-                Some(before) => segment.events.range(..before),
-                None => segment.events.range(..),
-            };
-            for (_, &slot) in events.rev() {
+            let end = before.map_or(segment.order.len(), |before| {
+                segment
+                    .order
+                    .partition_point(|s| self.entries[*s as usize].position() < before)
+            });
+            for &slot in segment.order[..end].iter().rev() {
                 if found.len() == limit {
                     return found;
                 }
-                if let Some(event) = self.event(slot).filter(|e| self.matches(e, filter)) {
-                    found.push(event.location());
-                }
-            }
-        }
-        found
-    }
-
-    /// Up to `limit` matching events strictly after `after` in log order, oldest first.
-    pub(super) fn oldest_first(
-        &self,
-        filter: &LogFilter,
-        after: Option<Position>,
-        limit: usize,
-    ) -> Vec<EventLocation> {
-        let mut found = Vec::new();
-        for (_, segment) in self.days(filter) {
-            let events = match after {
-                Some(after) => segment
-                    .events
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-                None => segment.events.range(..),
-            };
-            for (_, &slot) in events {
-                if found.len() == limit {
-                    return found;
-                }
-                if let Some(event) = self.event(slot).filter(|e| self.matches(e, filter)) {
-                    found.push(event.location());
+                if self.matches(slot, filter) {
+                    found.push(self.entries[slot as usize]);
                 }
             }
         }
@@ -324,17 +441,25 @@ impl Index {
         let Some(segment) = self.segments.remove(&day) else {
             return 0;
         };
-        for slot in segment.events.values() {
-            if let Some(event) = self.slots.get_mut(*slot as usize).and_then(Option::take) {
-                self.by_id.remove(&event.id);
-                for (index, delivery) in event.deliveries.iter().enumerate() {
-                    if let Some(at) = delivery.next_attempt_at {
-                        self.pending.remove(&(at, *slot, index as u32));
-                    }
-                }
-                self.free.push(*slot);
+        for &slot in &segment.order {
+            let entry = &mut self.entries[slot as usize];
+            entry.flags |= REMOVED;
+            let (hash, deliveries) = (entry.id_hash, entry.deliveries);
+            if self.by_hash.get(&hash) == Some(&slot) {
+                self.by_hash.remove(&hash);
             }
+            for delivery in 0..deliveries {
+                if let Some(detail) = self.details.remove(&(slot, delivery)) {
+                    self.pending.remove(&(detail.next_micros, slot, delivery));
+                }
+            }
+            self.extra_states.remove(&slot);
+            self.free.push(slot);
         }
-        segment.events.len() as u64
+        if !self.collided.is_empty() {
+            self.collided
+                .retain(|_, slot| !segment.order.contains(slot));
+        }
+        segment.order.len() as u64
     }
 }

@@ -1,33 +1,35 @@
 //! `FileLogStore`: the event log as JSON Lines files in a directory, durable across crashes.
 
 mod index;
+mod records;
 mod recovery;
+mod scan;
 mod segment;
+mod sidecar;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use self::index::{EventLocation, Index};
-use self::recovery::{load, take_lock};
-use self::segment::{Day, SegmentReader, read_event, segment_file_name};
+use self::index::{Entry, Index};
+use self::recovery::{check, load, segment_days, take_lock};
+use self::scan::{Item, scan_segment};
+use self::segment::{Day, SegmentReader, day_of, read_event, segment_file_name};
+use self::sidecar::{SideRecord, attempts_of, read_sidecar, sidecar_path};
 use self::writer::{Counters, Request, Writer};
 
 pub use self::recovery::{DamagedLine, RecoveryReport, TornTail};
-use super::query::{Cursor, LogFilter, Page};
+use super::query::{Cursor, EventRow, LogFilter, Page};
 use super::record::{AttemptRecord, DueDelivery, StoredEvent};
 use super::{LogError, LogStore};
-
-/// Events read from disk per index lookup while scanning.
-const SCAN_CHUNK: usize = 512;
 
 /// An event log in a directory of human-readable JSON Lines files.
 ///
@@ -40,14 +42,19 @@ const SCAN_CHUNK: usize = 512;
 /// - **Append-only**: one segment file per UTC day of event timestamps (`2026-11-28.jsonl`);
 ///   an attempt is appended to its event's segment. Nothing is rewritten in place; retention
 ///   ([`delete_before`](LogStore::delete_before)) deletes whole segments.
-/// - **Bounded memory**: bodies stay on disk; memory holds a small index entry per event.
-///   Time-range queries and exports read only the segments of their days.
+/// - **Bounded memory**: bodies and attempts stay on disk; a writer holds 56 bytes per event
+///   plus the details of pending deliveries, a reader nothing until it looks events up, and a
+///   scan or export one segment's index records at a time. Beside each segment, a binary
+///   `.idx` sidecar indexes its lines, so opening and exporting parse no JSON; it is rebuilt
+///   from the segment when missing, damaged, or older than the segment (delete it after
+///   editing a segment by hand).
 /// - **One writer**: a `LOCK` file keeps a second process from opening the directory for
 ///   writing ([`LogError::Locked`]); [`open_read_only`](Self::open_read_only) reads alongside.
 #[derive(Debug)]
 pub struct FileLogStore {
     dir: PathBuf,
-    index: Arc<Mutex<Index>>,
+    /// Built at open for a writer; for a reader, on its first lookup.
+    index: OnceLock<Arc<Mutex<Index>>>,
     counters: Arc<Counters>,
     writer: Option<WriterHandle>,
     recovery: RecoveryReport,
@@ -103,7 +110,7 @@ impl FileLogStore {
             .map_err(|e| io_error(&dir, e))?;
         Ok(Self {
             dir,
-            index,
+            index: OnceLock::from(index),
             counters,
             writer: Some(WriterHandle {
                 requests: Mutex::new(Some(sender)),
@@ -114,16 +121,17 @@ impl FileLogStore {
     }
 
     /// Opens the log in `dir` for reading only: no lock is taken and nothing is written, so it
-    /// works beside a running writer (seeing the log as it was when opened).
+    /// works beside a running writer. Scans and exports read the segments as they are then;
+    /// lookups (`get`, `query`) see the log as it was at the first lookup.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, LogError> {
         let dir = dir.as_ref().to_owned();
         if !dir.is_dir() {
             return Err(LogError::MissingDirectory { dir });
         }
-        let (index, recovery) = load(&dir, false)?;
+        let recovery = check(&dir)?;
         Ok(Self {
             dir,
-            index: Arc::new(Mutex::new(index)),
+            index: OnceLock::new(),
             counters: Arc::default(),
             writer: None,
             recovery,
@@ -170,29 +178,151 @@ impl FileLogStore {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Reads events at these locations, keeping segment files open across reads.
-    fn read_all(&self, locations: &[EventLocation]) -> Result<Vec<StoredEvent>, LogError> {
-        let mut files: HashMap<Day, SegmentReader> = HashMap::new();
-        let mut events = Vec::with_capacity(locations.len());
-        for location in locations {
-            let file = match files.entry(location.day) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    let path = self.dir.join(segment_file_name(location.day));
-                    match SegmentReader::open(path.clone()) {
-                        Ok(reader) => entry.insert(reader),
-                        // Deleted by retention since the index was read: the event is gone.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(io_error(&path, e)),
-                    }
-                }
+    /// The index, built now if this is a reader's first lookup.
+    fn index(&self) -> Result<MutexGuard<'_, Index>, LogError> {
+        if let Some(index) = self.index.get() {
+            return Ok(lock_index(index));
+        }
+        let (index, _) = load(&self.dir, false)?;
+        let _ = self.index.set(Arc::new(Mutex::new(index)));
+        let index = self.index.get().ok_or_else(|| LogError::Poisoned {
+            reason: "the index could not be built".to_owned(),
+        })?;
+        Ok(lock_index(index))
+    }
+
+    /// Reads whole events, their attempts found in the sidecars.
+    fn read_all(&self, entries: &[Entry]) -> Result<Vec<StoredEvent>, LogError> {
+        // Per day, the sidecar records from the first event asked for to its last attempt.
+        let mut by_day: BTreeMap<Day, (u32, u32)> = BTreeMap::new();
+        let unsaved: std::collections::HashMap<Day, Arc<Vec<SideRecord>>> = {
+            let index = self.index()?;
+            entries
+                .iter()
+                .filter_map(|e| Some((e.day, index.segments.get(&e.day)?.unsaved.clone()?)))
+                .collect()
+        };
+        for entry in entries {
+            let span = by_day
+                .entry(entry.day)
+                .or_insert((entry.record, entry.last_attempt + 1));
+            span.0 = span.0.min(entry.record);
+            span.1 = span.1.max(entry.last_attempt + 1);
+        }
+        let mut segments = std::collections::HashMap::new();
+        for (day, (from, to)) in by_day {
+            let path = self.dir.join(segment_file_name(day));
+            let sidecar = sidecar_path(&path);
+            let wanted: HashSet<u64> = entries
+                .iter()
+                .filter(|e| e.day == day)
+                .map(|e| e.offset)
+                .collect();
+            let attempts = match unsaved.get(&day) {
+                Some(records) => Ok(attempts_in(
+                    records.get(from as usize..to as usize).unwrap_or_default(),
+                    &wanted,
+                )),
+                None => attempts_of(&sidecar, from, to, &wanted),
             };
-            let event = read_event(file, location.offset, &location.attempt_offsets)
-                .map_err(|e| io_error(file.path(), e))?;
+            match attempts.and_then(|attempts| Ok((attempts, SegmentReader::open(path.clone())?))) {
+                Ok(found) => {
+                    segments.insert(day, found);
+                }
+                // Deleted by retention since the index was read: its events are gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&sidecar, e)),
+            }
+        }
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Some((attempts, file)) = segments.get_mut(&entry.day) else {
+                continue;
+            };
+            let offsets = attempts.get(&entry.offset).map_or(&[][..], Vec::as_slice);
+            let event =
+                read_event(file, entry.offset, offsets).map_err(|e| io_error(file.path(), e))?;
             events.push(event);
         }
         Ok(events)
     }
+
+    /// The records of each segment a scan of `filter` reads, one segment at a time.
+    fn scan_segments(
+        &self,
+        filter: &LogFilter,
+        full: bool,
+        visit: &mut dyn FnMut(Item) -> ControlFlow<()>,
+    ) -> Result<u64, LogError> {
+        let first = filter.from.map_or(Day::MIN, day_of);
+        let last = filter.to.map_or(Day::MAX, day_of);
+        // A writer scans what it has committed; a reader, what is on disk now.
+        let days: Vec<(Day, Option<(u64, u32)>)> = match (&self.writer, self.index.get()) {
+            (Some(_), Some(index)) => lock_index(index)
+                .segments
+                .range(first..=last)
+                .map(|(day, segment)| (*day, Some((segment.len, segment.records))))
+                .collect(),
+            _ => segment_days(&self.dir)?
+                .into_iter()
+                .filter(|day| (first..=last).contains(day))
+                .map(|day| (day, None))
+                .collect(),
+        };
+        let mut visited = 0;
+        for (day, committed) in days {
+            let path = self.dir.join(segment_file_name(day));
+            let records = match self.segment_records(&path, committed) {
+                Ok(records) => records,
+                Err(LogError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue; // deleted by retention meanwhile
+                }
+                Err(e) => return Err(e),
+            };
+            let (count, stop) = scan_segment(&path, &records, filter, full, visit)?;
+            visited += count;
+            if stop {
+                break;
+            }
+        }
+        Ok(visited)
+    }
+
+    fn segment_records(
+        &self,
+        path: &Path,
+        committed: Option<(u64, u32)>,
+    ) -> Result<Vec<SideRecord>, LogError> {
+        if let Some((len, count)) = committed {
+            let sidecar = sidecar_path(path);
+            let (mut records, _) =
+                read_sidecar(&sidecar, len).map_err(|e| io_error(&sidecar, e))?;
+            if records.len() >= count as usize {
+                records.truncate(count as usize);
+                return Ok(records);
+            }
+        }
+        Ok(records::load_segment(&self.dir, path, false)?.records)
+    }
+}
+
+/// The attempt line offsets among `records` of the events whose lines start at `events`.
+fn attempts_in(
+    records: &[SideRecord],
+    events: &HashSet<u64>,
+) -> std::collections::HashMap<u64, Vec<u64>> {
+    let mut found: std::collections::HashMap<u64, Vec<u64>> = std::collections::HashMap::new();
+    for record in records {
+        if record.kind == sidecar::RecordKind::Attempt && events.contains(&record.reference) {
+            found
+                .entry(record.reference)
+                .or_default()
+                .push(record.offset);
+        }
+    }
+    found
 }
 
 impl Drop for FileLogStore {
@@ -234,14 +364,22 @@ impl LogStore for FileLogStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, LogError> {
-        Ok(lock_index(&self.index).due(now, limit))
+        Ok(self.index()?.due(now, limit))
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
-        let Some(location) = lock_index(&self.index).location(event_unique_id) else {
-            return Ok(None);
+        let entry = {
+            let index = self.index()?;
+            let Some(entry) = index.slot_of(event_unique_id).and_then(|s| index.entry(s)) else {
+                return Ok(None);
+            };
+            *entry
         };
-        Ok(self.read_all(&[location])?.pop())
+        // Another id may share the hash of one that is not in the log.
+        Ok(self
+            .read_all(&[entry])?
+            .pop()
+            .filter(|event| event.event_unique_id == event_unique_id))
     }
 
     async fn query(
@@ -252,16 +390,17 @@ impl LogStore for FileLogStore {
     ) -> Result<Page, LogError> {
         let before = cursor.map(Cursor::position).transpose()?;
         // One extra, to know whether another page follows.
-        let mut locations =
-            lock_index(&self.index).newest_first(filter, before, limit.saturating_add(1));
-        let more = locations.len() > limit;
-        locations.truncate(limit);
-        let next_cursor = locations
+        let mut entries = self
+            .index()?
+            .newest_first(filter, before, limit.saturating_add(1));
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next_cursor = entries
             .last()
             .filter(|_| more)
-            .map(|location| Cursor::new(location.position));
+            .map(|entry| Cursor::new(entry.position()));
         Ok(Page {
-            events: self.read_all(&locations)?,
+            events: self.read_all(&entries)?,
             next_cursor,
         })
     }
@@ -271,21 +410,21 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        let mut after = None;
-        let mut visited = 0;
-        loop {
-            let locations = lock_index(&self.index).oldest_first(filter, after, SCAN_CHUNK);
-            let Some(last) = locations.last() else {
-                return Ok(visited);
-            };
-            after = Some(last.position);
-            for event in self.read_all(&locations)? {
-                visited += 1;
-                if visit(event).is_break() {
-                    return Ok(visited);
-                }
-            }
-        }
+        self.scan_segments(filter, true, &mut |item| match item {
+            Item::Full(event) => visit(event),
+            Item::Row(_) => ControlFlow::Continue(()),
+        })
+    }
+
+    async fn scan_rows(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        self.scan_segments(filter, false, &mut |item| match item {
+            Item::Row(row) => visit(row),
+            Item::Full(_) => ControlFlow::Continue(()),
+        })
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {

@@ -5,11 +5,18 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::index::Index;
+use std::collections::HashMap;
+
+use super::index::{Index, Refused, Slot};
 use super::io_error;
-use super::segment::{self, Day, Line, parse_line, parse_segment_file_name, segment_file_name};
+use super::records::{SegmentRecords, load_segment, read_summary};
+use super::segment::{
+    Day, EventSummary, SegmentReader, parse_segment_file_name, segment_file_name,
+};
+use super::sidecar::{EVENT_STARTS_PENDING, RecordKind, state_of_code};
 use super::writer::sync_dir;
 use crate::store::LogError;
+use crate::store::record::DeliveryState;
 
 /// What reopening a log found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,72 +95,176 @@ pub(super) fn take_lock(dir: &Path) -> Result<File, LogError> {
     Ok(file)
 }
 
-/// Reads every segment into an index. With `repair`, a torn tail is saved aside and cut off.
-pub(super) fn load(dir: &Path, repair: bool) -> Result<(Index, RecoveryReport), LogError> {
+/// The days of the segment files in `dir`, oldest first.
+pub(super) fn segment_days(dir: &Path) -> Result<Vec<Day>, LogError> {
     let mut days: Vec<Day> = std::fs::read_dir(dir)
         .map_err(|e| io_error(dir, e))?
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| parse_segment_file_name(entry.file_name().to_str()?))
         .collect();
     days.sort_unstable();
+    Ok(days)
+}
+
+/// Reads every segment's records into an index. With `repair`, a torn tail is saved aside and
+/// cut off, and sidecars are brought up to date.
+pub(super) fn load(dir: &Path, repair: bool) -> Result<(Index, RecoveryReport), LogError> {
     let mut index = Index::default();
     let mut report = RecoveryReport::default();
-    for day in days {
+    for day in segment_days(dir)? {
         let path = dir.join(segment_file_name(day));
-        let (len, torn) = segment::read_lines(&path, |offset, line| match parse_line(line) {
-            Ok(Line::Event(summary)) => {
-                let id = summary.event_unique_id.clone();
-                if !index.insert(summary, day, offset) {
-                    report.damaged_lines.push(DamagedLine {
-                        segment: path.clone(),
-                        offset,
-                        reason: format!("a second record for event {id}; the first is kept"),
-                    });
-                }
+        let loaded = load_segment(dir, &path, repair)?;
+        index_segment(&mut index, dir, day, &path, &loaded, &mut report)?;
+        report.damaged_lines.extend(loaded.damaged);
+        report.torn_tails.extend(loaded.torn);
+    }
+    Ok((index, report))
+}
+
+/// What opening finds without building an index: for a reader, whose index is built only if
+/// it looks events up.
+pub(super) fn check(dir: &Path) -> Result<RecoveryReport, LogError> {
+    let mut report = RecoveryReport::default();
+    for day in segment_days(dir)? {
+        let loaded = load_segment(dir, &dir.join(segment_file_name(day)), false)?;
+        report.damaged_lines.extend(loaded.damaged);
+        report.torn_tails.extend(loaded.torn);
+    }
+    Ok(report)
+}
+
+/// Adds one segment's records to the index.
+fn index_segment(
+    index: &mut Index,
+    dir: &Path,
+    day: Day,
+    path: &Path,
+    loaded: &SegmentRecords,
+    report: &mut RecoveryReport,
+) -> Result<(), LogError> {
+    let mut reader: Option<SegmentReader> = None;
+    let mut summary_at = |offset: u64| -> Result<EventSummary, LogError> {
+        let file = match &mut reader {
+            Some(file) => file,
+            None => {
+                reader.insert(SegmentReader::open(path.to_owned()).map_err(|e| io_error(path, e))?)
             }
-            Ok(Line::Attempt(record)) => {
-                let slot = index.slot_of(&record.event_unique_id);
-                match slot.filter(|s| index.delivery_index(*s, &record.endpoint_id).is_some()) {
-                    Some(slot) => index.apply_attempt(slot, &record, offset),
-                    None => report.damaged_lines.push(DamagedLine {
-                        segment: path.clone(),
-                        offset,
-                        reason: format!(
-                            "an attempt for event {} / endpoint {} that is not in this segment",
-                            record.event_unique_id, record.endpoint_id
-                        ),
+        };
+        read_summary(file, offset).map_err(|reason| io_error(path, std::io::Error::other(reason)))
+    };
+    let mut read_id = |day: Day, offset: u64| -> Option<String> {
+        let mut file = SegmentReader::open(dir.join(segment_file_name(day))).ok()?;
+        read_summary(&mut file, offset)
+            .ok()
+            .map(|s| s.event_unique_id)
+    };
+    let events = loaded
+        .records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Event)
+        .count();
+    index.reserve(events);
+    // (event line offset, slot), in file order and so sorted by offset.
+    let mut slots: Vec<(u64, Slot)> = Vec::with_capacity(events);
+    let slot_at = |slots: &[(u64, Slot)], offset: u64| {
+        slots
+            .binary_search_by_key(&offset, |(at, _)| *at)
+            .ok()
+            .map(|i| slots[i].1)
+    };
+    for (number, record) in loaded.records.iter().enumerate() {
+        match record.kind {
+            RecordKind::Event => {
+                let inserted = index.insert(
+                    None,
+                    record.reference,
+                    record.micros,
+                    day,
+                    record.offset,
+                    number as u32,
+                    record.delivery,
+                    record.type_code,
+                    record.flags,
+                    &mut read_id,
+                );
+                match inserted {
+                    Ok(slot) => {
+                        slots.push((record.offset, slot));
+                        if record.flags & EVENT_STARTS_PENDING == 0 {
+                            let summary = summary_at(record.offset)?;
+                            for (i, delivery) in summary.deliveries.iter().enumerate() {
+                                index.set_state(slot, i as u16, delivery.state);
+                            }
+                        }
+                    }
+                    Err(Refused::Duplicate(id)) => report.damaged_lines.push(DamagedLine {
+                        segment: path.to_owned(),
+                        offset: record.offset,
+                        reason: format!("a second record for event {id}; the first is kept"),
                     }),
                 }
             }
-            Err(reason) => report.damaged_lines.push(DamagedLine {
-                segment: path.clone(),
-                offset,
-                reason,
-            }),
-        })
-        .map_err(|e| io_error(&path, e))?;
-        index.set_segment_len(day, len);
-        if !torn.is_empty() {
-            let saved_to = if repair {
-                Some(set_aside_torn_tail(dir, &path, len, &torn)?)
-            } else {
-                None
-            };
-            report.torn_tails.push(TornTail {
-                segment: path.clone(),
-                offset: len,
-                bytes: torn.len() as u64,
-                saved_to,
-            });
+            RecordKind::Attempt => {
+                let Some(slot) = slot_at(&slots, record.reference) else {
+                    continue; // an attempt of a refused duplicate
+                };
+                let state = state_of_code(record.flags);
+                index.apply_attempt(
+                    slot,
+                    number as u32,
+                    record.delivery,
+                    state,
+                    record.next_micros,
+                );
+            }
+            RecordKind::Skipped => {}
         }
     }
-    Ok((index, report))
+    // Deliveries still pending need their endpoint, URL and next due time in memory: read
+    // from their event lines and attempts. Usually few, or none.
+    let pending: Vec<(u64, Slot)> = slots
+        .iter()
+        .copied()
+        .filter(|&(_, slot)| {
+            index.entry(slot).is_some_and(|entry| {
+                (0..entry.deliveries).any(|d| index.state(slot, d) == DeliveryState::Pending)
+            })
+        })
+        .collect();
+    index.set_segment_end(day, loaded.len, loaded.records.len() as u32);
+    if let Some(segment) = index
+        .segments
+        .get_mut(&day)
+        .filter(|_| !loaded.sidecar_current)
+    {
+        segment.unsaved = Some(std::sync::Arc::new(loaded.records.clone()));
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    // Per pending event's delivery: the next due time after its last attempt, and how many.
+    let mut changed: HashMap<(Slot, u16), (Option<i64>, u32)> = HashMap::new();
+    for record in loaded
+        .records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Attempt)
+    {
+        if let Some(slot) = slot_at(&pending, record.reference) {
+            let change = changed.entry((slot, record.delivery)).or_default();
+            *change = (record.next_micros, change.1 + 1);
+        }
+    }
+    for (offset, slot) in pending {
+        let summary = summary_at(offset)?;
+        index.track_pending(slot, &summary, &|d| changed.get(&(slot, d)).copied());
+    }
+    Ok(())
 }
 
 /// Saves the torn bytes to their own file, then cuts the segment back to its last complete
 /// line, so the next append starts on a fresh line. The torn line was never acknowledged: its
 /// fsync had not completed when the process died.
-fn set_aside_torn_tail(
+pub(super) fn set_aside_torn_tail(
     dir: &Path,
     segment: &Path,
     len: u64,

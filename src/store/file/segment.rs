@@ -62,8 +62,9 @@ struct EventLineHead<'a> {
     deliveries: &'a [Delivery],
 }
 
-/// The event line for `event`, with its trailing newline.
-pub(super) fn encode_event_line(event: &StoredEvent) -> Vec<u8> {
+/// The event line for `event`, with its trailing newline, and where its body starts in it (0 if
+/// the body is kept as `bodyText`).
+pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
     let head = EventLineHead {
         record: "event",
         event_unique_id: &event.event_unique_id,
@@ -78,15 +79,18 @@ pub(super) fn encode_event_line(event: &StoredEvent) -> Vec<u8> {
     let body = event.body.as_str();
     let embeddable =
         !body.contains(['\n', '\r']) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
-    if embeddable {
+    let body_start = if embeddable {
         line.extend_from_slice(b",\"body\":");
+        let start = line.len();
         line.extend_from_slice(body.as_bytes());
+        start
     } else {
         line.extend_from_slice(b",\"bodyText\":");
         line.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
-    }
+        0
+    };
     line.extend_from_slice(b"}\n");
-    line
+    (line, body_start)
 }
 
 #[derive(Serialize)]
@@ -249,7 +253,7 @@ impl SegmentReader {
     }
 }
 
-fn read_line_at(file: &mut SegmentReader, offset: u64) -> io::Result<Vec<u8>> {
+pub(super) fn read_line_at(file: &mut SegmentReader, offset: u64) -> io::Result<Vec<u8>> {
     file.move_to(offset)?;
     let mut line = Vec::new();
     let read = file.reader.read_until(b'\n', &mut line);
@@ -274,15 +278,18 @@ fn corrupt(path: &Path, offset: u64, error: impl std::fmt::Display) -> io::Error
     )
 }
 
-/// Reads a whole segment line by line, calling `each` with every complete line and its offset.
-/// Returns the length of the complete lines, and the bytes after the last newline (a torn
-/// write, if not empty).
+/// Reads a segment line by line from `start`, calling `each` with every complete line and its
+/// offset. Returns the length of the complete lines, and the bytes after the last newline (a
+/// torn write, if not empty).
 pub(super) fn read_lines(
-    path: &PathBuf,
+    path: &Path,
+    start: u64,
     mut each: impl FnMut(u64, &[u8]),
 ) -> io::Result<(u64, Vec<u8>)> {
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut offset = 0u64;
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut offset = start;
     let mut line = Vec::with_capacity(4096);
     loop {
         line.clear();

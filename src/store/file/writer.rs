@@ -17,11 +17,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::index::{Index, Slot};
+use super::records::{attempt_record, event_record, read_summary};
 use super::segment::{
-    Day, EventSummary, day_end, day_of, encode_attempt_line, encode_event_line, segment_file_name,
+    Day, EventSummary, SegmentReader, day_end, day_of, encode_attempt_line, encode_event_line,
+    segment_file_name,
 };
+use super::sidecar::{SideRecord, sidecar_path};
 use super::{io_error, lock_index};
-use crate::store::record::{AttemptRecord, StoredEvent};
+use crate::store::record::{AttemptRecord, DeliveryState, StoredEvent};
 use crate::store::{LogError, validate_new_entry};
 
 /// The most requests written as one batch.
@@ -39,13 +42,21 @@ pub(super) enum Request {
 
 /// A change to apply to the index once its line is on disk.
 enum Staged {
-    Event(EventSummary, Day, u64),
-    Attempt(Slot, Box<AttemptRecord>, u64),
+    Event(Box<EventSummary>, Day, SideRecord, u32),
+    Attempt(Slot, u32, u16, DeliveryState, Option<i64>),
+}
+
+/// What one commit writes to a day's segment and sidecar.
+#[derive(Default)]
+struct DayBatch {
+    lines: Vec<u8>,
+    sidecar: Vec<u8>,
+    records: u32,
 }
 
 #[derive(Default)]
 struct Batch {
-    lines: BTreeMap<Day, Vec<u8>>,
+    days: BTreeMap<Day, DayBatch>,
     changes: Vec<Staged>,
     new_ids: HashSet<String>,
     replies: Vec<Reply<()>>,
@@ -63,6 +74,7 @@ pub(super) struct Writer {
     index: Arc<Mutex<Index>>,
     counters: Arc<Counters>,
     files: HashMap<Day, File>,
+    sidecars: HashMap<Day, File>,
     poisoned: Option<String>,
     /// Held for the writer's whole life: the lock that keeps other processes out.
     _lock: File,
@@ -80,6 +92,7 @@ impl Writer {
             index,
             counters,
             files: HashMap::new(),
+            sidecars: HashMap::new(),
             poisoned: None,
             _lock: lock,
         }
@@ -147,50 +160,107 @@ impl Writer {
     fn stage_append(&self, batch: &mut Batch, event: StoredEvent) -> Result<(), LogError> {
         validate_new_entry(&event)?;
         let day = day_of(event.timestamp);
-        let offset = {
+        let (offset, record_number) = {
             let index = lock_index(&self.index);
             let id = &event.event_unique_id;
-            if batch.new_ids.contains(id) || index.contains(id) {
+            if batch.new_ids.contains(id) || self.is_logged(&index, id) {
                 return Err(LogError::DuplicateEvent { id: id.clone() });
             }
-            staged_len(&index, batch, day)
+            staged_end(&index, batch, day)
         };
-        let line = encode_event_line(&event);
-        batch.lines.entry(day).or_default().extend_from_slice(&line);
-        batch.new_ids.insert(event.event_unique_id.clone());
-        let summary = EventSummary {
+        let (line, body_start) = encode_event_line(&event);
+        let summary = Box::new(EventSummary {
             event_unique_id: event.event_unique_id,
             timestamp_iso_string: event.timestamp,
             event_type: event.event_type,
             is_test_event: event.is_test_event,
             deliveries: event.deliveries,
-        };
-        batch.changes.push(Staged::Event(summary, day, offset));
+        });
+        let record = event_record(&summary, offset, line.len(), body_start);
+        batch.stage(day, &line, &record);
+        batch.new_ids.insert(summary.event_unique_id.clone());
+        batch
+            .changes
+            .push(Staged::Event(summary, day, record, record_number));
         Ok(())
     }
 
-    fn stage_attempt(&self, batch: &mut Batch, record: Box<AttemptRecord>) -> Result<(), LogError> {
-        let (slot, day, offset) = {
-            let index = lock_index(&self.index);
-            let slot =
-                index
-                    .slot_of(&record.event_unique_id)
-                    .ok_or_else(|| LogError::UnknownEvent {
-                        id: record.event_unique_id.clone(),
-                    })?;
-            if index.delivery_index(slot, &record.endpoint_id).is_none() {
-                return Err(LogError::UnknownDelivery {
-                    event_id: record.event_unique_id.clone(),
-                    endpoint_id: record.endpoint_id.clone(),
-                });
-            }
-            let day = index.day_of_slot(slot).unwrap_or_default();
-            (slot, day, staged_len(&index, batch, day))
+    /// Whether an event with this id is in the log. An equal id hash is checked against the id
+    /// on disk, since two ids may share one.
+    fn is_logged(&self, index: &Index, id: &str) -> bool {
+        let Some(entry) = index.slot_of(id).and_then(|slot| index.entry(slot)) else {
+            return false;
         };
+        let path = self.dir.join(segment_file_name(entry.day));
+        SegmentReader::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|mut file| read_summary(&mut file, entry.offset))
+            // Unreadable: count it as present rather than risk a second record for one id.
+            .map_or(true, |summary| summary.event_unique_id == id)
+    }
+
+    fn stage_attempt(&self, batch: &mut Batch, record: Box<AttemptRecord>) -> Result<(), LogError> {
+        let unknown_event = || LogError::UnknownEvent {
+            id: record.event_unique_id.clone(),
+        };
+        let (slot, entry, delivery, (offset, number)) = {
+            let index = lock_index(&self.index);
+            let slot = index
+                .slot_of(&record.event_unique_id)
+                .ok_or_else(unknown_event)?;
+            let entry = *index.entry(slot).ok_or_else(unknown_event)?;
+            let delivery =
+                match index.pending_delivery(slot, &record.event_unique_id, &record.endpoint_id) {
+                    Some(delivery) => Some(delivery),
+                    // Not pending (a re-trigger of a finished delivery): its line says which.
+                    None => self.delivery_on_disk(entry.day, entry.offset, &record)?,
+                };
+            (slot, entry, delivery, staged_end(&index, batch, entry.day))
+        };
+        let delivery = delivery.ok_or_else(|| LogError::UnknownDelivery {
+            event_id: record.event_unique_id.clone(),
+            endpoint_id: record.endpoint_id.clone(),
+        })?;
         let line = encode_attempt_line(&record);
-        batch.lines.entry(day).or_default().extend_from_slice(&line);
-        batch.changes.push(Staged::Attempt(slot, record, offset));
+        let side = attempt_record(
+            &record,
+            offset,
+            line.len(),
+            entry.offset,
+            usize::from(delivery),
+        );
+        batch.stage(entry.day, &line, &side);
+        batch.changes.push(Staged::Attempt(
+            slot,
+            number,
+            delivery,
+            record.state,
+            side.next_micros,
+        ));
         Ok(())
+    }
+
+    /// The index of the event's delivery to the record's endpoint, read from the event line.
+    fn delivery_on_disk(
+        &self,
+        day: Day,
+        offset: u64,
+        record: &AttemptRecord,
+    ) -> Result<Option<u16>, LogError> {
+        let path = self.dir.join(segment_file_name(day));
+        let mut file = SegmentReader::open(path.clone()).map_err(|e| io_error(&path, e))?;
+        let summary = read_summary(&mut file, offset)
+            .map_err(|reason| io_error(&path, std::io::Error::other(reason)))?;
+        if summary.event_unique_id != record.event_unique_id {
+            return Err(LogError::UnknownEvent {
+                id: record.event_unique_id.clone(),
+            });
+        }
+        Ok(summary
+            .deliveries
+            .iter()
+            .position(|d| d.endpoint_id == record.endpoint_id)
+            .and_then(|i| u16::try_from(i).ok()))
     }
 
     /// Writes and fsyncs the batch, then indexes it and answers its callers.
@@ -198,11 +268,12 @@ impl Writer {
         if batch.replies.is_empty() {
             return;
         }
-        if let Err(error) = self.write_and_sync(&batch.lines) {
+        if let Err(error) = self.write_and_sync(&batch.days) {
             // After a failed write or fsync the file's state is unknown: refuse further writes
             // until the log is reopened, which re-reads what really reached the disk.
             self.poisoned = Some(error.to_string());
             self.files.clear();
+            self.sidecars.clear();
             for reply in batch.replies {
                 let _ = reply.send(Err(LogError::Poisoned {
                     reason: error.to_string(),
@@ -210,19 +281,44 @@ impl Writer {
             }
             return;
         }
+        // The lines are durable; their index records follow. A failure here loses nothing
+        // (reopening rebuilds the sidecar from the segment), but lookups would miss these
+        // records, so the log takes no more writes until it is reopened.
+        if let Err(error) = self.write_sidecars(&batch.days) {
+            self.poisoned = Some(format!("{error}; reopen the log to rebuild its index"));
+            self.sidecars.clear();
+        }
         {
             let mut index = lock_index(&self.index);
-            for (day, bytes) in &batch.lines {
-                let len = index.segment_len(*day) + bytes.len() as u64;
-                index.set_segment_len(*day, len);
+            for (day, staged) in &batch.days {
+                let len = index.segment_len(*day) + staged.lines.len() as u64;
+                let records = index.segment_records(*day) + staged.records;
+                index.set_segment_end(*day, len, records);
             }
             for change in batch.changes {
                 match change {
-                    Staged::Event(summary, day, offset) => {
-                        index.insert(summary, day, offset);
+                    Staged::Event(summary, day, record, number) => {
+                        let inserted = index.insert(
+                            Some(&summary.event_unique_id),
+                            record.reference,
+                            record.micros,
+                            day,
+                            record.offset,
+                            number,
+                            record.delivery,
+                            record.type_code,
+                            record.flags,
+                            &mut |_, _| None,
+                        );
+                        if let Ok(slot) = inserted {
+                            for (i, delivery) in summary.deliveries.iter().enumerate() {
+                                index.set_state(slot, i as u16, delivery.state);
+                            }
+                            index.track_pending(slot, &summary, &|_| None);
+                        }
                     }
-                    Staged::Attempt(slot, record, offset) => {
-                        index.apply_attempt(slot, &record, offset);
+                    Staged::Attempt(slot, number, delivery, state, next) => {
+                        index.apply_attempt(slot, number, delivery, state, next);
                     }
                 }
             }
@@ -235,40 +331,54 @@ impl Writer {
         }
     }
 
-    fn write_and_sync(&mut self, lines: &BTreeMap<Day, Vec<u8>>) -> Result<(), LogError> {
+    fn write_and_sync(&mut self, days: &BTreeMap<Day, DayBatch>) -> Result<(), LogError> {
         let mut created = false;
         // Close files this batch does not touch when the cache would overflow; never one it
         // is about to write to.
-        let missing = lines
+        let missing = days
             .keys()
             .filter(|day| !self.files.contains_key(day))
             .count();
         if self.files.len() + missing > MAX_OPEN_FILES {
-            self.files.retain(|day, _| lines.contains_key(day));
+            self.files.retain(|day, _| days.contains_key(day));
+            self.sidecars.retain(|day, _| days.contains_key(day));
         }
-        for day in lines.keys() {
+        for day in days.keys() {
             if !self.files.contains_key(day) {
                 let path = self.dir.join(segment_file_name(*day));
                 created |= !path.exists();
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| io_error(&path, e))?;
+                let file = open_append(&path)?;
                 self.files.insert(*day, file);
             }
         }
-        for (day, bytes) in lines {
+        for (day, staged) in days {
             let path = self.dir.join(segment_file_name(*day));
             let file = self
                 .files
                 .get_mut(day)
                 .ok_or_else(|| io_error(&path, std::io::Error::other("segment file not open")))?;
-            file.write_all(bytes).map_err(|e| io_error(&path, e))?;
+            file.write_all(&staged.lines)
+                .map_err(|e| io_error(&path, e))?;
             file.sync_data().map_err(|e| io_error(&path, e))?;
         }
         if created {
             sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the batch's index records to the sidecars (not fsynced: see `sidecar`).
+    fn write_sidecars(&mut self, days: &BTreeMap<Day, DayBatch>) -> Result<(), LogError> {
+        for (day, staged) in days {
+            let path = sidecar_path(&self.dir.join(segment_file_name(*day)));
+            let file = match self.sidecars.entry(*day) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(open_append(&path)?)
+                }
+            };
+            file.write_all(&staged.sidecar)
+                .map_err(|e| io_error(&path, e))?;
         }
         Ok(())
     }
@@ -284,11 +394,14 @@ impl Writer {
         let mut deleted = 0;
         for day in doomed {
             self.files.remove(&day);
+            self.sidecars.remove(&day);
             let path = self.dir.join(segment_file_name(day));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(&path, e)),
+            for path in [sidecar_path(&path), path] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error(&path, e)),
+                }
             }
             deleted += lock_index(&self.index).remove_segment(day);
         }
@@ -297,10 +410,33 @@ impl Writer {
     }
 }
 
-/// Where the next line staged for `day` will start in its file.
-fn staged_len(index: &Index, batch: &Batch, day: Day) -> u64 {
-    let staged = batch.lines.get(&day).map_or(0, |bytes| bytes.len() as u64);
-    index.segment_len(day) + staged
+impl Batch {
+    fn stage(&mut self, day: Day, line: &[u8], record: &SideRecord) {
+        let staged = self.days.entry(day).or_default();
+        staged.lines.extend_from_slice(line);
+        record.encode(&mut staged.sidecar);
+        staged.records += 1;
+    }
+}
+
+/// Where the next line staged for `day` will start in its file, and its record number.
+fn staged_end(index: &Index, batch: &Batch, day: Day) -> (u64, u32) {
+    let (bytes, records) = batch
+        .days
+        .get(&day)
+        .map_or((0, 0), |staged| (staged.lines.len() as u64, staged.records));
+    (
+        index.segment_len(day) + bytes,
+        index.segment_records(day) + records,
+    )
+}
+
+fn open_append(path: &Path) -> Result<File, LogError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io_error(path, e))
 }
 
 /// Makes the directory's entries (a created or deleted segment) durable.
