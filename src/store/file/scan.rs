@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::io_error;
 use super::records::read_summary;
-use super::segment::{SegmentReader, read_event, read_line_at};
+use super::segment::{SegmentReader, read_event};
 use super::sidecar::{
     EVENT_IS_TEST, EVENT_STARTS_PENDING, RecordKind, SideRecord, kind_of_code, state_of_code,
 };
@@ -49,6 +49,7 @@ pub(super) fn scan_segment(
         events.sort_by_key(|&n| records[n].micros);
     }
     let mut file = SegmentReader::open(path.to_owned()).map_err(|e| io_error(path, e))?;
+    let mut window = Window::open(path).map_err(|e| io_error(path, e))?;
     let corrupt = |e: String| {
         io_error(
             path,
@@ -103,8 +104,10 @@ pub(super) fn scan_segment(
                 read_event(&mut file, record.offset, &offsets).map_err(|e| io_error(path, e))?;
             Item::Full(event)
         } else {
-            let line = read_line_at(&mut file, record.offset).map_err(|e| io_error(path, e))?;
-            let (event_unique_id, event_type, body) = row_text(&line, record, kind)
+            let line = window
+                .line(record.offset, record.len)
+                .map_err(|e| io_error(path, e))?;
+            let (event_unique_id, event_type, body) = row_text(line, record, kind)
                 .or_else(|| {
                     let event = read_event(&mut file, record.offset, &[]).ok()?;
                     Some((event.event_unique_id, event.event_type, event.body))
@@ -153,4 +156,55 @@ fn row_text(
     let body = line.get(body_start..line.len().checked_sub(1)?)?;
     let body = std::str::from_utf8(body).ok()?.to_owned();
     Some((id, kind.as_str().to_owned(), body))
+}
+
+/// Reads lines by offset through a 2 MiB window of the file. Events read in time order jump
+/// back and forth a little when concurrent writers appended them out of order; a window that
+/// starts a little before each refill serves those jumps from memory instead of re-reading.
+struct Window {
+    file: std::fs::File,
+    start: u64,
+    data: Vec<u8>,
+}
+
+const WINDOW: usize = 2 << 20;
+const WINDOW_BEHIND: u64 = 1 << 20;
+
+impl Window {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            file: std::fs::File::open(path)?,
+            start: 0,
+            data: Vec::new(),
+        })
+    }
+
+    /// The line at `offset`, `len` bytes with its newline, returned without the newline.
+    fn line(&mut self, offset: u64, len: u32) -> std::io::Result<&[u8]> {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = len as usize;
+        let end = offset + len as u64;
+        if offset < self.start || end > self.start + self.data.len() as u64 {
+            self.start = offset.saturating_sub(WINDOW_BEHIND);
+            self.data
+                .resize(WINDOW.max(len + WINDOW_BEHIND as usize), 0);
+            self.file.seek(SeekFrom::Start(self.start))?;
+            let mut filled = 0;
+            while filled < self.data.len() {
+                match self.file.read(&mut self.data[filled..])? {
+                    0 => break,
+                    read => filled += read,
+                }
+            }
+            self.data.truncate(filled);
+        }
+        let at = (offset - self.start) as usize;
+        match self.data.get(at..at + len) {
+            Some([line @ .., b'\n']) => Ok(line),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("no complete record at offset {offset}"),
+            )),
+        }
+    }
 }

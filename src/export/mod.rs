@@ -1,0 +1,166 @@
+//! Exporting the event log: CSV for spreadsheets and scripts, JSON Lines of the exact bodies.
+
+mod pipeline;
+mod row;
+
+use std::io::Write;
+use std::ops::ControlFlow;
+
+use crate::store::{EventRow, LogError, LogFilter, LogStore};
+
+/// The CSV header, in column order.
+pub const CSV_COLUMNS: [&str; 19] = [
+    "eventUniqueId",
+    "timestampIsoString",
+    "eventType",
+    "isTestEvent",
+    "deliveryStatus",
+    "attempts",
+    "lastResponseStatus",
+    "userId",
+    "userFullname",
+    "userEmail",
+    "userPhoneNumber",
+    "courseSlug",
+    "courseName",
+    "orderId",
+    "amountInSmallestUnit",
+    "currency",
+    "failureReason",
+    "initiatedAtIsoString",
+    "payloadJson",
+];
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// Reading the log failed.
+    #[error("reading the event log failed: {0}")]
+    Log(#[from] LogError),
+    /// Writing the output failed.
+    #[error("writing the export failed: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+/// How to export.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ExportOptions {
+    /// Neutralise spreadsheet formulas (on by default): a CSV cell starting with `=`, `+`, `-`,
+    /// `@`, tab or carriage return gets a leading `'`, so a spreadsheet shows it as text
+    /// instead of running it (OWASP's advice on CSV injection). Turn off for scripts that need
+    /// the raw values.
+    pub escape_formulas: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            escape_formulas: true,
+        }
+    }
+}
+
+impl ExportOptions {
+    /// Sets [`escape_formulas`](Self::escape_formulas).
+    pub fn escape_formulas(mut self, escape: bool) -> Self {
+        self.escape_formulas = escape;
+        self
+    }
+}
+
+/// Writes the events matching `filter` as CSV (header row first, oldest event first), one row
+/// per event, streaming: memory stays constant however many events match. `progress` is called
+/// with the number of rows written so far. Returns the number of rows.
+pub async fn export_csv(
+    store: &dyn LogStore,
+    filter: &LogFilter,
+    out: &mut (dyn Write + Send),
+    options: &ExportOptions,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64, ExportError> {
+    {
+        let mut header = csv::WriterBuilder::new().from_writer(&mut *out);
+        header
+            .write_record(CSV_COLUMNS)
+            .and_then(|()| header.flush().map_err(csv::Error::from))
+            .map_err(|e| ExportError::Write(e.into()))?;
+    }
+    let mut pipeline = pipeline::CsvPipeline::new(out, options.escape_formulas);
+    let mut failure = None;
+    store
+        .scan_rows(filter, &mut |row| match pipeline.push(row) {
+            Ok(written) => {
+                progress(written);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        })
+        .await?;
+    if let Some(error) = failure {
+        return Err(ExportError::Write(error));
+    }
+    let rows = pipeline.finish().map_err(ExportError::Write)?;
+    progress(rows);
+    out.flush().map_err(ExportError::Write)?;
+    Ok(rows)
+}
+
+/// Writes the exact body of each event matching `filter` as JSON Lines, oldest first. A body
+/// that spans several lines (which this crate never emits) is written compacted, since a JSON
+/// Lines record is one line. Returns the number of lines.
+pub async fn export_jsonl(
+    store: &dyn LogStore,
+    filter: &LogFilter,
+    out: &mut (dyn Write + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64, ExportError> {
+    let lines = write_each(store, filter, progress, |event| {
+        if event.body.contains(['\n', '\r']) {
+            compact(&event.body).and_then(|body| writeln!(out, "{body}"))
+        } else {
+            writeln!(out, "{}", event.body)
+        }
+    })
+    .await?;
+    out.flush().map_err(ExportError::Write)?;
+    Ok(lines)
+}
+
+/// Scans the events matching `filter` oldest first, writing each with `write`, reporting
+/// progress, and stopping at the first write error. Returns how many were written.
+async fn write_each(
+    store: &dyn LogStore,
+    filter: &LogFilter,
+    progress: &mut (dyn FnMut(u64) + Send),
+    mut write: impl FnMut(EventRow) -> std::io::Result<()> + Send,
+) -> Result<u64, ExportError> {
+    let mut failure = None;
+    let mut written = 0;
+    store
+        .scan_rows(filter, &mut |event| match write(event) {
+            Ok(()) => {
+                written += 1;
+                progress(written);
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        })
+        .await?;
+    match failure {
+        Some(error) => Err(ExportError::Write(error)),
+        None => Ok(written),
+    }
+}
+
+fn compact(json: &str) -> std::io::Result<String> {
+    let value: serde_json::Value = serde_json::from_str(json)?;
+    Ok(value.to_string())
+}
