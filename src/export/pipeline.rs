@@ -137,12 +137,10 @@ fn format_batches(queue: &Mutex<Receiver<Job>>, done: &Sender<Formatted>, escape
         let Ok((number, rows)) = job else {
             return;
         };
-        let mut writer = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 1024));
+        let mut bytes = Vec::with_capacity(rows.len() * 1024);
         for row in &rows {
-            // Writing into memory cannot fail.
-            let _ = write_csv_row(&mut writer, row, escape);
+            write_csv_row(&mut bytes, row, escape);
         }
-        let bytes = writer.into_inner().unwrap_or_default();
         if done.send((number, bytes, rows.len())).is_err() {
             return;
         }

@@ -1,7 +1,6 @@
 //! Reading a segment's events in log order, straight from its sidecar records: a whole
 //! segment is read front to back, and an [`EventRow`] needs no attempt line at all.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -34,19 +33,36 @@ pub(super) fn scan_segment(
     full: bool,
     visit: &mut dyn FnMut(Item) -> ControlFlow<()>,
 ) -> Result<(u64, bool), LogError> {
-    let mut events: Vec<usize> = Vec::new();
-    let mut attempts: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (number, record) in records.iter().enumerate() {
-        match record.kind {
-            RecordKind::Event => events.push(number),
-            RecordKind::Attempt => attempts.entry(record.reference).or_default().push(number),
-            RecordKind::Skipped => {}
-        }
-    }
+    // Event record numbers in file order (so by offset), and each attempt's (event, record),
+    // grouped by event: flat arrays, not a list per event.
+    let events_by_offset: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == RecordKind::Event)
+        .map(|(number, _)| number)
+        .collect();
+    let mut attempt_pairs: Vec<(usize, usize)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == RecordKind::Attempt)
+        .filter_map(|(number, r)| {
+            let event = events_by_offset
+                .binary_search_by_key(&r.reference, |&n| records[n].offset)
+                .ok()?;
+            Some((event, number))
+        })
+        .collect();
+    attempt_pairs.sort_by_key(|&(event, _)| event); // stable: attempts stay in file order
+    let attempts_of = |event: usize| {
+        let from = attempt_pairs.partition_point(|&(e, _)| e < event);
+        let to = attempt_pairs.partition_point(|&(e, _)| e <= event);
+        attempt_pairs[from..to].iter().map(|&(_, number)| number)
+    };
     // Log order is timestamp, then append order: the file order, once sorted stably by time,
     // which it nearly always already is.
-    if !events.is_sorted_by_key(|&n| records[n].micros) {
-        events.sort_by_key(|&n| records[n].micros);
+    let mut events: Vec<usize> = (0..events_by_offset.len()).collect();
+    if !events.is_sorted_by_key(|&e| records[events_by_offset[e]].micros) {
+        events.sort_by_key(|&e| records[events_by_offset[e]].micros);
     }
     let mut file = SegmentReader::open(path.to_owned()).map_err(|e| io_error(path, e))?;
     let mut window = Window::open(path).map_err(|e| io_error(path, e))?;
@@ -57,9 +73,9 @@ pub(super) fn scan_segment(
         )
     };
     let mut visited = 0;
-    let no_attempts = Vec::new();
-    for number in events {
-        let record = &records[number];
+    let mut states = Vec::new();
+    for event in events {
+        let record = &records[events_by_offset[event]];
         let timestamp = DateTime::from_timestamp_micros(record.micros).unwrap_or_default();
         let kind = kind_of_code(record.type_code);
         let is_test_event = record.flags & EVENT_IS_TEST != 0;
@@ -71,18 +87,20 @@ pub(super) fn scan_segment(
         {
             continue;
         }
-        let its_attempts = attempts.get(&record.offset).unwrap_or(&no_attempts);
-        let mut states = if record.flags & EVENT_STARTS_PENDING != 0 {
-            vec![DeliveryState::Pending; usize::from(record.delivery)]
+        states.clear();
+        if record.flags & EVENT_STARTS_PENDING != 0 {
+            states.resize(usize::from(record.delivery), DeliveryState::Pending);
         } else {
             let summary = read_summary(&mut file, record.offset).map_err(corrupt)?;
-            summary.deliveries.iter().map(|d| d.state).collect()
-        };
+            states.extend(summary.deliveries.iter().map(|d| d.state));
+        }
         // The most recent attempt with an HTTP status; on a tie, the later delivery's, then the
         // later attempt's, as `StoredEvent::last_response_status` picks.
         let mut last_status: Option<(i64, u16, u16)> = None;
-        for &attempt in its_attempts {
-            let attempt = &records[attempt];
+        let mut attempt_count = 0;
+        for number in attempts_of(event) {
+            let attempt = &records[number];
+            attempt_count += 1;
             if let Some(state) = states.get_mut(usize::from(attempt.delivery)) {
                 *state = state_of_code(attempt.flags);
             }
@@ -99,7 +117,7 @@ pub(super) fn scan_segment(
             continue;
         }
         let item = if full {
-            let offsets: Vec<u64> = its_attempts.iter().map(|&n| records[n].offset).collect();
+            let offsets: Vec<u64> = attempts_of(event).map(|n| records[n].offset).collect();
             let event =
                 read_event(&mut file, record.offset, &offsets).map_err(|e| io_error(path, e))?;
             Item::Full(event)
@@ -124,7 +142,7 @@ pub(super) fn scan_segment(
                 timestamp,
                 is_test_event,
                 status,
-                attempts: its_attempts.len(),
+                attempts: attempt_count,
                 last_response_status: last_status.map(|(_, _, status)| status),
                 body,
             })
@@ -185,11 +203,23 @@ impl Window {
         let len = len as usize;
         let end = offset + len as u64;
         if offset < self.start || end > self.start + self.data.len() as u64 {
-            self.start = offset.saturating_sub(WINDOW_BEHIND);
+            let start = offset.saturating_sub(WINDOW_BEHIND);
+            // Moving forward, the bytes still wanted are kept rather than read again.
+            let kept = match start.checked_sub(self.start) {
+                Some(skip) if skip < self.data.len() as u64 => {
+                    self.data.drain(..skip as usize);
+                    self.data.len()
+                }
+                _ => {
+                    self.data.clear();
+                    0
+                }
+            };
+            self.start = start;
             self.data
                 .resize(WINDOW.max(len + WINDOW_BEHIND as usize), 0);
-            self.file.seek(SeekFrom::Start(self.start))?;
-            let mut filled = 0;
+            self.file.seek(SeekFrom::Start(start + kept as u64))?;
+            let mut filled = kept;
             while filled < self.data.len() {
                 match self.file.read(&mut self.data[filled..])? {
                     0 => break,
