@@ -94,23 +94,30 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
     }
 }
 
-/// The payload's text and cells when it is the body's last member, as in every body this crate
-/// writes: then only the payload is parsed, not the whole body. The text before it must be the
-/// start of a JSON object (checked by closing it with `null}`), so the slice is the top-level
-/// payload and not some nested `"payload"` key; anything else returns `None`.
-fn last_payload(body: &str) -> Option<(Option<&str>, PayloadCells<'_>)> {
-    const KEY: &str = ",\"payload\":";
-    let at = body.find(KEY)?;
-    let raw = body.get(at + KEY.len()..)?.strip_suffix('}')?;
-    let prefix = format!("{}null}}", body.get(..at + KEY.len())?);
-    serde_json::from_str::<IgnoredAny>(&prefix).ok()?;
+/// The payload's text and cells when the body is laid out exactly as this crate writes it
+/// (`eventUniqueId`, `timestampIsoString`, `isTestEvent`, then `payload` last, matching the
+/// row): then only the payload is parsed, not the whole body. The text before it is compared
+/// byte for byte, so the slice can only be the top-level payload; anything else gives `None`.
+fn own_layout_payload<'a>(event: &'a EventRow, timestamp: &str) -> Option<(Option<&'a str>, PayloadCells<'a>)> {
+    let id = &event.event_unique_id;
+    if id.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return None; // escaped in the body: compare the slow way
+    }
+    let rest = event.body.strip_prefix("{\"eventUniqueId\":\"")?;
+    let rest = rest.strip_prefix(id.as_str())?;
+    let rest = rest.strip_prefix("\",\"timestampIsoString\":\"")?;
+    let rest = rest.strip_prefix(timestamp)?;
+    let rest = rest.strip_prefix("\",\"isTestEvent\":")?;
+    let rest = rest.strip_prefix(if event.is_test_event { "true" } else { "false" })?;
+    let raw = rest.strip_prefix(",\"payload\":")?.strip_suffix('}')?;
     let cells = serde_json::from_str::<PayloadCells>(raw).ok()?;
     Some((Some(raw), cells))
 }
 
 /// Appends the CSV row for `event` to `out`.
 pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas: bool) {
-    let (payload_raw, payload) = match last_payload(&event.body) {
+    let timestamp = crate::event::iso_millis(&event.timestamp);
+    let (payload_raw, payload) = match own_layout_payload(event, &timestamp) {
         Some(found) => found,
         None => {
             let raw = serde_json::from_str::<BodyPayload>(&event.body)
@@ -128,7 +135,6 @@ pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas
         Some(raw) => raw.into(),
         None => "".into(),
     };
-    let timestamp = crate::event::iso_millis(&event.timestamp);
     let attempts = event.attempts.to_string();
     let last_status = event
         .last_response_status
@@ -199,7 +205,43 @@ fn push_field(out: &mut Vec<u8>, field: &[u8], apostrophe: bool) {
 mod tests {
     use proptest::prelude::*;
 
-    use super::push_field;
+    use super::{push_field, write_csv_row};
+    use crate::store::{DeliveryState, EventRow};
+
+    fn row_for(body: &str) -> String {
+        let event = EventRow {
+            event_unique_id: "e-1".into(),
+            event_type: "paid-course-sale".into(),
+            timestamp: "2026-11-28T10:00:00Z".parse().unwrap(),
+            is_test_event: false,
+            status: DeliveryState::Delivered,
+            attempts: 1,
+            last_response_status: Some(200),
+            body: body.into(),
+        };
+        let mut out = Vec::new();
+        write_csv_row(&mut out, &event, true);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_payload_columns_do_not_depend_on_how_the_body_is_laid_out() {
+        let payload = r#"{"eventType":"paid-course-sale","userId":"u1","userPhoneNumber":"+91","amountInSmallestUnit":499900}"#;
+        let ours = format!(
+            r#"{{"eventUniqueId":"e-1","timestampIsoString":"2026-11-28T10:00:00.000Z","isTestEvent":false,"payload":{payload}}}"#
+        );
+        let reordered = format!(
+            r#"{{"payload":{payload},"isTestEvent":false,"timestampIsoString":"2026-11-28T10:00:00Z","eventUniqueId":"e-1"}}"#
+        );
+        let decoy = format!(
+            r#"{{"eventUniqueId":"e-1","meta":{{"x":1,"payload":{{"userId":"decoy"}}}},"timestampIsoString":"2026-11-28T10:00:00.000Z","isTestEvent":false,"payload":{payload}}}"#
+        );
+        let expected = row_for(&ours);
+        assert!(expected.contains(",u1,,,'+91,"), "{expected}");
+        assert!(expected.contains(",499900,"), "{expected}");
+        assert_eq!(row_for(&reordered), expected);
+        assert_eq!(row_for(&decoy), expected);
+    }
 
     fn with_csv_crate(fields: &[String]) -> Vec<u8> {
         let mut writer = csv::Writer::from_writer(Vec::new());
