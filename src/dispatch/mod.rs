@@ -3,6 +3,7 @@
 mod ready;
 mod retrigger;
 mod retry;
+mod wait;
 mod worker;
 
 use std::collections::HashSet;
@@ -348,68 +349,6 @@ impl Dispatcher {
             .into_iter()
             .find(|e| e.id == id)
             .ok_or_else(|| DispatchError::UnknownEndpoint { id: id.to_owned() })
-    }
-
-    /// Waits until none of the event's deliveries is pending, then returns the event as
-    /// logged. Fails after `timeout`.
-    pub async fn wait_until_final(
-        &self,
-        event_unique_id: &str,
-        timeout: Duration,
-    ) -> Result<StoredEvent, DispatchError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            // Register for the next progress signal before looking, so none is missed.
-            let progress = self.inner.progress.notified();
-            tokio::pin!(progress);
-            progress.as_mut().enable();
-            let event = self.logged_event(event_unique_id).await?;
-            // Not `status()`: an event with one failed and one pending delivery is "failed"
-            // overall, but not final.
-            if event
-                .deliveries
-                .iter()
-                .all(|d| d.state != DeliveryState::Pending)
-            {
-                return Ok(event);
-            }
-            // Also look again now and then: a retry comes due without any signal.
-            let nap = self.inner.config.poll_interval;
-            if tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + nap), progress)
-                .await
-                .is_err()
-                && tokio::time::Instant::now() >= deadline
-            {
-                return Err(DispatchError::WaitTimedOut {
-                    id: event_unique_id.to_owned(),
-                    waited: timeout,
-                });
-            }
-        }
-    }
-
-    /// Stops taking work, waits up to `deadline` for attempts in flight, and leaves every
-    /// other delivery pending in the log for the next start. Returns how many attempts were
-    /// still running at the deadline (their deliveries stay pending).
-    pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.inner
-            .stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.inner.wake.notify_one();
-        let worker = lock(&self.inner.worker).take();
-        let Some(worker) = worker else {
-            return 0;
-        };
-        let max = self.inner.config.max_in_flight.max(1) as u32;
-        let drained = tokio::time::timeout(deadline, self.inner.permits.acquire_many(max)).await;
-        let abandoned = match drained {
-            Ok(_) => 0,
-            // Attempts hold permits; queued deliveries do not.
-            Err(_) => (max as usize).saturating_sub(self.inner.permits.available_permits()),
-        };
-        worker.abort();
-        let _ = worker.await;
-        abandoned
     }
 }
 

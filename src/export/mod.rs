@@ -6,7 +6,7 @@ mod row;
 use std::io::Write;
 use std::ops::ControlFlow;
 
-use crate::store::{EventRow, LogError, LogFilter, LogStore};
+use crate::store::{EventRow, LogError, LogFilter, LogStore, has_line_break};
 
 /// The CSV header, in column order.
 pub const CSV_COLUMNS: [&str; 19] = [
@@ -120,7 +120,7 @@ pub async fn export_jsonl(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ExportError> {
     let lines = write_each(store, filter, progress, |event| {
-        if event.body.contains(['\n', '\r']) {
+        if has_line_break(&event.body) {
             compact(&event.body).and_then(|body| writeln!(out, "{body}"))
         } else {
             writeln!(out, "{}", event.body)

@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde_json::value::RawValue;
 
 use super::compact;
-use crate::store::EventRow;
+use crate::store::{EventRow, has_line_break};
 
 /// The payload fields that have CSV columns, each as cell text.
 #[derive(Default, Deserialize)]
@@ -98,7 +98,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
 /// (`eventUniqueId`, `timestampIsoString`, `isTestEvent`, then `payload` last, matching the
 /// row): then only the payload is parsed, not the whole body. The text before it is compared
 /// byte for byte, so the slice can only be the top-level payload; anything else gives `None`.
-fn own_layout_payload<'a>(event: &'a EventRow, timestamp: &str) -> Option<(Option<&'a str>, PayloadCells<'a>)> {
+fn own_layout_payload<'a>(
+    event: &'a EventRow,
+    timestamp: &str,
+) -> Option<(Option<&'a str>, PayloadCells<'a>)> {
     let id = &event.event_unique_id;
     if id.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         return None; // escaped in the body: compare the slow way
@@ -129,9 +132,7 @@ pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas
         }
     };
     let payload_json: Cow<str> = match payload_raw {
-        Some(raw) if raw.bytes().any(|b| b == b'\n' || b == b'\r') => {
-            compact(raw).unwrap_or_default().into()
-        }
+        Some(raw) if has_line_break(raw) => compact(raw).unwrap_or_default().into(),
         Some(raw) => raw.into(),
         None => "".into(),
     };

@@ -166,6 +166,12 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError>;
 }
 
+/// Whether `text` holds a line break (a byte loop: several times faster than a `char`
+/// pattern on a long body).
+pub(crate) fn has_line_break(text: &str) -> bool {
+    text.bytes().any(|b| b == b'\n' || b == b'\r')
+}
+
 /// Checks what every backend refuses in a new entry.
 pub(crate) fn validate_new_entry(event: &StoredEvent) -> Result<(), LogError> {
     let invalid = |reason: &str| LogError::InvalidEntry {

@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::store::has_line_break;
 use crate::store::record::{AttemptRecord, Delivery, StoredEvent};
 
 /// A UTC day, as days since 1970-01-01: the key of a segment.
@@ -78,7 +79,7 @@ pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
     line.pop(); // the closing brace; the body goes last
     let body = event.body.as_str();
     let embeddable =
-        !body.contains(['\n', '\r']) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
+        !has_line_break(body) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
     let body_start = if embeddable {
         line.extend_from_slice(b",\"body\":");
         let start = line.len();

@@ -3,18 +3,22 @@
 //! Bodies and attempts stay on disk; the sidecar files say where.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
-use super::segment::{Day, EventSummary, day_of};
+mod hash;
+mod pending;
+
+use self::hash::MixKey;
+use self::pending::PendingDelivery;
+use super::segment::{Day, day_of};
 use super::sidecar::{EVENT_IS_TEST, kind_of_code};
 use crate::store::query::{LogFilter, Position};
-use crate::store::record::{DeliveryState, DueDelivery, aggregate_status};
+use crate::store::record::{DeliveryState, aggregate_status};
 
 /// A slot number in [`Index::entries`].
-pub(super) type Slot = u32;
+pub(in crate::store::file) type Slot = u32;
 
 /// Marks an id hash shared by several events: look the id up in [`Index::collided`].
 const COLLIDED: Slot = Slot::MAX;
@@ -26,7 +30,7 @@ const REMOVED: u8 = 0x80;
 
 /// One event.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Entry {
+pub(in crate::store::file) struct Entry {
     pub(super) micros: i64,
     pub(super) seq: u64,
     pub(super) offset: u64,
@@ -45,66 +49,20 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub(super) fn position(&self) -> Position {
+    pub(in crate::store::file) fn position(&self) -> Position {
         Position {
             micros: self.micros,
             seq: self.seq,
         }
     }
 
-    pub(super) fn is_test_event(&self) -> bool {
+    pub(in crate::store::file) fn is_test_event(&self) -> bool {
         self.flags & EVENT_IS_TEST != 0
     }
 }
 
-/// A pending delivery: everything the dispatcher needs to attempt it.
-#[derive(Debug)]
-struct PendingDelivery {
-    event_unique_id: Arc<str>,
-    endpoint_id: Arc<str>,
-    url: Arc<str>,
-    next_micros: i64,
-    attempts: u32,
-}
-
-/// Hashes already-hashed ids: mixes in a per-process key, so bucket placement cannot be
-/// predicted from the stored (public, fixed-key) id hashes.
-#[derive(Clone, Debug)]
-struct MixKey(u64);
-
-impl Default for MixKey {
-    fn default() -> Self {
-        Self(std::collections::hash_map::RandomState::new().hash_one(0x6669_6c65_u64))
-    }
-}
-
-impl BuildHasher for MixKey {
-    type Hasher = Mixer;
-    fn build_hasher(&self) -> Mixer {
-        Mixer(self.0)
-    }
-}
-
-#[derive(Debug)]
-struct Mixer(u64);
-
-impl Hasher for Mixer {
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, value: u64) {
-        let mixed = (value ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = mixed ^ (mixed >> 29);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[derive(Debug, Default)]
-pub(super) struct SegmentIndex {
+pub(in crate::store::file) struct SegmentIndex {
     /// Bytes of complete lines in the file.
     pub(super) len: u64,
     /// Records in its sidecar.
@@ -116,7 +74,7 @@ pub(super) struct SegmentIndex {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Index {
+pub(in crate::store::file) struct Index {
     entries: Vec<Entry>,
     free: Vec<Slot>,
     by_hash: HashMap<u64, Slot, MixKey>,
@@ -132,41 +90,41 @@ pub(super) struct Index {
 }
 
 /// Why an event could not be indexed.
-pub(super) enum Refused {
+pub(in crate::store::file) enum Refused {
     /// An event with the same id is already indexed.
     Duplicate(String),
 }
 
 impl Index {
-    pub(super) fn reserve(&mut self, events: usize) {
+    pub(in crate::store::file) fn reserve(&mut self, events: usize) {
         self.entries.reserve(events);
         self.by_hash.reserve(events);
     }
 
     /// The slot of the event with this id's hash. If `id` itself is not indexed, this may be
     /// another event with the same 64-bit hash: callers that read the event compare its id.
-    pub(super) fn slot_of(&self, id: &str) -> Option<Slot> {
+    pub(in crate::store::file) fn slot_of(&self, id: &str) -> Option<Slot> {
         match self.by_hash.get(&super::sidecar::id_hash(id)) {
             Some(&COLLIDED) => self.collided.get(id).copied(),
             found => found.copied(),
         }
     }
 
-    pub(super) fn entry(&self, slot: Slot) -> Option<&Entry> {
+    pub(in crate::store::file) fn entry(&self, slot: Slot) -> Option<&Entry> {
         self.entries
             .get(slot as usize)
             .filter(|e| e.flags & REMOVED == 0)
     }
 
-    pub(super) fn segment_len(&self, day: Day) -> u64 {
+    pub(in crate::store::file) fn segment_len(&self, day: Day) -> u64 {
         self.segments.get(&day).map_or(0, |segment| segment.len)
     }
 
-    pub(super) fn segment_records(&self, day: Day) -> u32 {
+    pub(in crate::store::file) fn segment_records(&self, day: Day) -> u32 {
         self.segments.get(&day).map_or(0, |segment| segment.records)
     }
 
-    pub(super) fn set_segment_end(&mut self, day: Day, len: u64, records: u32) {
+    pub(in crate::store::file) fn set_segment_end(&mut self, day: Day, len: u64, records: u32) {
         let segment = self.segments.entry(day).or_default();
         segment.len = len;
         segment.records = records;
@@ -175,7 +133,7 @@ impl Index {
     /// Indexes an event. `id` is its id when known; `read_id` reads the id of the event at a
     /// (day, offset), to tell a duplicate from two ids that share a hash.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn insert(
+    pub(in crate::store::file) fn insert(
         &mut self,
         id: Option<&str>,
         id_hash: u64,
@@ -252,7 +210,7 @@ impl Index {
         Ok(slot)
     }
 
-    pub(super) fn state(&self, slot: Slot, delivery: u16) -> DeliveryState {
+    pub(in crate::store::file) fn state(&self, slot: Slot, delivery: u16) -> DeliveryState {
         let index = usize::from(delivery);
         if index < PACKED_STATES {
             let bits = (self.entries[slot as usize].states >> (2 * index)) & 3;
@@ -265,7 +223,12 @@ impl Index {
         }
     }
 
-    pub(super) fn set_state(&mut self, slot: Slot, delivery: u16, state: DeliveryState) {
+    pub(in crate::store::file) fn set_state(
+        &mut self,
+        slot: Slot,
+        delivery: u16,
+        state: DeliveryState,
+    ) {
         let index = usize::from(delivery);
         if index < PACKED_STATES {
             let entry = &mut self.entries[slot as usize];
@@ -283,114 +246,9 @@ impl Index {
     }
 
     /// The event's overall status.
-    pub(super) fn status(&self, slot: Slot) -> DeliveryState {
+    pub(in crate::store::file) fn status(&self, slot: Slot) -> DeliveryState {
         let deliveries = self.entries[slot as usize].deliveries;
         aggregate_status((0..deliveries).map(|d| self.state(slot, d)))
-    }
-
-    fn intern(&mut self, text: &str) -> Arc<str> {
-        if let Some((known, ())) = self.strings.get_key_value(text) {
-            return known.clone();
-        }
-        let text: Arc<str> = text.into();
-        self.strings.insert(text.clone(), ());
-        text
-    }
-
-    /// Keeps the details of the event's pending deliveries, from its line's summary; `next`
-    /// and `attempts` give what its attempts changed, per delivery.
-    pub(super) fn track_pending(
-        &mut self,
-        slot: Slot,
-        summary: &EventSummary,
-        changed: &dyn Fn(u16) -> Option<(Option<i64>, u32)>,
-    ) {
-        for (index, delivery) in summary.deliveries.iter().enumerate() {
-            let Ok(index) = u16::try_from(index) else {
-                break;
-            };
-            if self.state(slot, index) != DeliveryState::Pending {
-                continue;
-            }
-            let (next, attempts) = match changed(index) {
-                Some((next, attempts)) => (next, attempts),
-                None => (delivery.next_attempt_at.map(|at| at.timestamp_micros()), 0),
-            };
-            let Some(next_micros) = next else { continue };
-            let detail = PendingDelivery {
-                event_unique_id: summary.event_unique_id.as_str().into(),
-                endpoint_id: self.intern(&delivery.endpoint_id),
-                url: self.intern(&delivery.url),
-                next_micros,
-                attempts,
-            };
-            self.details.insert((slot, index), detail);
-            self.pending.insert((next_micros, slot, index));
-        }
-    }
-
-    /// The index of the event's pending delivery to `endpoint_id`, if it has one.
-    pub(super) fn pending_delivery(
-        &self,
-        slot: Slot,
-        event_id: &str,
-        endpoint_id: &str,
-    ) -> Option<u16> {
-        let deliveries = self.entry(slot)?.deliveries;
-        (0..deliveries).find(|d| {
-            self.details.get(&(slot, *d)).is_some_and(|detail| {
-                &*detail.endpoint_id == endpoint_id && &*detail.event_unique_id == event_id
-            })
-        })
-    }
-
-    /// Applies an attempt (record number `record` of the event's sidecar): the delivery's new
-    /// state and, while pending, its next due time.
-    pub(super) fn apply_attempt(
-        &mut self,
-        slot: Slot,
-        record: u32,
-        delivery: u16,
-        state: DeliveryState,
-        next_micros: Option<i64>,
-    ) {
-        if let Some(entry) = self.entries.get_mut(slot as usize) {
-            entry.last_attempt = entry.last_attempt.max(record);
-        }
-        self.set_state(slot, delivery, state);
-        let Some(detail) = self.details.get_mut(&(slot, delivery)) else {
-            return;
-        };
-        self.pending.remove(&(detail.next_micros, slot, delivery));
-        detail.attempts += 1;
-        match (state, next_micros) {
-            (DeliveryState::Pending, Some(next)) => {
-                detail.next_micros = next;
-                self.pending.insert((next, slot, delivery));
-            }
-            _ => {
-                self.details.remove(&(slot, delivery));
-            }
-        }
-    }
-
-    pub(super) fn due(&self, now: DateTime<Utc>, limit: usize) -> Vec<DueDelivery> {
-        let now = now.timestamp_micros();
-        self.pending
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .filter_map(|&(at, slot, delivery)| {
-                let detail = self.details.get(&(slot, delivery))?;
-                Some(DueDelivery {
-                    event_unique_id: detail.event_unique_id.to_string(),
-                    endpoint_id: detail.endpoint_id.to_string(),
-                    url: detail.url.to_string(),
-                    next_attempt_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
-                    attempts_made: detail.attempts as usize,
-                })
-            })
-            .take(limit)
-            .collect()
     }
 
     fn matches(&self, slot: Slot, filter: &LogFilter) -> bool {
@@ -411,7 +269,7 @@ impl Index {
     }
 
     /// Up to `limit` matching events strictly before `before` in log order, newest first.
-    pub(super) fn newest_first(
+    pub(in crate::store::file) fn newest_first(
         &self,
         filter: &LogFilter,
         before: Option<Position>,
@@ -437,7 +295,7 @@ impl Index {
     }
 
     /// Forgets every event of `day`'s segment; returns how many there were.
-    pub(super) fn remove_segment(&mut self, day: Day) -> u64 {
+    pub(in crate::store::file) fn remove_segment(&mut self, day: Day) -> u64 {
         let Some(segment) = self.segments.remove(&day) else {
             return 0;
         };

@@ -1,0 +1,152 @@
+//! Staging a request into the batch: checks against the index, the lines to write, their
+//! sidecar records, and the index changes to make once they are on disk.
+
+use super::{Batch, Staged, Writer};
+use crate::store::file::index::Index;
+use crate::store::file::io_error;
+use crate::store::file::lock_index;
+use crate::store::file::records::{attempt_record, event_record, read_summary};
+use crate::store::file::segment::{
+    Day, EventSummary, SegmentReader, day_of, encode_attempt_line, encode_event_line,
+    segment_file_name,
+};
+use crate::store::file::sidecar::SideRecord;
+use crate::store::record::{AttemptRecord, StoredEvent};
+use crate::store::{LogError, validate_new_entry};
+
+impl Writer {
+    pub(super) fn stage_append(
+        &self,
+        batch: &mut Batch,
+        event: StoredEvent,
+    ) -> Result<(), LogError> {
+        validate_new_entry(&event)?;
+        let day = day_of(event.timestamp);
+        let (offset, record_number) = {
+            let index = lock_index(&self.index);
+            let id = &event.event_unique_id;
+            if batch.new_ids.contains(id) || self.is_logged(&index, id) {
+                return Err(LogError::DuplicateEvent { id: id.clone() });
+            }
+            staged_end(&index, batch, day)
+        };
+        let (line, body_start) = encode_event_line(&event);
+        let summary = Box::new(EventSummary {
+            event_unique_id: event.event_unique_id,
+            timestamp_iso_string: event.timestamp,
+            event_type: event.event_type,
+            is_test_event: event.is_test_event,
+            deliveries: event.deliveries,
+        });
+        let record = event_record(&summary, offset, line.len(), body_start);
+        batch.stage(day, &line, &record);
+        batch.new_ids.insert(summary.event_unique_id.clone());
+        batch
+            .changes
+            .push(Staged::Event(summary, day, record, record_number));
+        Ok(())
+    }
+
+    /// Whether an event with this id is in the log. An equal id hash is checked against the id
+    /// on disk, since two ids may share one.
+    fn is_logged(&self, index: &Index, id: &str) -> bool {
+        let Some(entry) = index.slot_of(id).and_then(|slot| index.entry(slot)) else {
+            return false;
+        };
+        let path = self.dir.join(segment_file_name(entry.day));
+        SegmentReader::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|mut file| read_summary(&mut file, entry.offset))
+            // Unreadable: count it as present rather than risk a second record for one id.
+            .map_or(true, |summary| summary.event_unique_id == id)
+    }
+
+    pub(super) fn stage_attempt(
+        &self,
+        batch: &mut Batch,
+        record: Box<AttemptRecord>,
+    ) -> Result<(), LogError> {
+        let unknown_event = || LogError::UnknownEvent {
+            id: record.event_unique_id.clone(),
+        };
+        let (slot, entry, delivery, (offset, number)) = {
+            let index = lock_index(&self.index);
+            let slot = index
+                .slot_of(&record.event_unique_id)
+                .ok_or_else(unknown_event)?;
+            let entry = *index.entry(slot).ok_or_else(unknown_event)?;
+            let delivery =
+                match index.pending_delivery(slot, &record.event_unique_id, &record.endpoint_id) {
+                    Some(delivery) => Some(delivery),
+                    // Not pending (a re-trigger of a finished delivery): its line says which.
+                    None => self.delivery_on_disk(entry.day, entry.offset, &record)?,
+                };
+            (slot, entry, delivery, staged_end(&index, batch, entry.day))
+        };
+        let delivery = delivery.ok_or_else(|| LogError::UnknownDelivery {
+            event_id: record.event_unique_id.clone(),
+            endpoint_id: record.endpoint_id.clone(),
+        })?;
+        let line = encode_attempt_line(&record);
+        let side = attempt_record(
+            &record,
+            offset,
+            line.len(),
+            entry.offset,
+            usize::from(delivery),
+        );
+        batch.stage(entry.day, &line, &side);
+        batch.changes.push(Staged::Attempt(
+            slot,
+            number,
+            delivery,
+            record.state,
+            side.next_micros,
+        ));
+        Ok(())
+    }
+
+    /// The index of the event's delivery to the record's endpoint, read from the event line.
+    fn delivery_on_disk(
+        &self,
+        day: Day,
+        offset: u64,
+        record: &AttemptRecord,
+    ) -> Result<Option<u16>, LogError> {
+        let path = self.dir.join(segment_file_name(day));
+        let mut file = SegmentReader::open(path.clone()).map_err(|e| io_error(&path, e))?;
+        let summary = read_summary(&mut file, offset)
+            .map_err(|reason| io_error(&path, std::io::Error::other(reason)))?;
+        if summary.event_unique_id != record.event_unique_id {
+            return Err(LogError::UnknownEvent {
+                id: record.event_unique_id.clone(),
+            });
+        }
+        Ok(summary
+            .deliveries
+            .iter()
+            .position(|d| d.endpoint_id == record.endpoint_id)
+            .and_then(|i| u16::try_from(i).ok()))
+    }
+}
+
+impl Batch {
+    fn stage(&mut self, day: Day, line: &[u8], record: &SideRecord) {
+        let staged = self.days.entry(day).or_default();
+        staged.lines.extend_from_slice(line);
+        record.encode(&mut staged.sidecar);
+        staged.records += 1;
+    }
+}
+
+/// Where the next line staged for `day` will start in its file, and its record number.
+fn staged_end(index: &Index, batch: &Batch, day: Day) -> (u64, u32) {
+    let (bytes, records) = batch
+        .days
+        .get(&day)
+        .map_or((0, 0), |staged| (staged.lines.len() as u64, staged.records));
+    (
+        index.segment_len(day) + bytes,
+        index.segment_records(day) + records,
+    )
+}
