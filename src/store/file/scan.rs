@@ -176,17 +176,21 @@ fn row_text(
     Some((id, kind.as_str().to_owned(), body))
 }
 
-/// Reads lines by offset through a 2 MiB window of the file. Events read in time order jump
-/// back and forth a little when concurrent writers appended them out of order; a window that
-/// starts a little before each refill serves those jumps from memory instead of re-reading.
+/// Reads lines by offset through a 4 MiB window of the file. Events read in time order jump
+/// back and forth when concurrent writers appended them out of order (in the benches' logs,
+/// between two regions a megabyte apart). Moving forward, the window slides only as far as it
+/// must, keeping the 2 MiB behind the line in memory; a jump back before it reloads it.
 struct Window {
     file: std::fs::File,
     start: u64,
     data: Vec<u8>,
 }
 
-const WINDOW: usize = 2 << 20;
-const WINDOW_BEHIND: u64 = 1 << 20;
+const WINDOW: usize = 4 << 20;
+/// Room left after a line when the window slides forward to it.
+const WINDOW_AHEAD: u64 = 2 << 20;
+/// Room kept before a line when the window jumps back to it.
+const WINDOW_BEHIND: u64 = 256 << 10;
 
 impl Window {
     fn open(path: &Path) -> std::io::Result<Self> {
@@ -203,7 +207,14 @@ impl Window {
         let len = len as usize;
         let end = offset + len as u64;
         if offset < self.start || end > self.start + self.data.len() as u64 {
-            let start = offset.saturating_sub(WINDOW_BEHIND);
+            let start = if offset >= self.start {
+                (end + WINDOW_AHEAD)
+                    .saturating_sub(WINDOW as u64)
+                    .max(self.start)
+                    .min(offset)
+            } else {
+                offset.saturating_sub(WINDOW_BEHIND)
+            };
             // Moving forward, the bytes still wanted are kept rather than read again.
             let kept = match start.checked_sub(self.start) {
                 Some(skip) if skip < self.data.len() as u64 => {
@@ -216,8 +227,9 @@ impl Window {
                 }
             };
             self.start = start;
-            self.data
-                .resize(WINDOW.max(len + WINDOW_BEHIND as usize), 0);
+            // A line longer than the window gets a window of its own size.
+            let wanted = WINDOW.max((end - start) as usize);
+            self.data.resize(wanted, 0);
             self.file.seek(SeekFrom::Start(start + kept as u64))?;
             let mut filled = kept;
             while filled < self.data.len() {
