@@ -178,28 +178,28 @@ pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas
 /// `csv::Writer`, which looks at every byte on its own: for the long `payloadJson` cell this
 /// is several times faster.
 fn push_field(out: &mut Vec<u8>, field: &[u8], apostrophe: bool) {
-    let quoted = field
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
-    if quoted {
-        out.push(b'"');
+    let quoted = memchr::memchr3(b',', b'"', b'\n', field).is_some()
+        || memchr::memchr(b'\r', field).is_some();
+    if !quoted {
+        if apostrophe {
+            out.push(b'\'');
+        }
+        out.extend_from_slice(field);
+        return;
     }
+    out.reserve(field.len() + 16);
+    out.push(b'"');
     if apostrophe {
         out.push(b'\'');
     }
-    if quoted {
-        let mut parts = field.split(|&b| b == b'"');
-        if let Some(first) = parts.next() {
-            out.extend_from_slice(first);
-        }
-        for part in parts {
-            out.extend_from_slice(b"\"\"");
-            out.extend_from_slice(part);
-        }
+    let mut rest = field;
+    while let Some(at) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=at]);
         out.push(b'"');
-    } else {
-        out.extend_from_slice(field);
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
+    out.push(b'"');
 }
 
 #[cfg(test)]
