@@ -145,14 +145,16 @@ pub fn run(name: &str, durable: bool) {
             let cpu0 = cpu_seconds();
             base.push(baseline(&url, bodies.clone(), &received).await);
             let cpu1 = cpu_seconds();
-            let store: Arc<dyn LogStore> = if durable {
-                let dir = scratch_dir(&format!("{name}-{round}"));
-                Arc::new(FileLogStore::open(&dir).expect("a file log"))
-            } else {
-                Arc::new(MemoryLogStore::new())
+            let dir = durable.then(|| scratch_dir(&format!("{name}-{round}")));
+            let store: Arc<dyn LogStore> = match &dir {
+                Some(dir) => Arc::new(FileLogStore::open(dir).expect("a file log")),
+                None => Arc::new(MemoryLogStore::new()),
             };
             subject.push(through_dispatcher(&url, total, store, &received).await);
             let cpu2 = cpu_seconds();
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             eprintln!(
                 "round {round}: baseline {:.0}/s ({:.1} µs CPU/event), {name} {:.0}/s ({:.1} µs CPU/event)",
                 base[round],

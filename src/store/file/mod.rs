@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use self::index::Index;
 use self::recovery::{check, load, take_lock};
 use self::scan::Item;
-use self::writer::{Counters, Request, Writer};
+use self::writer::{Counters, PreparedAttempt, PreparedEvent, Request, Writer};
 
 pub use self::recovery::{DamagedLine, RecoveryReport, TornTail};
 use super::query::{Cursor, EventRow, LogFilter, Page};
@@ -215,12 +215,15 @@ impl Drop for FileLogStore {
 #[async_trait]
 impl LogStore for FileLogStore {
     async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        // Checked and encoded here, in parallel with other callers, not in the writer thread.
+        let event = PreparedEvent::new(event)?;
         self.send(|reply| Request::Append(Box::new(event), reply))
             .await
     }
 
     async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
-        self.send(|reply| Request::Attempt(Box::new(record), reply))
+        let attempt = PreparedAttempt::new(record);
+        self.send(|reply| Request::Attempt(Box::new(attempt), reply))
             .await
     }
 

@@ -19,11 +19,13 @@ use tokio::sync::oneshot;
 mod stage;
 
 use super::index::{Index, Slot};
-use super::segment::{Day, EventSummary, day_end, segment_file_name};
+use super::segment::{
+    Day, EventSummary, day_end, day_of, encode_attempt_line, encode_event_line, segment_file_name,
+};
 use super::sidecar::{SideRecord, sidecar_path};
 use super::{io_error, lock_index};
-use crate::store::LogError;
 use crate::store::record::{AttemptRecord, DeliveryState, StoredEvent};
+use crate::store::{LogError, validate_new_entry};
 
 /// The most requests written as one batch.
 const MAX_BATCH: usize = 4096;
@@ -37,9 +39,50 @@ const MAX_OPEN_FILES: usize = 8;
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
 pub(super) enum Request {
-    Append(Box<StoredEvent>, Reply<()>),
-    Attempt(Box<AttemptRecord>, Reply<()>),
+    Append(Box<PreparedEvent>, Reply<()>),
+    Attempt(Box<PreparedAttempt>, Reply<()>),
     DeleteBefore(DateTime<Utc>, Reply<u64>),
+}
+
+/// An event checked and encoded by its caller, so the single writer thread only places it:
+/// encoding costs more CPU than writing, and callers run in parallel.
+pub(super) struct PreparedEvent {
+    pub(super) summary: EventSummary,
+    pub(super) day: Day,
+    pub(super) line: Vec<u8>,
+    pub(super) body_start: usize,
+}
+
+impl PreparedEvent {
+    pub(super) fn new(event: StoredEvent) -> Result<Self, LogError> {
+        validate_new_entry(&event)?;
+        let (line, body_start) = encode_event_line(&event);
+        Ok(Self {
+            day: day_of(event.timestamp),
+            summary: EventSummary {
+                event_unique_id: event.event_unique_id,
+                timestamp_iso_string: event.timestamp,
+                event_type: event.event_type,
+                is_test_event: event.is_test_event,
+                deliveries: event.deliveries,
+            },
+            line,
+            body_start,
+        })
+    }
+}
+
+/// An attempt encoded by its caller.
+pub(super) struct PreparedAttempt {
+    pub(super) record: AttemptRecord,
+    pub(super) line: Vec<u8>,
+}
+
+impl PreparedAttempt {
+    pub(super) fn new(record: AttemptRecord) -> Self {
+        let line = encode_attempt_line(&record);
+        Self { record, line }
+    }
 }
 
 /// A change to apply to the index once its line is on disk.
@@ -149,10 +192,10 @@ impl Writer {
                 },
                 Request::Attempt(record, reply) => {
                     // An attempt on an event of this very batch needs that event indexed first.
-                    if batch.new_ids.contains(&record.event_unique_id) {
+                    if batch.new_ids.contains(&record.record.event_unique_id) {
                         self.commit(std::mem::take(&mut batch));
                     }
-                    match self.stage_attempt(&mut batch, record) {
+                    match self.stage_attempt(&mut batch, *record) {
                         Ok(()) => batch.replies.push(reply),
                         Err(error) => {
                             let _ = reply.send(Err(error));

@@ -1,49 +1,42 @@
 //! Staging a request into the batch: checks against the index, the lines to write, their
 //! sidecar records, and the index changes to make once they are on disk.
 
-use super::{Batch, Staged, Writer};
+use super::{Batch, PreparedAttempt, PreparedEvent, Staged, Writer};
+use crate::store::LogError;
 use crate::store::file::index::Index;
 use crate::store::file::io_error;
 use crate::store::file::lock_index;
 use crate::store::file::records::{attempt_record, event_record, read_summary};
-use crate::store::file::segment::{
-    Day, EventSummary, SegmentReader, day_of, encode_attempt_line, encode_event_line,
-    segment_file_name,
-};
+use crate::store::file::segment::{Day, SegmentReader, segment_file_name};
 use crate::store::file::sidecar::SideRecord;
-use crate::store::record::{AttemptRecord, StoredEvent};
-use crate::store::{LogError, validate_new_entry};
+use crate::store::record::AttemptRecord;
 
 impl Writer {
     pub(super) fn stage_append(
         &self,
         batch: &mut Batch,
-        event: StoredEvent,
+        event: PreparedEvent,
     ) -> Result<(), LogError> {
-        validate_new_entry(&event)?;
-        let day = day_of(event.timestamp);
+        let PreparedEvent {
+            summary,
+            day,
+            line,
+            body_start,
+        } = event;
         let (offset, record_number) = {
             let index = lock_index(&self.index);
-            let id = &event.event_unique_id;
+            let id = &summary.event_unique_id;
             if batch.new_ids.contains(id) || self.is_logged(&index, id) {
                 return Err(LogError::DuplicateEvent { id: id.clone() });
             }
             staged_end(&index, batch, day)
         };
-        let (line, body_start) = encode_event_line(&event);
-        let summary = Box::new(EventSummary {
-            event_unique_id: event.event_unique_id,
-            timestamp_iso_string: event.timestamp,
-            event_type: event.event_type,
-            is_test_event: event.is_test_event,
-            deliveries: event.deliveries,
-        });
         let record = event_record(&summary, offset, line.len(), body_start);
         batch.stage(day, &line, &record);
         batch.new_ids.insert(summary.event_unique_id.clone());
         batch
             .changes
-            .push(Staged::Event(summary, day, record, record_number));
+            .push(Staged::Event(Box::new(summary), day, record, record_number));
         Ok(())
     }
 
@@ -64,8 +57,9 @@ impl Writer {
     pub(super) fn stage_attempt(
         &self,
         batch: &mut Batch,
-        record: Box<AttemptRecord>,
+        prepared: PreparedAttempt,
     ) -> Result<(), LogError> {
+        let PreparedAttempt { record, line } = prepared;
         let unknown_event = || LogError::UnknownEvent {
             id: record.event_unique_id.clone(),
         };
@@ -87,7 +81,6 @@ impl Writer {
             event_id: record.event_unique_id.clone(),
             endpoint_id: record.endpoint_id.clone(),
         })?;
-        let line = encode_attempt_line(&record);
         let side = attempt_record(
             &record,
             offset,
