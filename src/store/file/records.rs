@@ -132,23 +132,34 @@ pub(super) fn load_segment(
             })?
         }
     };
-    for skipped in loaded
+    let skipped: Vec<u64> = loaded
         .records
         .iter()
         .filter(|r| r.kind == RecordKind::Skipped)
-        .take(1000)
-    {
-        let reason = explain_skipped(segment, skipped.offset);
-        loaded.damaged.push(DamagedLine {
-            segment: segment.to_owned(),
-            offset: skipped.offset,
-            reason,
-        });
+        .map(|r| r.offset)
+        .collect();
+    if !skipped.is_empty() {
+        let mut reader =
+            SegmentReader::open(segment.to_owned()).map_err(|e| io_error(segment, e))?;
+        for offset in skipped {
+            let reason = explain_skipped(&mut reader, offset);
+            loaded.damaged.push(DamagedLine {
+                segment: segment.to_owned(),
+                offset,
+                reason,
+            });
+        }
     }
     if let Some(torn) = loaded.torn.as_mut().filter(|_| repair) {
-        let bytes = std::fs::read(segment)
-            .map_err(|e| io_error(segment, e))?
-            .split_off(torn.offset as usize);
+        // Only the torn bytes, not the whole segment.
+        let mut bytes = Vec::new();
+        std::fs::File::open(segment)
+            .and_then(|mut file| {
+                use std::io::{Read, Seek, SeekFrom};
+                file.seek(SeekFrom::Start(torn.offset))?;
+                file.read_to_end(&mut bytes)
+            })
+            .map_err(|e| io_error(segment, e))?;
         torn.saved_to = Some(set_aside_torn_tail(dir, segment, torn.offset, &bytes)?);
     }
     // Rewrite from the first record not already there, cutting off anything damaged after.
@@ -161,9 +172,8 @@ pub(super) fn load_segment(
 }
 
 /// Why a skipped line was skipped, found by parsing it again.
-fn explain_skipped(segment: &Path, offset: u64) -> String {
-    let line =
-        SegmentReader::open(segment.to_owned()).and_then(|mut f| read_line_at(&mut f, offset));
+fn explain_skipped(reader: &mut SegmentReader, offset: u64) -> String {
+    let line = read_line_at(reader, offset);
     match line
         .map_err(|e| e.to_string())
         .and_then(|line| parse_line(&line))
@@ -177,6 +187,15 @@ fn explain_skipped(segment: &Path, offset: u64) -> String {
             format!("event {} could not be indexed", summary.event_unique_id)
         }
     }
+}
+
+/// The id of the event whose line is at `offset` in `day`'s segment of `dir`.
+pub(super) fn read_id_at(dir: &Path, day: super::segment::Day, offset: u64) -> Option<String> {
+    let path = dir.join(super::segment::segment_file_name(day));
+    let mut file = SegmentReader::open(path).ok()?;
+    read_summary(&mut file, offset)
+        .ok()
+        .map(|summary| summary.event_unique_id)
 }
 
 /// Rewrites the sidecar from record `from` on (all of it when `from` is 0).

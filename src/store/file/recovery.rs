@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::index::{Index, Refused, Slot};
 use super::io_error;
-use super::records::{SegmentRecords, load_segment, read_summary};
+use super::records::{SegmentRecords, load_segment, read_id_at, read_summary};
 use super::segment::{
     Day, EventSummary, SegmentReader, parse_segment_file_name, segment_file_name,
 };
@@ -152,12 +152,7 @@ fn index_segment(
         };
         read_summary(file, offset).map_err(|reason| io_error(path, std::io::Error::other(reason)))
     };
-    let mut read_id = |day: Day, offset: u64| -> Option<String> {
-        let mut file = SegmentReader::open(dir.join(segment_file_name(day))).ok()?;
-        read_summary(&mut file, offset)
-            .ok()
-            .map(|s| s.event_unique_id)
-    };
+    let mut read_id = |day: Day, offset: u64| read_id_at(dir, day, offset);
     let events = loaded
         .records
         .iter()

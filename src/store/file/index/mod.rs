@@ -321,3 +321,47 @@ impl Index {
         segment.order.len() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Index, Refused};
+    use crate::store::file::sidecar::id_hash;
+
+    /// Inserts an event whose id hash is `hash`, at line offset `offset` of day 0.
+    fn insert(
+        index: &mut Index,
+        id: &str,
+        hash: u64,
+        offset: u64,
+        ids_on_disk: &[(u64, &str)],
+    ) -> Result<u32, Refused> {
+        let mut read_id = |_day, at: u64| {
+            ids_on_disk
+                .iter()
+                .find(|(offset, _)| *offset == at)
+                .map(|(_, id)| (*id).to_owned())
+        };
+        index.insert(Some(id), hash, 0, 0, offset, 0, 1, 1, 0, &mut read_id)
+    }
+
+    #[test]
+    fn two_ids_sharing_a_hash_are_both_kept_and_a_real_duplicate_is_refused() {
+        let mut index = Index::default();
+        let disk = [(0, "first"), (100, "second")];
+        let shared = id_hash("first");
+        let first = insert(&mut index, "first", shared, 0, &disk).ok().unwrap();
+        // "second" is given the same hash, as a 64-bit collision would.
+        let second = insert(&mut index, "second", shared, 100, &disk)
+            .ok()
+            .unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            index.slot_of("first"),
+            Some(first),
+            "the first is still found"
+        );
+        assert_eq!(index.collided.get("second"), Some(&second));
+        let again = insert(&mut index, "first", shared, 200, &disk);
+        assert!(matches!(again, Err(Refused::Duplicate(id)) if id == "first"));
+    }
+}

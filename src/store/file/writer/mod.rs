@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 mod stage;
 
 use super::index::{Index, Slot};
+use super::records::read_id_at;
 use super::segment::{
     Day, EventSummary, day_end, day_of, encode_attempt_line, encode_event_line, segment_file_name,
 };
@@ -237,6 +238,9 @@ impl Writer {
             self.sidecars.clear();
         }
         {
+            let dir = &self.dir;
+            // Only if two ids share a hash: the other id is read from its line.
+            let mut read_id = |day: Day, offset: u64| read_id_at(dir, day, offset);
             let mut index = lock_index(&self.index);
             for (day, staged) in &batch.days {
                 let len = index.segment_len(*day) + staged.lines.len() as u64;
@@ -256,7 +260,7 @@ impl Writer {
                             record.delivery,
                             record.type_code,
                             record.flags,
-                            &mut |_, _| None,
+                            &mut read_id,
                         );
                         if let Ok(slot) = inserted {
                             for (i, delivery) in summary.deliveries.iter().enumerate() {
