@@ -30,8 +30,6 @@ use crate::store::{LogError, validate_new_entry};
 
 /// The most requests written as one batch.
 const MAX_BATCH: usize = 4096;
-/// How long the writer waits for another request before committing what it has.
-const GATHER_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 /// The longest it gathers one batch.
 const MAX_GATHER: std::time::Duration = std::time::Duration::from_micros(500);
 /// The most segment files kept open for appending.
@@ -145,23 +143,23 @@ impl Writer {
     }
 
     pub(super) fn run(mut self, requests: Receiver<Request>) {
+        // How many callers the last commit answered: they are likely to send again at once.
+        let mut answered = 0;
         while let Ok(first) = requests.recv() {
             let mut batch = vec![first];
-            // Gather while requests keep coming: callers answered by the last commit send
-            // their next record within microseconds, and waiting for them briefly doubles the
-            // records each fsync carries instead of alternating between two half batches.
-            let started = std::time::Instant::now();
-            while batch.len() < MAX_BATCH {
-                let request = match requests.try_recv() {
-                    Ok(request) => Ok(request),
-                    Err(_) if started.elapsed() < MAX_GATHER => requests.recv_timeout(GATHER_GAP),
-                    Err(_) => break,
-                };
-                match request {
+            batch.extend(requests.try_iter().take(MAX_BATCH));
+            // Wait, briefly, for the callers the last commit answered: each sends its next
+            // record within microseconds, and waiting for them lets one fsync carry them all
+            // instead of alternating between two half batches. A lone caller waits for nobody.
+            let deadline = std::time::Instant::now() + MAX_GATHER;
+            while batch.len() < answered.min(MAX_BATCH) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match requests.recv_timeout(left) {
                     Ok(request) => batch.push(request),
                     Err(_) => break,
                 }
             }
+            answered = batch.len();
             self.process(batch);
         }
         // Dropping `self` closes the files and releases the lock.
