@@ -5,27 +5,16 @@ mod support;
 
 use std::time::Instant;
 
-use fermion_webhooks::{ExportOptions, FileLogStore, LogFilter, export_csv};
-use support::data::{cached_log, runtime};
+use fermion_webhooks::FileLogStore;
+use support::data::{cached_log, export_all, runtime};
 
 fn main() {
     let count = if support::quick() { 20_000 } else { 1_000_000 };
     let dir = cached_log(count);
     let store = FileLogStore::open_read_only(&dir).expect("the bench log");
     let runtime = runtime();
-    let export = |out: &mut Vec<u8>| {
-        runtime
-            .block_on(export_csv(
-                &store,
-                &LogFilter::default(),
-                out,
-                &ExportOptions::default(),
-                &mut |_| {},
-            ))
-            .expect("an export")
-    };
     let mut csv_bytes = Vec::new();
-    assert_eq!(export(&mut csv_bytes), count as u64);
+    assert_eq!(export_all(&runtime, &store, &mut csv_bytes), count as u64);
     let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(csv_bytes.as_slice())
         .records()
         .map(|r| r.expect("a row"))
@@ -35,16 +24,7 @@ fn main() {
     let (mut base, mut subject) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let start = Instant::now();
-        let mut sink = std::io::sink();
-        runtime
-            .block_on(export_csv(
-                &store,
-                &LogFilter::default(),
-                &mut sink,
-                &ExportOptions::default(),
-                &mut |_| {},
-            ))
-            .expect("an export");
+        export_all(&runtime, &store, &mut std::io::sink());
         subject.push(count as f64 / start.elapsed().as_secs_f64());
 
         let start = Instant::now();

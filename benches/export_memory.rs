@@ -4,23 +4,14 @@
 
 mod support;
 
-use fermion_webhooks::{ExportOptions, FileLogStore, LogFilter, export_csv};
-use support::data::{cached_log, child_task, peak_rss_mib, run_child, runtime};
+use fermion_webhooks::FileLogStore;
+use support::data::{cached_log, child_task, export_all, peak_rss_mib, run_child, runtime};
 
 fn main() {
     if let Some(task) = child_task() {
         let dir = task.strip_prefix("export:").expect("an export task");
         let store = FileLogStore::open_read_only(dir).expect("the bench log");
-        let mut sink = std::io::sink();
-        runtime()
-            .block_on(export_csv(
-                &store,
-                &LogFilter::default(),
-                &mut sink,
-                &ExportOptions::default(),
-                &mut |_| {},
-            ))
-            .expect("an export");
+        export_all(&runtime(), &store, &mut std::io::sink());
         println!("{:.1}", peak_rss_mib());
         return;
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use fermion_webhooks::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryState, EventKind, FileLogStore, LogError,
-    LogFilter, LogStore, StoredEvent,
+    LogFilter, LogStore,
 };
-use support::{TempDir, at, stored};
+use support::{TempDir, at, logged_sales, stored};
 
 fn segment(dir: &TempDir, day: &str) -> std::path::PathBuf {
     dir.path().join(format!("{day}.jsonl"))
@@ -166,21 +166,7 @@ async fn a_torn_last_line_is_set_aside_and_never_hides_earlier_records() {
 #[tokio::test]
 async fn a_damaged_line_in_the_middle_is_reported_and_skipped() {
     let dir = TempDir::new("damaged");
-    let events: Vec<StoredEvent> = (0..3)
-        .map(|i| {
-            stored(
-                EventKind::PaidCourseSale,
-                &format!("2026-11-28T10:0{i}:00Z"),
-                &["crm"],
-            )
-        })
-        .collect();
-    {
-        let store = FileLogStore::open(dir.path()).unwrap();
-        for event in &events {
-            store.append(event.clone()).await.unwrap();
-        }
-    }
+    let events = logged_sales(dir.path(), 3).await;
     let path = segment(&dir, "2026-11-28");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();

@@ -11,7 +11,7 @@ use fermion_webhooks::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DueDelivery, EventKind, EventRow,
     FileLogStore, LogFilter, LogStore, StoredEvent,
 };
-use support::{TempDir, at, stored};
+use support::{TempDir, at, logged_sales, stored};
 
 /// Everything a caller can read: events newest first, rows oldest first, due deliveries.
 async fn answers(store: &FileLogStore) -> (Vec<StoredEvent>, Vec<EventRow>, Vec<DueDelivery>) {
@@ -139,21 +139,7 @@ async fn lost_or_damaged_index_files_are_rebuilt_and_change_no_answer() {
 #[tokio::test]
 async fn a_segment_edited_by_hand_is_read_from_its_lines_not_its_stale_index() {
     let dir = TempDir::new("index-stale");
-    let events: Vec<StoredEvent> = (0..4)
-        .map(|i| {
-            stored(
-                EventKind::PaidCourseSale,
-                &format!("2026-11-28T10:0{i}:00Z"),
-                &["crm"],
-            )
-        })
-        .collect();
-    {
-        let store = FileLogStore::open(dir.path()).unwrap();
-        for event in &events {
-            store.append(event.clone()).await.unwrap();
-        }
-    }
+    let events = logged_sales(dir.path(), 4).await;
     // A person deletes the second event's line; the index file still lists four.
     let path = dir.path().join("2026-11-28.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();

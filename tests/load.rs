@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fermion_webhooks::{
     DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore,
-    HttpSender, SystemClock, WebhookEvent, WebhookSecret,
+    HttpSender, LogStore, SystemClock, WebhookEvent, WebhookSecret,
 };
 use support::{TempDir, ids_in_log};
 
@@ -30,21 +30,7 @@ async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
     let memory_before = resident_mib();
     let dir = TempDir::new("load");
     let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
-    let mut config = DispatchConfig::default();
-    config.poll_interval = Duration::from_millis(20);
-    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("load").unwrap()).unwrap();
-    let dispatcher = Dispatcher::start_with(
-        store.clone(),
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let dispatcher = dispatcher_to(&url, store.clone(), Duration::from_millis(20));
 
     let tasks: Vec<_> = (0..emitters)
         .map(|task| {
@@ -112,21 +98,7 @@ async fn a_burst_bigger_than_the_ready_queue_is_delivered_once_each_through_the_
     let total = 5_000;
     let (url, received) = counting_receiver(Duration::from_millis(40)).await;
     let store = Arc::new(fermion_webhooks::MemoryLogStore::new());
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
-    let mut config = DispatchConfig::default();
-    config.poll_interval = Duration::from_millis(50);
-    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("load").unwrap()).unwrap();
-    let dispatcher = Dispatcher::start_with(
-        store.clone(),
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let dispatcher = dispatcher_to(&url, store.clone(), Duration::from_millis(50));
     let mut emitted = Vec::with_capacity(total);
     for i in 0..total {
         let payload = EventPayload::sample(EventKind::ALL[i % 4]);
@@ -142,6 +114,25 @@ async fn a_burst_bigger_than_the_ready_queue_is_delivered_once_each_through_the_
     let seen = received.lock().unwrap();
     assert_eq!(seen.0.len(), total, "every event reached the receiver");
     assert_eq!(seen.1, total, "and none of them twice");
+}
+
+/// A dispatcher delivering every event to one endpoint at `url` (loopback allowed).
+fn dispatcher_to(url: &str, store: Arc<dyn LogStore>, poll_interval: Duration) -> Dispatcher {
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .unwrap();
+    let mut config = DispatchConfig::default();
+    config.poll_interval = poll_interval;
+    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("load").unwrap()).unwrap();
+    Dispatcher::start_with(
+        store,
+        Arc::new(sender),
+        vec![endpoint],
+        config,
+        Arc::new(SystemClock),
+    )
+    .unwrap()
 }
 
 /// A receiver on 127.0.0.1 that keeps only the ids it got, so memory readings are the crate's.

@@ -18,6 +18,23 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// Exports every event of `store` to CSV, with the default options; returns the rows.
+pub fn export_all(
+    runtime: &tokio::runtime::Runtime,
+    store: &FileLogStore,
+    out: &mut (dyn std::io::Write + Send),
+) -> u64 {
+    runtime
+        .block_on(fermion_webhooks::export_csv(
+            store,
+            &fermion_webhooks::LogFilter::default(),
+            out,
+            &fermion_webhooks::ExportOptions::default(),
+            &mut |_| {},
+        ))
+        .expect("an export")
+}
+
 /// A fresh empty directory under `target/bench-data`.
 pub fn scratch_dir(label: &str) -> PathBuf {
     let dir = data_root().join(format!("{label}-{}", std::process::id()));

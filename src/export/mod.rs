@@ -88,22 +88,7 @@ pub async fn export_csv(
             .map_err(|e| ExportError::Write(e.into()))?;
     }
     let mut pipeline = pipeline::CsvPipeline::new(out, options.escape_formulas);
-    let mut failure = None;
-    store
-        .scan_rows(filter, &mut |row| match pipeline.push(row) {
-            Ok(written) => {
-                progress(written);
-                ControlFlow::Continue(())
-            }
-            Err(error) => {
-                failure = Some(error);
-                ControlFlow::Break(())
-            }
-        })
-        .await?;
-    if let Some(error) = failure {
-        return Err(ExportError::Write(error));
-    }
+    write_each(store, filter, progress, |row| pipeline.push(row)).await?;
     let rows = pipeline.finish().map_err(ExportError::Write)?;
     progress(rows);
     out.flush().map_err(ExportError::Write)?;
@@ -119,32 +104,33 @@ pub async fn export_jsonl(
     out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ExportError> {
-    let lines = write_each(store, filter, progress, |event| {
+    let mut lines = 0;
+    write_each(store, filter, progress, |event| {
         if has_line_break(&event.body) {
-            compact(&event.body).and_then(|body| writeln!(out, "{body}"))
+            compact(&event.body).and_then(|body| writeln!(out, "{body}"))?;
         } else {
-            writeln!(out, "{}", event.body)
+            writeln!(out, "{}", event.body)?;
         }
+        lines += 1;
+        Ok(lines)
     })
     .await?;
     out.flush().map_err(ExportError::Write)?;
     Ok(lines)
 }
 
-/// Scans the events matching `filter` oldest first, writing each with `write`, reporting
-/// progress, and stopping at the first write error. Returns how many were written.
+/// Scans the events matching `filter` oldest first, handing each to `write` (which answers how
+/// many are written so far, for `progress`) and stopping at the first write error.
 async fn write_each(
     store: &dyn LogStore,
     filter: &LogFilter,
     progress: &mut (dyn FnMut(u64) + Send),
-    mut write: impl FnMut(EventRow) -> std::io::Result<()> + Send,
-) -> Result<u64, ExportError> {
+    mut write: impl FnMut(EventRow) -> std::io::Result<u64> + Send,
+) -> Result<(), ExportError> {
     let mut failure = None;
-    let mut written = 0;
     store
         .scan_rows(filter, &mut |event| match write(event) {
-            Ok(()) => {
-                written += 1;
+            Ok(written) => {
                 progress(written);
                 ControlFlow::Continue(())
             }
@@ -154,10 +140,7 @@ async fn write_each(
             }
         })
         .await?;
-    match failure {
-        Some(error) => Err(ExportError::Write(error)),
-        None => Ok(written),
-    }
+    failure.map_or(Ok(()), |error| Err(ExportError::Write(error)))
 }
 
 fn compact(json: &str) -> std::io::Result<String> {

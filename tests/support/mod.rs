@@ -55,6 +55,27 @@ pub fn stored(kind: EventKind, timestamp: &str, endpoints: &[&str]) -> StoredEve
     StoredEvent::new(&event, deliveries)
 }
 
+/// `count` (at most 10) paid-course sales a minute apart from 2026-11-28T10:00Z, appended to
+/// the file log in `dir`, which is closed again so a test can damage or edit its files.
+pub async fn logged_sales(dir: &Path, count: usize) -> Vec<StoredEvent> {
+    let events: Vec<StoredEvent> = (0..count)
+        .map(|i| {
+            stored(
+                EventKind::PaidCourseSale,
+                &format!("2026-11-28T10:0{i}:00Z"),
+                &["crm"],
+            )
+        })
+        .collect();
+    let store = fermion_webhooks::FileLogStore::open(dir).unwrap();
+    for event in &events {
+        fermion_webhooks::LogStore::append(&store, event.clone())
+            .await
+            .unwrap();
+    }
+    events
+}
+
 /// An example binary that `cargo test --all-features` builds beside the tests.
 pub fn example_binary(name: &str) -> PathBuf {
     let mut path = std::env::current_exe().unwrap();

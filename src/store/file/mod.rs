@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use self::index::Index;
 use self::recovery::{check, load, take_lock};
-use self::scan::Item;
+use self::scan::Visitor;
 use self::writer::{Counters, PreparedAttempt, PreparedEvent, Request, Writer};
 
 pub use self::recovery::{DamagedLine, RecoveryReport, TornTail};
@@ -278,10 +278,7 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        self.scan_segments(filter, true, &mut |item| match item {
-            Item::Full(event) => visit(event),
-            Item::Row(_) => ControlFlow::Continue(()),
-        })
+        self.scan_segments(filter, Visitor::Events(visit))
     }
 
     async fn scan_rows(
@@ -289,10 +286,7 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        self.scan_segments(filter, false, &mut |item| match item {
-            Item::Row(row) => visit(row),
-            Item::Full(_) => ControlFlow::Continue(()),
-        })
+        self.scan_segments(filter, Visitor::Rows(visit))
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {

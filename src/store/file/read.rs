@@ -1,13 +1,12 @@
 //! Reading a file log: whole events by index entry, and scans one segment at a time.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::index::Entry;
 use super::recovery::segment_days;
-use super::scan::{Item, scan_segment};
+use super::scan::{Visitor, scan_segment};
 use super::segment::{Day, SegmentReader, day_of, read_event, segment_file_name};
 use super::sidecar::{self, SideRecord, attempts_of, read_sidecar, sidecar_path};
 use super::{FileLogStore, io_error, lock_index, records};
@@ -76,8 +75,7 @@ impl FileLogStore {
     pub(super) fn scan_segments(
         &self,
         filter: &LogFilter,
-        full: bool,
-        visit: &mut dyn FnMut(Item) -> ControlFlow<()>,
+        mut visitor: Visitor<'_>,
     ) -> Result<u64, LogError> {
         let first = filter.from.map_or(Day::MIN, day_of);
         let last = filter.to.map_or(Day::MAX, day_of);
@@ -106,7 +104,7 @@ impl FileLogStore {
                 }
                 Err(e) => return Err(e),
             };
-            let (count, stop) = scan_segment(&path, &records, filter, full, visit)?;
+            let (count, stop) = scan_segment(&path, &records, filter, &mut visitor)?;
             visited += count;
             if stop {
                 break;

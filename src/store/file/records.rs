@@ -122,12 +122,12 @@ pub(super) fn load_segment(
     }
     let sidecar_bytes = std::fs::metadata(&sidecar).map_or(0, |m| m.len());
     let mut kept = records.len();
-    let mut loaded = match parse_tail(segment, records) {
+    let mut loaded = match parse_tail(segment, segment_len, records) {
         Ok(loaded) => loaded,
         // The first uncovered line does not parse: the sidecar does not describe this file.
         Err(TailMismatch) => {
             kept = 0;
-            parse_tail(segment, Vec::new()).map_err(|_| {
+            parse_tail(segment, segment_len, Vec::new()).map_err(|_| {
                 io_error(segment, std::io::Error::other("the segment cannot be read"))
             })?
         }
@@ -222,11 +222,15 @@ fn write_sidecar(path: &Path, records: &[SideRecord], from: usize) -> Result<(),
 
 struct TailMismatch;
 
-/// Parses the lines after the last of `records` into records of their own.
-fn parse_tail(segment: &Path, records: Vec<SideRecord>) -> Result<SegmentRecords, TailMismatch> {
+/// Parses the lines after the last of `records` into records of their own (`segment_len`:
+/// the segment's length when loading began).
+fn parse_tail(
+    segment: &Path,
+    segment_len: u64,
+    records: Vec<SideRecord>,
+) -> Result<SegmentRecords, TailMismatch> {
     let start = records.last().map_or(0, SideRecord::end);
     let trusted = !records.is_empty();
-    let segment_len = std::fs::metadata(segment).map_err(|_| TailMismatch)?.len();
     if start == segment_len {
         return Ok(SegmentRecords {
             records,

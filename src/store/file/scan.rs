@@ -17,21 +17,19 @@ use crate::store::LogError;
 use crate::store::query::{EventRow, LogFilter};
 use crate::store::record::{DeliveryState, StoredEvent, aggregate_status};
 
-/// What a scan hands out per event.
-pub(super) enum Item {
-    Full(StoredEvent),
-    Row(EventRow),
+/// Who a scan hands events to, and so in which form: whole, or as rows (no attempt read).
+pub(super) enum Visitor<'a> {
+    Events(&'a mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send)),
+    Rows(&'a mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send)),
 }
 
-/// Calls `visit` with each event of the segment matching `filter`, oldest first; `full` says
-/// whether it wants whole events or rows. Returns how many it visited, and whether `visit`
-/// asked to stop.
+/// Calls the visitor with each event of the segment matching `filter`, oldest first. Returns
+/// how many it visited, and whether the visitor asked to stop.
 pub(super) fn scan_segment(
     path: &Path,
     records: &[SideRecord],
     filter: &LogFilter,
-    full: bool,
-    visit: &mut dyn FnMut(Item) -> ControlFlow<()>,
+    visitor: &mut Visitor<'_>,
 ) -> Result<(u64, bool), LogError> {
     // Event record numbers in file order (so by offset), and each attempt's (event, record),
     // grouped by event: flat arrays, not a list per event.
@@ -116,39 +114,42 @@ pub(super) fn scan_segment(
         if filter.status.is_some_and(|wanted| wanted != status) {
             continue;
         }
-        let item = if full {
-            let offsets: Vec<u64> = attempts_of(event).map(|n| records[n].offset).collect();
-            let event =
-                read_event(&mut file, record.offset, &offsets).map_err(|e| io_error(path, e))?;
-            Item::Full(event)
-        } else {
-            let line = window
-                .line(record.offset, record.len)
-                .map_err(|e| io_error(path, e))?;
-            let (event_unique_id, event_type, body) = row_text(line, record, kind)
-                .or_else(|| {
-                    let event = read_event(&mut file, record.offset, &[]).ok()?;
-                    Some((event.event_unique_id, event.event_type, event.body))
+        let flow = match visitor {
+            Visitor::Events(visit) => {
+                let offsets: Vec<u64> = attempts_of(event).map(|n| records[n].offset).collect();
+                let event = read_event(&mut file, record.offset, &offsets)
+                    .map_err(|e| io_error(path, e))?;
+                visit(event)
+            }
+            Visitor::Rows(visit) => {
+                let line = window
+                    .line(record.offset, record.len)
+                    .map_err(|e| io_error(path, e))?;
+                let (event_unique_id, event_type, body) = row_text(line, record, kind)
+                    .or_else(|| {
+                        let event = read_event(&mut file, record.offset, &[]).ok()?;
+                        Some((event.event_unique_id, event.event_type, event.body))
+                    })
+                    .ok_or_else(|| {
+                        corrupt(format!(
+                            "unreadable event record at offset {}",
+                            record.offset
+                        ))
+                    })?;
+                visit(EventRow {
+                    event_unique_id,
+                    event_type,
+                    timestamp,
+                    is_test_event,
+                    status,
+                    attempts: attempt_count,
+                    last_response_status: last_status.map(|(_, _, status)| status),
+                    body,
                 })
-                .ok_or_else(|| {
-                    corrupt(format!(
-                        "unreadable event record at offset {}",
-                        record.offset
-                    ))
-                })?;
-            Item::Row(EventRow {
-                event_unique_id,
-                event_type,
-                timestamp,
-                is_test_event,
-                status,
-                attempts: attempt_count,
-                last_response_status: last_status.map(|(_, _, status)| status),
-                body,
-            })
+            }
         };
         visited += 1;
-        if visit(item).is_break() {
+        if flow.is_break() {
             return Ok((visited, true));
         }
     }
