@@ -12,7 +12,7 @@ mod writer;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use self::index::Index;
 use self::recovery::{check, load, take_lock};
 use self::scan::Visitor;
-use self::writer::{Counters, PreparedAttempt, PreparedEvent, Request, Writer};
+use self::writer::{Counters, PreparedAttempt, PreparedEvent, Request, RequestQueue, Writer};
 
 pub use self::recovery::{DamagedLine, RecoveryReport, TornTail};
 use super::query::{Cursor, EventRow, LogFilter, Page};
@@ -60,7 +60,7 @@ pub struct FileLogStore {
 
 #[derive(Debug)]
 struct WriterHandle {
-    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    requests: Arc<RequestQueue>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -99,19 +99,20 @@ impl FileLogStore {
         let lock = take_lock(&dir)?;
         let (index, recovery) = load(&dir, true)?;
         let index = Arc::new(Mutex::new(index));
-        let (sender, receiver) = mpsc::channel();
+        let requests = Arc::new(RequestQueue::default());
+        let queue = requests.clone();
         let counters = Arc::new(Counters::default());
         let writer = Writer::new(dir.clone(), index.clone(), counters.clone(), lock);
         let thread = std::thread::Builder::new()
             .name("fermion-log-writer".into())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || writer.run(queue))
             .map_err(|e| io_error(&dir, e))?;
         Ok(Self {
             dir,
             index: OnceLock::from(index),
             counters,
             writer: Some(WriterHandle {
-                requests: Mutex::new(Some(sender)),
+                requests,
                 thread: Mutex::new(Some(thread)),
             }),
             recovery,
@@ -168,11 +169,10 @@ impl FileLogStore {
             reason: "the log's writer thread has stopped".to_owned(),
         };
         let (reply, answer) = oneshot::channel();
-        {
-            let requests = writer.requests.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = requests.as_ref().ok_or_else(stopped)?;
-            sender.send(request(reply)).map_err(|_| stopped())?;
-        }
+        writer
+            .requests
+            .push(request(reply))
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -195,11 +195,7 @@ impl Drop for FileLogStore {
         // Let the writer finish its batch and release the lock before the store is gone, so the
         // directory can be reopened at once.
         if let Some(writer) = &self.writer {
-            writer
-                .requests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            writer.requests.close();
             if let Some(thread) = writer
                 .thread
                 .lock()

@@ -1,7 +1,7 @@
 //! The single writer thread of a file log, with group commit.
 //!
-//! Callers send requests over a channel and wait for the answer. The thread takes every request
-//! queued at that moment as one batch, writes all their lines, fsyncs each touched segment once,
+//! Callers queue requests and wait for the answer. The thread takes every request queued at
+//! that moment as one batch, writes all their lines, fsyncs each touched segment once,
 //! updates the index, and only then answers each caller. Under load a batch holds many appends,
 //! so durability costs one fsync per batch rather than one per event.
 
@@ -10,13 +10,15 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+mod queue;
 mod stage;
+
+pub(super) use queue::RequestQueue;
 
 use super::index::{Index, Slot};
 use super::records::read_id_at;
@@ -142,23 +144,20 @@ impl Writer {
         }
     }
 
-    pub(super) fn run(mut self, requests: Receiver<Request>) {
-        // How many callers the last commit answered: they are likely to send again at once.
-        let mut answered = 0;
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            batch.extend(requests.try_iter().take(MAX_BATCH));
-            // Wait, briefly, for the callers the last commit answered: each sends its next
-            // record within microseconds, and waiting for them lets one fsync carry them all
-            // instead of alternating between two half batches. A lone caller waits for nobody.
-            let deadline = std::time::Instant::now() + MAX_GATHER;
-            while batch.len() < answered.min(MAX_BATCH) {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match requests.recv_timeout(left) {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
+    pub(super) fn run(mut self, requests: Arc<RequestQueue>) {
+        // However the thread ends (a panic included), callers must not wait for ever.
+        struct AbandonOnExit(Arc<RequestQueue>);
+        impl Drop for AbandonOnExit {
+            fn drop(&mut self) {
+                self.0.abandon();
             }
+        }
+        let requests = AbandonOnExit(requests);
+        // How many callers the last commit answered: they are likely to send again at once.
+        // Waiting, briefly, for them lets one fsync carry them all instead of alternating
+        // between two half batches. A lone caller waits for nobody.
+        let mut answered = 0;
+        while let Some(batch) = requests.0.take(answered, MAX_GATHER, MAX_BATCH) {
             answered = batch.len();
             self.process(batch);
         }
@@ -228,9 +227,10 @@ impl Writer {
             }
             return;
         }
-        // The lines are durable; their index records follow. A failure here loses nothing
-        // (reopening rebuilds the sidecar from the segment), but lookups would miss these
-        // records, so the log takes no more writes until it is reopened.
+        // The lines are durable; their index records follow, before any caller hears back:
+        // lookups read attempts through them. A failure here loses nothing (reopening rebuilds
+        // the sidecar from the segment), but lookups would miss these records, so the log takes
+        // no more writes until it is reopened.
         if let Err(error) = self.write_sidecars(&batch.days) {
             self.poisoned = Some(format!("{error}; reopen the log to rebuild its index"));
             self.sidecars.clear();

@@ -1,0 +1,175 @@
+//! The queue between a file log's callers and its writer thread.
+//!
+//! A channel would wake the writer once per request: while it gathers a batch from 64 callers,
+//! that is 64 thread wake-ups for one commit, and on a small machine those wake-ups take the
+//! CPU the callers need to encode their records. Here the writer says how many requests it is
+//! waiting for, and only the caller that brings the queue to that number wakes it.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::Request;
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Request>,
+    closed: bool,
+    /// The queue length that wakes the writer; 0 while it is not waiting.
+    wake_at: usize,
+}
+
+/// Requests waiting for the writer thread.
+#[derive(Default)]
+pub(in crate::store::file) struct RequestQueue {
+    state: Mutex<State>,
+    arrived: Condvar,
+}
+
+impl std::fmt::Debug for RequestQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("RequestQueue")
+            .field("queued", &state.requests.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+impl RequestQueue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while the lock is held, so a poisoned lock still holds a sound queue.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a request; gives it back if the writer has stopped.
+    pub(in crate::store::file) fn push(&self, request: Request) -> Result<(), Request> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(request);
+        }
+        state.requests.push(request);
+        if state.wake_at != 0 && state.requests.len() >= state.wake_at {
+            state.wake_at = 0;
+            self.arrived.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Stops the queue: later pushes fail, and the writer ends once the queue is empty.
+    pub(in crate::store::file) fn close(&self) {
+        self.lock().closed = true;
+        self.arrived.notify_one();
+    }
+
+    /// Stops the queue and drops what is still in it, so its callers learn the writer is gone
+    /// instead of waiting for ever.
+    pub(super) fn abandon(&self) {
+        let pending = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.requests)
+        };
+        drop(pending);
+    }
+
+    /// Waits for a first request, then up to `gather` for `want` requests in all; takes at
+    /// most `max` of them. `None` once the queue is closed and empty.
+    pub(super) fn take(&self, want: usize, gather: Duration, max: usize) -> Option<Vec<Request>> {
+        let mut state = self.lock();
+        while state.requests.is_empty() {
+            if state.closed {
+                return None;
+            }
+            state.wake_at = 1;
+            state = self.arrived.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let want = want.min(max);
+        let deadline = Instant::now() + gather;
+        while state.requests.len() < want && !state.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state.wake_at = want;
+            state = self
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        state.wake_at = 0;
+        if state.requests.len() <= max {
+            return Some(std::mem::take(&mut state.requests));
+        }
+        Some(state.requests.drain(..max).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn request() -> (
+        Request,
+        tokio::sync::oneshot::Receiver<Result<u64, crate::LogError>>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        (
+            Request::DeleteBefore(chrono::DateTime::UNIX_EPOCH, reply),
+            answer,
+        )
+    }
+
+    #[test]
+    fn the_writer_takes_everything_queued_up_to_its_limit_in_order() {
+        let queue = RequestQueue::default();
+        for _ in 0..5 {
+            assert!(queue.push(request().0).is_ok());
+        }
+        assert_eq!(queue.take(1, Duration::ZERO, 3).map(|b| b.len()), Some(3));
+        assert_eq!(queue.take(1, Duration::ZERO, 3).map(|b| b.len()), Some(2));
+    }
+
+    #[test]
+    fn a_gathering_writer_is_woken_by_the_request_it_waits_for() {
+        let queue = Arc::new(RequestQueue::default());
+        assert!(queue.push(request().0).is_ok());
+        let pusher = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                assert!(queue.push(request().0).is_ok());
+            })
+        };
+        // It asks for two and may wait ten seconds: the second push must end the wait.
+        let started = Instant::now();
+        let batch = queue.take(2, Duration::from_secs(10), 100);
+        assert_eq!(batch.map(|b| b.len()), Some(2));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        pusher.join().expect("the pusher");
+    }
+
+    #[test]
+    fn a_closed_queue_refuses_pushes_and_ends_the_writer_once_drained() {
+        let queue = RequestQueue::default();
+        assert!(queue.push(request().0).is_ok());
+        queue.close();
+        assert!(queue.push(request().0).is_err());
+        assert_eq!(queue.take(1, Duration::ZERO, 10).map(|b| b.len()), Some(1));
+        assert!(queue.take(1, Duration::ZERO, 10).is_none());
+    }
+
+    #[test]
+    fn callers_of_an_abandoned_queue_hear_that_the_writer_is_gone() {
+        let queue = RequestQueue::default();
+        let (queued, mut answer) = request();
+        assert!(queue.push(queued).is_ok());
+        queue.abandon();
+        assert!(matches!(
+            answer.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(queue.push(request().0).is_err());
+    }
+}
