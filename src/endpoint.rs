@@ -122,7 +122,7 @@ impl Endpoint {
             url: self.url.clone(),
             reason: reason.to_owned(),
         };
-        let url = reqwest::Url::parse(&self.url).map_err(|e| invalid(&e.to_string()))?;
+        let url = url::Url::parse(&self.url).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("only http and https URLs can receive webhooks"));
         }

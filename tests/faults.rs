@@ -112,6 +112,24 @@ async fn a_refused_connection_is_a_connect_error() {
 }
 
 #[tokio::test]
+async fn an_https_endpoint_that_answers_in_plain_http_is_a_tls_error() {
+    let addr = raw_server(|mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+    })
+    .await;
+    let event = deliver_once(format!("https://{addr}/"), Duration::from_secs(5), None).await;
+    assert_eq!(event.deliveries[0].state, DeliveryState::Failed);
+    assert_eq!(
+        transport_kind(&event),
+        vec![Some(TransportErrorKind::Tls); 3],
+        "{:?}",
+        event.deliveries[0].attempts
+    );
+}
+
+#[tokio::test]
 async fn an_unresolvable_host_is_a_dns_error() {
     let sender = HttpSender::builder()
         .resolve("nowhere.test", &[])

@@ -1,16 +1,21 @@
-//! `HttpSender`: delivery over HTTP(S) with reqwest, guarded against SSRF.
+//! `HttpSender`: delivery over HTTP(S) with hyper and rustls, guarded against SSRF.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::Utc;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::resolver::{BlockedAddress, GuardedResolver, LookupFailed};
 use super::ssrf::is_global_address;
 use super::{DeliveryRequest, SendOutcome, SendResult, Sender};
 use crate::secret::SECRET_HEADER;
@@ -19,15 +24,20 @@ use crate::store::{RESPONSE_SNIPPET_LIMIT, TransportErrorKind};
 /// The default time limit for one attempt, connection to last byte read.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
+const AGENT: &str = concat!("fermion-webhooks/", env!("CARGO_PKG_VERSION"));
+
 /// Why an [`HttpSender`] could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("could not build the HTTP client: {0}")]
-pub struct HttpSenderError(#[source] reqwest::Error);
+pub struct HttpSenderError(#[source] Box<dyn StdError + Send + Sync>);
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
 
 /// Delivers webhooks over HTTP(S): `POST` with `Content-Type: application/json`,
 /// `X-Fermion-Webhook-Secret` and `User-Agent: fermion-webhooks/<version>`.
 ///
-/// - One shared connection pool; rustls for TLS; system proxies ignored.
+/// - One shared connection pool (HTTP/1.1, hyper); rustls with the Mozilla roots for TLS;
+///   no proxies.
 /// - Redirects are not followed: a 3xx answer is recorded as a failed attempt.
 /// - A 15 s timeout by default; only the first 4 KiB of a response body is read.
 /// - SSRF guard, on by default: no delivery to loopback, private, link-local (including
@@ -37,13 +47,31 @@ pub struct HttpSenderError(#[source] reqwest::Error);
 ///   Such a delivery fails with [`TransportErrorKind::BlockedAddress`].
 ///   [`allow_private_networks`](HttpSenderBuilder::allow_private_networks) opts out, for
 ///   development and tests.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpSender {
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
+    timeout: Duration,
     allow_private_networks: bool,
     /// Endpoint URLs already parsed: parsing one costs as much CPU as a third of a loopback
     /// request, and a platform sends to the same few URLs over and over.
-    parsed_urls: Arc<std::sync::Mutex<HashMap<String, reqwest::Url>>>,
+    parsed_urls: Arc<std::sync::Mutex<HashMap<String, Target>>>,
+}
+
+impl std::fmt::Debug for HttpSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSender")
+            .field("timeout", &self.timeout)
+            .field("allow_private_networks", &self.allow_private_networks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An endpoint URL as a request target: normalised by the URL parser (so `0x7f.1` is already
+/// `127.0.0.1`), with its IP literal if it has one.
+#[derive(Clone)]
+struct Target {
+    uri: http::Uri,
+    literal: Option<IpAddr>,
 }
 
 /// The most parsed URLs kept; the cache starts over when it is full.
@@ -101,16 +129,33 @@ impl HttpSenderBuilder {
             allow_private_networks: self.allow_private_networks,
             overrides: Arc::new(self.overrides),
         };
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .user_agent(concat!("fermion-webhooks/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(resolver))
-            .build()
-            .map_err(HttpSenderError)?;
+        let mut http = HttpConnector::new_with_resolver(resolver);
+        // The TLS layer below takes `https` URLs; this one must let them through to it.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        // The provider is named rather than taken from the process default, which another
+        // crate in the same program may have set, or left ambiguous.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpSenderError(Box::new(e)))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
         Ok(HttpSender {
             client,
+            timeout: self.timeout,
             allow_private_networks: self.allow_private_networks,
             parsed_urls: Arc::default(),
         })
@@ -132,83 +177,101 @@ impl Sender for HttpSender {
 }
 
 impl HttpSender {
-    /// `url` parsed, from the cache when it was parsed before.
-    fn parse_url(&self, url: &str) -> Result<reqwest::Url, url::ParseError> {
+    /// `url` as a request target, from the cache when it was parsed before.
+    fn target(&self, url: &str) -> Result<Target, String> {
         let mut cache = self
             .parsed_urls
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(parsed) = cache.get(url) {
-            return Ok(parsed.clone());
+        if let Some(target) = cache.get(url) {
+            return Ok(target.clone());
         }
-        let parsed = reqwest::Url::parse(url)?;
-        if cache.len() >= PARSED_URLS {
-            cache.clear();
-        }
-        cache.insert(url.to_owned(), parsed.clone());
-        Ok(parsed)
-    }
-
-    async fn attempt(&self, request: DeliveryRequest<'_>) -> SendResult {
-        let url = match self.parse_url(request.url) {
-            Ok(url) => url,
-            Err(error) => return failed(TransportErrorKind::Other, format!("bad URL: {error}")),
-        };
-        // IP literals never reach the resolver, so they are checked here. The URL parser has
-        // already turned `2130706433`, `0x7f.1` and `0177.0.0.1` into 127.0.0.1.
-        let literal = match url.host() {
+        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+        let literal = match parsed.host() {
             Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
             Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
             _ => None,
         };
-        if let Some(address) =
-            literal.filter(|a| !self.allow_private_networks && !is_global_address(*a))
+        // The normalised form, without the fragment, which is never sent.
+        let uri = parsed[..url::Position::AfterQuery]
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())?;
+        let target = Target { uri, literal };
+        if cache.len() >= PARSED_URLS {
+            cache.clear();
+        }
+        cache.insert(url.to_owned(), target.clone());
+        Ok(target)
+    }
+
+    async fn attempt(&self, request: DeliveryRequest<'_>) -> SendResult {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let target = match self.target(request.url) {
+            Ok(target) => target,
+            Err(error) => return failed(TransportErrorKind::Other, format!("bad URL: {error}")),
+        };
+        // IP literals never reach the resolver, so they are checked here.
+        if let Some(address) = target
+            .literal
+            .filter(|a| !self.allow_private_networks && !is_global_address(*a))
         {
             return failed(
                 TransportErrorKind::BlockedAddress,
                 format!("{address} is not a public address; delivery refused (SSRF guard)"),
             );
         }
-        let secret = match HeaderValue::from_str(request.secret.expose_secret()) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                value
-            }
-            Err(_) => {
+        let Ok(mut secret) = HeaderValue::from_str(request.secret.expose_secret()) else {
+            return failed(
+                TransportErrorKind::Other,
+                "the secret is not a valid header value".into(),
+            );
+        };
+        secret.set_sensitive(true);
+        let built = http::Request::post(target.uri)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(USER_AGENT, HeaderValue::from_static(AGENT))
+            .header(SECRET_HEADER, secret)
+            .body(Full::new(Bytes::copy_from_slice(request.body)));
+        let http_request = match built {
+            Ok(http_request) => http_request,
+            Err(error) => {
                 return failed(
                     TransportErrorKind::Other,
-                    "the secret is not a valid header value".into(),
+                    format!("could not build the request: {error}"),
                 );
             }
         };
-        let sent = self
-            .client
-            .post(url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(SECRET_HEADER, secret)
-            .body(request.body.to_vec())
-            .send()
-            .await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => return classify(&error),
-        };
+        let response =
+            match tokio::time::timeout_at(deadline, self.client.request(http_request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => return classify(&error),
+                Err(_) => {
+                    return failed(
+                        TransportErrorKind::Timeout,
+                        format!("no answer within {:?}", self.timeout),
+                    );
+                }
+            };
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
-        // Read at most the snippet; a huge or endless body is never buffered.
+        // Read at most the snippet, within the same time limit; a huge or endless body is
+        // never buffered.
+        let mut body = response.into_body();
         let mut snippet = Vec::new();
         while snippet.len() < RESPONSE_SNIPPET_LIMIT {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = RESPONSE_SNIPPET_LIMIT - snippet.len();
-                    snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(chunk) = frame.into_data() {
+                        let room = RESPONSE_SNIPPET_LIMIT - snippet.len();
+                        snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
                 }
                 // The status is what counts; a body cut short still leaves a useful snippet.
-                Ok(None) | Err(_) => break,
+                Ok(None | Some(Err(_))) | Err(_) => break,
             }
         }
         SendResult::Response {
@@ -233,24 +296,20 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
 }
 
-/// Sorts a reqwest failure into a transport error kind, by what caused it.
-fn classify(error: &reqwest::Error) -> SendResult {
-    let mut cause: Option<&(dyn StdError + 'static)> = error.source();
-    while let Some(current) = cause {
-        if let Some(blocked) = current.downcast_ref::<BlockedAddress>() {
+/// Sorts a client failure into a transport error kind, by what caused it.
+fn classify(error: &hyper_util::client::legacy::Error) -> SendResult {
+    for cause in causes(error) {
+        if let Some(blocked) = cause.downcast_ref::<BlockedAddress>() {
             return failed(TransportErrorKind::BlockedAddress, blocked.to_string());
         }
-        if let Some(lookup) = current.downcast_ref::<LookupFailed>() {
+        if let Some(lookup) = cause.downcast_ref::<LookupFailed>() {
             return failed(TransportErrorKind::Dns, lookup.to_string());
         }
-        if current.downcast_ref::<rustls::Error>().is_some() {
+        if cause.downcast_ref::<rustls::Error>().is_some() {
             return failed(TransportErrorKind::Tls, describe(error));
         }
-        cause = current.source();
     }
-    let kind = if error.is_timeout() {
-        TransportErrorKind::Timeout
-    } else if error.is_connect() {
+    let kind = if error.is_connect() {
         TransportErrorKind::Connect
     } else {
         TransportErrorKind::Other
@@ -258,9 +317,30 @@ fn classify(error: &reqwest::Error) -> SendResult {
     failed(kind, describe(error))
 }
 
-/// The error and its causes on one line. reqwest's messages hold the URL, never headers, so
-/// the secret cannot appear.
-fn describe(error: &reqwest::Error) -> String {
+/// Every error behind `error`. An I/O error's `source` skips the error it wraps (TLS failures
+/// arrive as an I/O error holding an I/O error holding the rustls error), so those are
+/// unwrapped too.
+fn causes(error: &hyper_util::client::legacy::Error) -> Vec<&(dyn StdError + 'static)> {
+    let mut found = Vec::new();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let mut current = cause;
+        found.push(current);
+        while let Some(inner) = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            current = inner;
+            found.push(current);
+        }
+        next = cause.source();
+    }
+    found
+}
+
+/// The error and its causes on one line. The client's messages never hold headers, so the
+/// secret cannot appear.
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(current) = cause {
@@ -269,68 +349,6 @@ fn describe(error: &reqwest::Error) -> String {
         cause = current.source();
     }
     text
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{host} resolves to {address}, which is not a public address; delivery refused (SSRF guard)"
-)]
-struct BlockedAddress {
-    host: String,
-    address: IpAddr,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("could not resolve {host}: {reason}")]
-struct LookupFailed {
-    host: String,
-    reason: String,
-}
-
-/// Resolves names, then refuses the whole name if any address it got is not public (a name
-/// with one public and one private address could be steered to the private one).
-#[derive(Debug)]
-struct GuardedResolver {
-    allow_private_networks: bool,
-    overrides: Arc<HashMap<String, Vec<IpAddr>>>,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        let allow_private = self.allow_private_networks;
-        let overrides = self.overrides.clone();
-        Box::pin(async move {
-            let addresses: Vec<IpAddr> = match overrides.get(&host) {
-                Some(addresses) => addresses.clone(),
-                None => tokio::net::lookup_host((host.as_str(), 0))
-                    .await
-                    .map_err(|e| LookupFailed {
-                        host: host.clone(),
-                        reason: e.to_string(),
-                    })?
-                    .map(|socket| socket.ip())
-                    .collect(),
-            };
-            if addresses.is_empty() {
-                return Err(Box::new(LookupFailed {
-                    host,
-                    reason: "no addresses".into(),
-                }) as Box<dyn StdError + Send + Sync>);
-            }
-            if let Some(address) = addresses
-                .iter()
-                .find(|a| !allow_private && !is_global_address(**a))
-            {
-                return Err(Box::new(BlockedAddress {
-                    host,
-                    address: *address,
-                }) as Box<dyn StdError + Send + Sync>);
-            }
-            let sockets: Vec<SocketAddr> = addresses.into_iter().map(|ip| (ip, 0).into()).collect();
-            Ok(Box::new(sockets.into_iter()) as Addrs)
-        })
-    }
 }
 
 #[cfg(test)]

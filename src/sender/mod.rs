@@ -1,6 +1,7 @@
 //! Sending one delivery attempt: the pluggable [`Sender`] trait and its HTTP implementation.
 
 mod http;
+mod resolver;
 mod ssrf;
 
 use std::time::Duration;
