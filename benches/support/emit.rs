@@ -140,17 +140,28 @@ pub fn run(name: &str, durable: bool) {
                 .map(|i| WebhookEvent::new(EventPayload::sample(EventKind::ALL[i % 4])).to_json())
                 .collect(),
         );
+        // For profilers: `FERMION_BENCH_ONLY=baseline` or `=subject` runs one side alone.
+        let only = std::env::var("FERMION_BENCH_ONLY").ok();
+        let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
         let (mut base, mut subject) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let cpu0 = cpu_seconds();
-            base.push(baseline(&url, bodies.clone(), &received).await);
+            if runs("baseline") {
+                base.push(baseline(&url, bodies.clone(), &received).await);
+            } else {
+                base.push(f64::NAN);
+            }
             let cpu1 = cpu_seconds();
             let dir = durable.then(|| scratch_dir(&format!("{name}-{round}")));
             let store: Arc<dyn LogStore> = match &dir {
                 Some(dir) => Arc::new(FileLogStore::open(dir).expect("a file log")),
                 None => Arc::new(MemoryLogStore::new()),
             };
-            subject.push(through_dispatcher(&url, total, store, &received).await);
+            if runs("subject") {
+                subject.push(through_dispatcher(&url, total, store, &received).await);
+            } else {
+                subject.push(f64::NAN);
+            }
             let cpu2 = cpu_seconds();
             if let Some(dir) = dir {
                 let _ = std::fs::remove_dir_all(dir);
