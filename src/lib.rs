@@ -50,6 +50,7 @@ mod dispatch;
 mod endpoint;
 mod event;
 mod export;
+mod random;
 mod receive;
 mod secret;
 mod sender;

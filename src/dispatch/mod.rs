@@ -323,8 +323,7 @@ impl Dispatcher {
                     next_attempt_at: now,
                     attempts_made: 0,
                 },
-                body: body.clone(),
-                is_test_event: entry.is_test_event,
+                body: Some((body.clone(), entry.is_test_event)),
             })
             .collect();
         self.inner.store.append(entry).await?;

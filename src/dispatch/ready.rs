@@ -5,7 +5,9 @@
 //! included: under load that costs more than the HTTP request. With it, a first attempt needs
 //! no log query and no read of the body back from the log. The log is still the source of
 //! truth: the worker queries it at start, on every poll tick, after the queue overflowed, and
-//! after a failed log write, so nothing it holds is missed.
+//! after a failed log write, so nothing it holds is missed. What such a query finds is claimed
+//! and queued here too, a few thousand at a time, so that under a backlog the log is queried
+//! once per batch rather than once per finished attempt.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,14 +17,14 @@ use super::{Inner, lock};
 use crate::store::DueDelivery;
 
 /// The most deliveries queued; past it, `emit` leaves them to the worker's next log query.
-const READY_LIMIT: usize = 4096;
+pub(super) const READY_LIMIT: usize = 4096;
 
-/// A just-emitted delivery, with the body it sends.
+/// A delivery claimed for an attempt: a just-emitted one with the body it sends (and whether
+/// it is a test event), or one found in the log, whose body is read back when it is attempted.
 #[derive(Debug)]
 pub(super) struct ReadyDelivery {
     pub(super) due: DueDelivery,
-    pub(super) body: Arc<str>,
-    pub(super) is_test_event: bool,
+    pub(super) body: Option<(Arc<str>, bool)>,
 }
 
 /// The queue, and whether the log may hold due work the queue does not.
@@ -43,6 +45,19 @@ impl ReadyQueue {
 
     pub(super) fn pop(&self) -> Option<ReadyDelivery> {
         lock(&self.queue).pop_front()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        lock(&self.queue).len()
+    }
+
+    /// Queues deliveries the worker found in the log and claimed.
+    pub(super) fn extend(&self, found: impl IntoIterator<Item = DueDelivery>) {
+        lock(&self.queue).extend(
+            found
+                .into_iter()
+                .map(|due| ReadyDelivery { due, body: None }),
+        );
     }
 
     /// Asks the worker to query the log on its next round.

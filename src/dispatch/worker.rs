@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
+use super::ready::READY_LIMIT;
 use super::retry::next_step;
 use super::{Inner, lock};
 use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
@@ -42,28 +43,25 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
     if lock(&inner.log_failed_at).is_some_and(|at| at.elapsed() < LOG_FAILURE_PAUSE) {
         return;
     }
-    // First the deliveries `emit` queued: already claimed in the in-flight set, with bodies.
-    loop {
-        let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
-            return;
-        };
-        let Some(ready) = inner.ready.pop() else {
-            drop(permit);
-            break;
-        };
-        let body = Some((ready.body, ready.is_test_event));
-        attempts.spawn(attempt(inner.clone(), ready.due, body, permit));
-    }
+    start_queued(inner, attempts);
     if !inner.ready.take_check_log() {
         return;
     }
-    // The in-flight set stays locked from the query to the last spawn. An attempt leaves the
+    // While plenty is queued, the log waits: what it holds beyond the queue is not needed yet,
+    // and a query now would mostly list deliveries already claimed.
+    let queued = inner.ready.len();
+    if queued > READY_LIMIT / 4 {
+        inner.ready.check_log();
+        return;
+    }
+    // The in-flight set stays locked from the query to the last claim. An attempt leaves the
     // set only after its outcome is recorded, so a query made while it is in the set skips it,
     // and one made after sees it recorded: a delivery is never started twice from a stale
     // reading of the log.
     let mut in_flight = inner.in_flight.lock().await;
-    // Ask for more than there is room for: some due deliveries may already be in flight.
-    let wanted = inner.permits.available_permits() + in_flight.len();
+    // Enough to fill the queue, plus the claimed deliveries the answer will list again.
+    let room = READY_LIMIT - queued;
+    let wanted = room + in_flight.len();
     let due = match inner.store.due_deliveries(inner.clock.now(), wanted).await {
         Ok(due) => due,
         Err(_) => {
@@ -73,23 +71,34 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
         }
     };
     if due.len() >= wanted {
-        // The answer was cut at `wanted`: more may be due once permits free up.
+        // The answer was cut short: more may be due once the queue drains.
         inner.ready.check_log();
     }
-    for delivery in due {
-        let key = (
-            delivery.event_unique_id.clone(),
-            delivery.endpoint_id.clone(),
-        );
-        if in_flight.contains(&key) {
-            continue;
-        }
+    let claimed: Vec<_> = due
+        .into_iter()
+        .filter(|delivery| {
+            in_flight.insert((
+                delivery.event_unique_id.clone(),
+                delivery.endpoint_id.clone(),
+            ))
+        })
+        .take(room)
+        .collect();
+    drop(in_flight);
+    inner.ready.extend(claimed);
+    start_queued(inner, attempts);
+}
+
+/// Starts queued deliveries while there are permits.
+fn start_queued(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
+    loop {
         let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
-            inner.ready.check_log();
-            break;
+            return;
         };
-        in_flight.insert(key);
-        attempts.spawn(attempt(inner.clone(), delivery, None, permit));
+        let Some(ready) = inner.ready.pop() else {
+            return;
+        };
+        attempts.spawn(attempt(inner.clone(), ready.due, ready.body, permit));
     }
 }
 
@@ -184,5 +193,7 @@ async fn deliver(
 
 /// A random number in `[0, 1)` for retry jitter.
 fn random_unit() -> f64 {
-    getrandom::u64().map_or(0.5, |bits| (bits >> 11) as f64 / (1u64 << 53) as f64)
+    crate::random::random_bytes::<8>().map_or(0.5, |bytes| {
+        (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+    })
 }

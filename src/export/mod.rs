@@ -1,5 +1,6 @@
 //! Exporting the event log: CSV for spreadsheets and scripts, JSON Lines of the exact bodies.
 
+mod cells;
 mod pipeline;
 mod row;
 

@@ -16,7 +16,7 @@ const BATCH: usize = 2048;
 /// Formatting threads.
 const WORKERS: usize = 2;
 /// Batches queued for the workers beyond those they are formatting.
-const QUEUED: usize = 2;
+const QUEUED: usize = 6;
 
 type Job = (u64, Vec<EventRow>);
 type Formatted = (u64, Vec<u8>, usize);

@@ -4,94 +4,16 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde_json::value::RawValue;
 
+use super::cells::PayloadCells;
 use super::compact;
 use crate::store::{EventRow, has_line_break};
-
-/// The payload fields that have CSV columns, each as cell text.
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct PayloadCells<'a> {
-    #[serde(borrow)]
-    user_id: Cell<'a>,
-    #[serde(borrow)]
-    user_fullname: Cell<'a>,
-    #[serde(borrow)]
-    user_email: Cell<'a>,
-    #[serde(borrow)]
-    user_phone_number: Cell<'a>,
-    #[serde(borrow)]
-    course_slug: Cell<'a>,
-    #[serde(borrow)]
-    course_name: Cell<'a>,
-    #[serde(borrow)]
-    order_id: Cell<'a>,
-    #[serde(borrow)]
-    amount_in_smallest_unit: Cell<'a>,
-    #[serde(borrow)]
-    currency: Cell<'a>,
-    #[serde(borrow)]
-    failure_reason: Cell<'a>,
-    #[serde(borrow)]
-    initiated_at_iso_string: Cell<'a>,
-}
 
 #[derive(Deserialize)]
 struct BodyPayload<'a> {
     #[serde(borrow)]
     payload: Option<&'a RawValue>,
-}
-
-/// A JSON scalar as cell text: strings as they are, numbers and booleans as written, and
-/// `null`, objects and arrays as an empty cell.
-#[derive(Default)]
-struct Cell<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CellVisitor;
-        impl<'de> Visitor<'de> for CellVisitor {
-            type Value = Cell<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Owned(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Owned(v.to_string())))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Owned(v.to_string())))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Cell<'de>, E> {
-                Ok(Cell(Cow::Borrowed(if v { "true" } else { "false" })))
-            }
-            fn visit_unit<E>(self) -> Result<Cell<'de>, E> {
-                Ok(Cell::default())
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Cell<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Cell::default())
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Cell<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Cell::default())
-            }
-        }
-        deserializer.deserialize_any(CellVisitor)
-    }
 }
 
 /// The payload's text and cells when the body is laid out exactly as this crate writes it
@@ -113,7 +35,7 @@ fn own_layout_payload<'a>(
     let rest = rest.strip_prefix("\",\"isTestEvent\":")?;
     let rest = rest.strip_prefix(if event.is_test_event { "true" } else { "false" })?;
     let raw = rest.strip_prefix(",\"payload\":")?.strip_suffix('}')?;
-    let cells = serde_json::from_str::<PayloadCells>(raw).ok()?;
+    let cells = PayloadCells::read(raw)?;
     Some((Some(raw), cells))
 }
 
@@ -127,7 +49,7 @@ pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas
                 .ok()
                 .and_then(|body| body.payload)
                 .map(RawValue::get);
-            let cells = raw.and_then(|raw| serde_json::from_str::<PayloadCells>(raw).ok());
+            let cells = raw.and_then(PayloadCells::read);
             (raw, cells.unwrap_or_default())
         }
     };

@@ -39,7 +39,7 @@ pub(super) fn scan_segment(
         .filter(|(_, r)| r.kind == RecordKind::Event)
         .map(|(number, _)| number)
         .collect();
-    let mut attempt_pairs: Vec<(usize, usize)> = records
+    let attempt_pairs: Vec<(usize, usize)> = records
         .iter()
         .enumerate()
         .filter(|(_, r)| r.kind == RecordKind::Attempt)
@@ -50,12 +50,8 @@ pub(super) fn scan_segment(
             Some((event, number))
         })
         .collect();
-    attempt_pairs.sort_by_key(|&(event, _)| event); // stable: attempts stay in file order
-    let attempts_of = |event: usize| {
-        let from = attempt_pairs.partition_point(|&(e, _)| e < event);
-        let to = attempt_pairs.partition_point(|&(e, _)| e <= event);
-        attempt_pairs[from..to].iter().map(|&(_, number)| number)
-    };
+    let grouped = AttemptsByEvent::new(events_by_offset.len(), &attempt_pairs);
+    let attempts_of = |event: usize| grouped.of(event).iter().copied();
     // Log order is timestamp, then append order: the file order, once sorted stably by time,
     // which it nearly always already is.
     let mut events: Vec<usize> = (0..events_by_offset.len()).collect();
@@ -177,6 +173,37 @@ fn row_text(
     Some((id, kind.as_str().to_owned(), body))
 }
 
+/// Attempt record numbers grouped by event, in file order within each event: a counting sort,
+/// since the event indexes are dense.
+struct AttemptsByEvent {
+    /// Where each event's attempts start in `numbers`; one more entry than there are events.
+    starts: Vec<usize>,
+    numbers: Vec<usize>,
+}
+
+impl AttemptsByEvent {
+    fn new(events: usize, pairs: &[(usize, usize)]) -> Self {
+        let mut starts = vec![0; events + 1];
+        for &(event, _) in pairs {
+            starts[event + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut next = starts.clone();
+        let mut numbers = vec![0; pairs.len()];
+        for &(event, number) in pairs {
+            numbers[next[event]] = number;
+            next[event] += 1;
+        }
+        Self { starts, numbers }
+    }
+
+    fn of(&self, event: usize) -> &[usize] {
+        &self.numbers[self.starts[event]..self.starts[event + 1]]
+    }
+}
+
 /// Reads lines by offset through a 4 MiB window of the file. Events read in time order jump
 /// back and forth when concurrent writers appended them out of order (in the benches' logs,
 /// between two regions a megabyte apart). Moving forward, the window slides only as far as it
@@ -230,16 +257,13 @@ impl Window {
             self.start = start;
             // A line longer than the window gets a window of its own size.
             let wanted = WINDOW.max((end - start) as usize);
-            self.data.resize(wanted, 0);
             self.file.seek(SeekFrom::Start(start + kept as u64))?;
-            let mut filled = kept;
-            while filled < self.data.len() {
-                match self.file.read(&mut self.data[filled..])? {
-                    0 => break,
-                    read => filled += read,
-                }
-            }
-            self.data.truncate(filled);
+            // Read straight into spare capacity: zeroing the window first cost more than
+            // reading it.
+            self.data.reserve_exact(wanted - kept);
+            (&mut self.file)
+                .take((wanted - kept) as u64)
+                .read_to_end(&mut self.data)?;
         }
         let at = (offset - self.start) as usize;
         match self.data.get(at..at + len) {
