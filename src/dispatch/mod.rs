@@ -153,7 +153,12 @@ struct Inner {
     log_failed_at: Mutex<Option<std::time::Instant>>,
     /// Just-emitted deliveries for the worker, with their bodies.
     ready: ready::ReadyQueue,
+    /// One per attempt sending its request: at most `max_in_flight` requests at once.
     permits: Arc<Semaphore>,
+    /// One per attempt waiting for its outcome to be logged, after its request: the next
+    /// request need not wait for a log write (an fsync, for a durable log), and no more than
+    /// `max_in_flight` outcomes wait at once.
+    record_permits: Arc<Semaphore>,
     stopping: std::sync::atomic::AtomicBool,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -190,6 +195,7 @@ impl Dispatcher {
             sender,
             endpoints: RwLock::new(endpoints.into()),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            record_permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             config,
             clock,
             wake: Notify::new(),

@@ -9,9 +9,13 @@
 //! and queued here too, a few thousand at a time, so that under a backlog the log is queried
 //! once per batch rather than once per finished attempt.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use super::{Inner, lock};
 use crate::store::DueDelivery;
@@ -27,11 +31,18 @@ pub(super) struct ReadyDelivery {
     pub(super) body: Option<(Arc<str>, bool)>,
 }
 
+/// The longest the worker goes without querying the log: for retries scheduled by an earlier
+/// run, whose times this one does not know.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The queue, and whether the log may hold due work the queue does not.
 #[derive(Debug)]
 pub(super) struct ReadyQueue {
     queue: std::sync::Mutex<VecDeque<ReadyDelivery>>,
     check_log: AtomicBool,
+    /// When the retries this run scheduled fall due, earliest first.
+    retries: std::sync::Mutex<BinaryHeap<Reverse<DateTime<Utc>>>>,
+    last_query: std::sync::Mutex<Instant>,
 }
 
 impl ReadyQueue {
@@ -40,7 +51,36 @@ impl ReadyQueue {
         Self {
             queue: std::sync::Mutex::new(VecDeque::new()),
             check_log: AtomicBool::new(true),
+            retries: std::sync::Mutex::new(BinaryHeap::new()),
+            last_query: std::sync::Mutex::new(Instant::now()),
         }
+    }
+
+    /// Notes a retry due at `at`, so that the log is queried once it is due.
+    pub(super) fn retry_at(&self, at: DateTime<Utc>) {
+        lock(&self.retries).push(Reverse(at));
+    }
+
+    /// On a poll tick: asks for a log query if a retry scheduled by this run is due, or if
+    /// none was made for a while. Not on every tick: a query lists every due delivery, the ones
+    /// already queued or in flight included, and under load those are thousands.
+    pub(super) fn on_tick(&self, now: DateTime<Utc>) {
+        let mut due = false;
+        {
+            let mut retries = lock(&self.retries);
+            while retries.peek().is_some_and(|Reverse(at)| *at <= now) {
+                retries.pop();
+                due = true;
+            }
+        }
+        if due || lock(&self.last_query).elapsed() >= SWEEP_EVERY {
+            self.check_log();
+        }
+    }
+
+    /// Notes that the log was just queried.
+    pub(super) fn queried(&self) {
+        *lock(&self.last_query) = Instant::now();
     }
 
     pub(super) fn pop(&self) -> Option<ReadyDelivery> {

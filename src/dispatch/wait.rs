@@ -57,11 +57,23 @@ impl Dispatcher {
             return 0;
         };
         let max = self.inner.config.max_in_flight.max(1) as u32;
-        let drained = tokio::time::timeout(deadline, self.inner.permits.acquire_many(max)).await;
+        // Requests first, then the outcomes they are logging: an attempt takes its record
+        // permit before it gives back its request permit, so this order cannot deadlock.
+        let drained = tokio::time::timeout(deadline, async {
+            let sending = self.inner.permits.acquire_many(max).await;
+            let recording = self.inner.record_permits.acquire_many(max).await;
+            (sending, recording)
+        })
+        .await;
         let abandoned = match drained {
             Ok(_) => 0,
             // Attempts hold permits; queued deliveries do not.
-            Err(_) => (max as usize).saturating_sub(self.inner.permits.available_permits()),
+            Err(_) => {
+                let held = |permits: &tokio::sync::Semaphore| {
+                    (max as usize).saturating_sub(permits.available_permits())
+                };
+                held(&self.inner.permits) + held(&self.inner.record_permits)
+            }
         };
         worker.abort();
         let _ = worker.await;

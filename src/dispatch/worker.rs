@@ -29,7 +29,7 @@ pub(super) async fn run(inner: Arc<Inner>) {
         start_due_attempts(&inner, &mut attempts).await;
         tokio::select! {
             () = inner.wake.notified() => {}
-            _ = poll.tick() => inner.ready.check_log(),
+            _ = poll.tick() => inner.ready.on_tick(inner.clock.now()),
             Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
         }
     }
@@ -62,6 +62,7 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
     // Enough to fill the queue, plus the claimed deliveries the answer will list again.
     let room = READY_LIMIT - queued;
     let wanted = room + in_flight.len();
+    inner.ready.queried();
     let due = match inner.store.due_deliveries(inner.clock.now(), wanted).await {
         Ok(due) => due,
         Err(_) => {
@@ -111,13 +112,12 @@ async fn attempt(
     // A failed log write leaves the delivery pending and due. It is tried again, but only
     // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
     // of them is not.
-    if deliver(&inner, &due, body).await.is_err() {
+    if deliver(&inner, &due, body, permit).await.is_err() {
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
         inner.ready.check_log();
     }
     let key = (due.event_unique_id.clone(), due.endpoint_id.clone());
     inner.in_flight.lock().await.remove(&key);
-    drop(permit);
     inner.progress.notify_waiters();
     inner.wake.notify_one();
 }
@@ -126,6 +126,7 @@ async fn deliver(
     inner: &Inner,
     due: &DueDelivery,
     body: Option<(Arc<str>, bool)>,
+    permit: OwnedSemaphorePermit,
 ) -> Result<(), LogError> {
     let (body, is_test_event) = match body {
         Some(queued) => queued,
@@ -179,7 +180,12 @@ async fn deliver(
             (outcome, state, next)
         }
     };
-    inner
+    // The request is over: the next one may start while this outcome is logged. The delivery
+    // stays claimed in the in-flight set until then, so it is not started twice.
+    let recording = inner.record_permits.clone().acquire_owned().await;
+    drop(permit);
+    inner.wake.notify_one();
+    let recorded = inner
         .store
         .record_attempt(AttemptRecord {
             event_unique_id: due.event_unique_id.clone(),
@@ -188,7 +194,12 @@ async fn deliver(
             state,
             next_attempt_at,
         })
-        .await
+        .await;
+    drop(recording);
+    if let (Ok(()), Some(at)) = (&recorded, next_attempt_at) {
+        inner.ready.retry_at(at);
+    }
+    recorded
 }
 
 /// A random number in `[0, 1)` for retry jitter.
