@@ -372,6 +372,72 @@ async fn a_restart_resumes_deliveries_left_pending_in_the_file_log() {
 }
 
 #[tokio::test]
+async fn a_retry_scheduled_by_an_earlier_run_is_sent_once_it_falls_due() {
+    let dir = TempDir::new("resume-later");
+    let receiver = TestReceiver::ok().await;
+    let event = WebhookEvent::new(EventPayload::sample(EventKind::PaymentFailed));
+    let due = chrono::Utc::now() + chrono::TimeDelta::milliseconds(600);
+    {
+        // As if an earlier run had scheduled this retry and then stopped.
+        let store = FileLogStore::open(dir.path()).unwrap();
+        let delivery = Delivery::pending("crm", receiver.url(), due);
+        store
+            .append(StoredEvent::new(&event, vec![delivery]))
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let dispatcher = start(store, vec![endpoint("crm", &receiver.url())], &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty(), "not before it is due");
+    let logged = dispatcher
+        .wait_until_final(&event.event_unique_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), DeliveryState::Delivered);
+    let sent_at = logged.deliveries[0].attempts[0].started_at;
+    assert!(sent_at >= due, "sent at {sent_at}, due at {due}");
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn no_more_requests_than_max_in_flight_reach_an_endpoint_at_once() {
+    let receiver = TestReceiver::start(|_| Reply::Hang(Duration::from_millis(150))).await;
+    let mut config = config(&[]);
+    config.max_in_flight = 3;
+    let dispatcher = Dispatcher::start_with(
+        Arc::new(MemoryLogStore::new()),
+        loopback_sender(Duration::from_secs(5)),
+        vec![endpoint("crm", &receiver.url())],
+        config,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..9 {
+        let emitted = dispatcher
+            .emit(EventPayload::sample(EventKind::PaidCourseSale))
+            .await
+            .unwrap();
+        ids.push(emitted.event_unique_id);
+    }
+    for id in &ids {
+        let logged = dispatcher.wait_until_final(id, WAIT).await.unwrap();
+        assert_eq!(logged.status(), DeliveryState::Delivered);
+    }
+    // Each request is held 150 ms: within any 120 ms, at most three may arrive.
+    let arrivals: Vec<_> = receiver.received().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), 9);
+    for first in &arrivals {
+        let together = arrivals
+            .iter()
+            .filter(|at| **at >= *first && at.duration_since(*first) < Duration::from_millis(120))
+            .count();
+        assert!(together <= 3, "{together} requests at once: {arrivals:?}");
+    }
+}
+
+#[tokio::test]
 async fn shutdown_leaves_undelivered_work_pending_for_the_next_start() {
     let dir = TempDir::new("shutdown");
     let receiver = TestReceiver::start(|_| Reply::Status(500)).await;
