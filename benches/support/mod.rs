@@ -35,8 +35,8 @@ pub fn criterion() -> Criterion {
 }
 
 /// Median nanoseconds per call of each routine, measured interleaved: every round times a
-/// batch of each routine in turn, so a burst of load from elsewhere on the machine hits all of
-/// them alike instead of skewing one. Criterion's own report gives the detailed statistics;
+/// batch of each routine, in a shuffled order, so a burst of load from elsewhere on the machine
+/// hits all of them alike instead of skewing one. Criterion's own report gives the detailed statistics;
 /// these medians feed the summary ratios.
 pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64> {
     let rounds = if quick() { 15 } else { 41 };
@@ -54,8 +54,20 @@ pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64
         })
         .collect();
     let mut samples = vec![Vec::with_capacity(rounds); routines.len()];
+    // Each round runs the routines in a fresh shuffled order: in a fixed order, a disturbance
+    // that recurs with the round's period (a 10 ms round against a 100 Hz timer, say) lands on
+    // the same routine every time and skews its median.
+    let mut order: Vec<usize> = (0..routines.len()).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for _ in 0..rounds {
-        for (index, (_, routine)) in routines.iter_mut().enumerate() {
+        for i in (1..order.len()).rev() {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            order.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        for &index in &order {
+            let routine = &mut routines[index].1;
             let start = Instant::now();
             for _ in 0..batches[index] {
                 routine();
