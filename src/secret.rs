@@ -216,3 +216,38 @@ impl<'de> serde::Deserialize<'de> for WebhookSecret {
         WebhookSecret::new(value).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_SECRET_LEN, PaddedSecret, matches_any};
+
+    fn padded(bytes: &[u8]) -> PaddedSecret {
+        PaddedSecret::from_bytes(bytes).expect("within the limit")
+    }
+
+    #[test]
+    fn a_secret_matches_itself_and_nothing_that_differs_in_length_or_any_byte() {
+        for len in [1, 7, 8, 9, 63, 64, 65, 255, MAX_SECRET_LEN] {
+            let secret: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let accepted = [padded(&secret)];
+            assert!(matches_any(&accepted, &secret), "length {len}");
+            assert!(!matches_any(&accepted, &secret[..len - 1]), "prefix, {len}");
+            let mut with_zero = secret.clone();
+            with_zero.push(0);
+            assert!(!matches_any(&accepted, &with_zero), "a NUL more, {len}");
+            for at in [0, len / 2, len - 1] {
+                let mut changed = secret.clone();
+                changed[at] ^= 1;
+                assert!(!matches_any(&accepted, &changed), "byte {at} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn candidates_past_the_limit_never_match() {
+        let secret = vec![b'x'; MAX_SECRET_LEN];
+        let accepted = [padded(&secret)];
+        assert!(!matches_any(&accepted, &[b'x'; MAX_SECRET_LEN + 1]));
+        assert!(!matches_any(&accepted, b""));
+    }
+}
