@@ -12,7 +12,7 @@ use super::row::write_csv_row;
 use crate::store::EventRow;
 
 /// Rows per batch.
-const BATCH: usize = 2048;
+const BATCH: usize = 1024;
 /// Formatting threads.
 const WORKERS: usize = 2;
 /// Batches queued for the workers beyond those they are formatting.
