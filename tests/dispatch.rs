@@ -347,21 +347,32 @@ async fn per_event_switches_route_each_kind_to_its_endpoints() {
     assert_eq!(kinds(&books), ["paid-course-sale", "payment-failed"]);
 }
 
+/// A file log in `dir` holding `event` with a delivery to "crm" pending at `due`, logged by a
+/// store since closed, and opened again.
+async fn reopened_with_pending(
+    dir: &TempDir,
+    event: &WebhookEvent,
+    url: &str,
+    due: chrono::DateTime<chrono::Utc>,
+) -> Arc<FileLogStore> {
+    {
+        let store = FileLogStore::open(dir.path()).unwrap();
+        let delivery = Delivery::pending("crm", url, due);
+        store
+            .append(StoredEvent::new(event, vec![delivery]))
+            .await
+            .unwrap();
+    }
+    Arc::new(FileLogStore::open(dir.path()).unwrap())
+}
+
 #[tokio::test]
 async fn a_restart_resumes_deliveries_left_pending_in_the_file_log() {
     let dir = TempDir::new("resume");
     let receiver = TestReceiver::ok().await;
     let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
-    {
-        // As if the process died right after `emit` returned.
-        let store = FileLogStore::open(dir.path()).unwrap();
-        let delivery = Delivery::pending("crm", receiver.url(), event.timestamp);
-        store
-            .append(StoredEvent::new(&event, vec![delivery]))
-            .await
-            .unwrap();
-    }
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    // As if the process died right after `emit` returned.
+    let store = reopened_with_pending(&dir, &event, &receiver.url(), event.timestamp).await;
     let dispatcher = start(store, vec![endpoint("crm", &receiver.url())], &[]);
     let logged = dispatcher
         .wait_until_final(&event.event_unique_id, WAIT)
@@ -377,16 +388,8 @@ async fn a_retry_scheduled_by_an_earlier_run_is_sent_once_it_falls_due() {
     let receiver = TestReceiver::ok().await;
     let event = WebhookEvent::new(EventPayload::sample(EventKind::PaymentFailed));
     let due = chrono::Utc::now() + chrono::TimeDelta::milliseconds(600);
-    {
-        // As if an earlier run had scheduled this retry and then stopped.
-        let store = FileLogStore::open(dir.path()).unwrap();
-        let delivery = Delivery::pending("crm", receiver.url(), due);
-        store
-            .append(StoredEvent::new(&event, vec![delivery]))
-            .await
-            .unwrap();
-    }
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    // As if an earlier run had scheduled this retry and then stopped.
+    let store = reopened_with_pending(&dir, &event, &receiver.url(), due).await;
     let dispatcher = start(store, vec![endpoint("crm", &receiver.url())], &[]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.received().is_empty(), "not before it is due");

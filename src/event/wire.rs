@@ -47,20 +47,19 @@ impl WebhookEvent {
             EventPayload::PaymentFailed(p) => (&p.user, &p.course, Some(&p.order)),
             EventPayload::PaymentInitiatedNotCompleted(p) => (&p.user, &p.course, Some(&p.order)),
         };
-        out.extend_from_slice(b"{\"eventType\":");
-        push_str(out, self.payload.event_type());
-        out.extend_from_slice(b",\"userId\":");
-        push_str(out, &user.id);
-        out.extend_from_slice(b",\"userFullname\":");
-        push_str(out, &user.fullname);
-        out.extend_from_slice(b",\"userEmail\":");
-        push_str(out, &user.email);
-        out.extend_from_slice(b",\"userPhoneNumber\":");
-        push_optional_str(out, user.phone_number.as_deref());
-        out.extend_from_slice(b",\"courseSlug\":");
-        push_str(out, &course.slug);
-        out.extend_from_slice(b",\"courseName\":");
-        push_str(out, &course.name);
+        let head: [(&[u8], Option<&str>); 7] = [
+            (b"{\"eventType\":", Some(self.payload.event_type())),
+            (b",\"userId\":", Some(&user.id)),
+            (b",\"userFullname\":", Some(&user.fullname)),
+            (b",\"userEmail\":", Some(&user.email)),
+            (b",\"userPhoneNumber\":", user.phone_number.as_deref()),
+            (b",\"courseSlug\":", Some(&course.slug)),
+            (b",\"courseName\":", Some(&course.name)),
+        ];
+        for (key, value) in head {
+            out.extend_from_slice(key);
+            push_optional_str(out, value);
+        }
         if let Some(order) = order {
             out.extend_from_slice(b",\"orderId\":");
             push_str(out, &order.id);
