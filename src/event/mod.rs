@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 pub use kind::{EventKind, UnknownEventKind};
 pub use parse::ParseError;
-pub(crate) use wire::iso_millis;
+pub(crate) use wire::{iso_millis, push_str};
 
 /// One Fermion webhook event: the envelope every event shares, and its payload.
 ///

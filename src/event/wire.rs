@@ -154,7 +154,7 @@ fn write_order<S: SerializeStruct>(out: &mut S, order: &Order) -> Result<(), S::
 
 /// A JSON string: copied whole when nothing in it needs escaping (the usual case), otherwise
 /// escaped by serde_json, so the bytes are serde_json's either way.
-fn push_str(out: &mut Vec<u8>, value: &str) {
+pub(crate) fn push_str(out: &mut Vec<u8>, value: &str) {
     // No early exit: a plain fold over the bytes compiles to a vector loop.
     let needs_escape = value.bytes().fold(false, |found, b| {
         found | (b < 0x20) | (b == b'"') | (b == b'\\')

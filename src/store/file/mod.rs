@@ -1,5 +1,6 @@
 //! `FileLogStore`: the event log as JSON Lines files in a directory, durable across crashes.
 
+mod encode;
 mod index;
 mod read;
 mod records;

@@ -13,10 +13,9 @@ use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::store::has_line_break;
 use crate::store::record::{AttemptRecord, Delivery, StoredEvent};
 
 /// A UTC day, as days since 1970-01-01: the key of a segment.
@@ -49,67 +48,6 @@ pub(super) fn parse_segment_file_name(name: &str) -> Option<Day> {
     let date = name.strip_suffix(".jsonl")?;
     let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     i32::try_from((date - EPOCH).num_days()).ok()
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventLineHead<'a> {
-    record: &'static str,
-    event_unique_id: &'a str,
-    #[serde(with = "crate::store::time_serde::iso_millis")]
-    timestamp_iso_string: DateTime<Utc>,
-    event_type: &'a str,
-    is_test_event: bool,
-    deliveries: &'a [Delivery],
-}
-
-/// The event line for `event`, with its trailing newline, and where its body starts in it (0 if
-/// the body is kept as `bodyText`).
-pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
-    let head = EventLineHead {
-        record: "event",
-        event_unique_id: &event.event_unique_id,
-        timestamp_iso_string: event.timestamp,
-        event_type: &event.event_type,
-        is_test_event: event.is_test_event,
-        deliveries: &event.deliveries,
-    };
-    // Serialising plain strings, numbers and timestamps cannot fail.
-    let mut line = serde_json::to_vec(&head).unwrap_or_default();
-    line.pop(); // the closing brace; the body goes last
-    let body = event.body.as_str();
-    let embeddable =
-        !has_line_break(body) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
-    let body_start = if embeddable {
-        line.extend_from_slice(b",\"body\":");
-        let start = line.len();
-        line.extend_from_slice(body.as_bytes());
-        start
-    } else {
-        line.extend_from_slice(b",\"bodyText\":");
-        line.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
-        0
-    };
-    line.extend_from_slice(b"}\n");
-    (line, body_start)
-}
-
-#[derive(Serialize)]
-struct AttemptLine<'a> {
-    record: &'static str,
-    #[serde(flatten)]
-    attempt: &'a AttemptRecord,
-}
-
-/// The attempt line for `record`, with its trailing newline.
-pub(super) fn encode_attempt_line(record: &AttemptRecord) -> Vec<u8> {
-    let line = AttemptLine {
-        record: "attempt",
-        attempt: record,
-    };
-    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
 }
 
 /// What the index needs from an event line; the body is skipped, not read.

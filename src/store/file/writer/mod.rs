@@ -20,11 +20,10 @@ mod stage;
 
 pub(super) use queue::RequestQueue;
 
+use super::encode::{encode_attempt_line, encode_event_line};
 use super::index::{Index, Slot};
 use super::records::read_id_at;
-use super::segment::{
-    Day, EventSummary, day_end, day_of, encode_attempt_line, encode_event_line, segment_file_name,
-};
+use super::segment::{Day, EventSummary, day_end, day_of, segment_file_name};
 use super::sidecar::{SideRecord, sidecar_path};
 use super::{io_error, lock_index};
 use crate::store::record::{AttemptRecord, DeliveryState, StoredEvent};

@@ -1,0 +1,168 @@
+//! Encoding log lines. New event lines (no attempts yet, which is every append) are written
+//! directly, the way `WebhookEvent::to_json` is: serde_json's serializer escaped every key and
+//! value byte by byte, and callers encode on the path every durable append waits on. Anything
+//! else goes through serde. A proptest holds both to the same bytes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::event::{iso_millis, push_str};
+use crate::store::has_line_break;
+use crate::store::record::{AttemptRecord, Delivery, StoredEvent};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventLineHead<'a> {
+    record: &'static str,
+    event_unique_id: &'a str,
+    #[serde(with = "crate::store::time_serde::iso_millis")]
+    timestamp_iso_string: DateTime<Utc>,
+    event_type: &'a str,
+    is_test_event: bool,
+    deliveries: &'a [Delivery],
+}
+
+/// The event line for `event`, with its trailing newline, and where its body starts in it (0 if
+/// the body is kept as `bodyText`).
+pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
+    let head = EventLineHead {
+        record: "event",
+        event_unique_id: &event.event_unique_id,
+        timestamp_iso_string: event.timestamp,
+        event_type: &event.event_type,
+        is_test_event: event.is_test_event,
+        deliveries: &event.deliveries,
+    };
+    let mut line = Vec::with_capacity(event.body.len() + 320);
+    if event.deliveries.iter().all(|d| d.attempts.is_empty()) {
+        write_new_head(&mut line, event);
+    } else {
+        // Serialising plain strings, numbers and timestamps cannot fail.
+        line = serde_json::to_vec(&head).unwrap_or_default();
+        line.pop(); // the closing brace; the body goes last
+    }
+    let body = event.body.as_str();
+    let embeddable =
+        !has_line_break(body) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
+    let body_start = if embeddable {
+        line.extend_from_slice(b",\"body\":");
+        let start = line.len();
+        line.extend_from_slice(body.as_bytes());
+        start
+    } else {
+        line.extend_from_slice(b",\"bodyText\":");
+        line.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
+        0
+    };
+    line.extend_from_slice(b"}\n");
+    (line, body_start)
+}
+
+#[derive(Serialize)]
+struct AttemptLine<'a> {
+    record: &'static str,
+    #[serde(flatten)]
+    attempt: &'a AttemptRecord,
+}
+
+/// The attempt line for `record`, with its trailing newline.
+pub(super) fn encode_attempt_line(record: &AttemptRecord) -> Vec<u8> {
+    let line = AttemptLine {
+        record: "attempt",
+        attempt: record,
+    };
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// What serde writes for the head of an event whose deliveries have no attempts, without
+/// its closing brace.
+fn write_new_head(line: &mut Vec<u8>, event: &StoredEvent) {
+    line.extend_from_slice(b"{\"record\":\"event\",\"eventUniqueId\":");
+    push_str(line, &event.event_unique_id);
+    line.extend_from_slice(b",\"timestampIsoString\":");
+    push_str(line, &iso_millis(&event.timestamp));
+    line.extend_from_slice(b",\"eventType\":");
+    push_str(line, &event.event_type);
+    line.extend_from_slice(if event.is_test_event {
+        b",\"isTestEvent\":true,\"deliveries\":["
+    } else {
+        b",\"isTestEvent\":false,\"deliveries\":["
+    });
+    for (i, delivery) in event.deliveries.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(b"{\"endpointId\":");
+        push_str(line, &delivery.endpoint_id);
+        line.extend_from_slice(b",\"url\":");
+        push_str(line, &delivery.url);
+        line.extend_from_slice(b",\"state\":");
+        push_str(line, delivery.state.as_str());
+        line.extend_from_slice(b",\"nextAttemptAt\":");
+        match &delivery.next_attempt_at {
+            Some(at) => push_str(line, &iso_millis(at)),
+            None => line.extend_from_slice(b"null"),
+        }
+        line.extend_from_slice(b",\"attempts\":[]}");
+    }
+    line.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{EventLineHead, write_new_head};
+    use crate::store::record::{Delivery, DeliveryState, StoredEvent};
+
+    const TEXT: &str = "[a-z \"\\\\\\x00-\\x1f\\x7fé€]{0,24}";
+
+    proptest! {
+        #[test]
+        fn new_event_heads_are_written_exactly_as_serde_writes_them(
+            id in TEXT,
+            event_type in TEXT,
+            is_test_event in any::<bool>(),
+            millis in 0i64..(1 << 42),
+            deliveries in proptest::collection::vec(
+                (TEXT, TEXT, 0u8..3, proptest::option::of(0i64..(1 << 42))),
+                0..4,
+            ),
+        ) {
+            let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+            let event = StoredEvent {
+                event_unique_id: id,
+                event_type,
+                timestamp: at(millis),
+                is_test_event,
+                body: "{}".into(),
+                deliveries: deliveries
+                    .into_iter()
+                    .map(|(endpoint_id, url, state, next)| Delivery {
+                        endpoint_id,
+                        url,
+                        state: [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Failed]
+                            [usize::from(state)],
+                        next_attempt_at: next.map(at),
+                        attempts: Vec::new(),
+                    })
+                    .collect(),
+            };
+            let head = EventLineHead {
+                record: "event",
+                event_unique_id: &event.event_unique_id,
+                timestamp_iso_string: event.timestamp,
+                event_type: &event.event_type,
+                is_test_event: event.is_test_event,
+                deliveries: &event.deliveries,
+            };
+            let mut theirs = serde_json::to_vec(&head).unwrap();
+            theirs.pop();
+            let mut ours = Vec::new();
+            write_new_head(&mut ours, &event);
+            prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+    }
+}
