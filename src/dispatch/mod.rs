@@ -6,7 +6,6 @@ mod retry;
 mod wait;
 mod worker;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -146,8 +145,8 @@ struct Inner {
     wake: Notify,
     /// Signalled after every recorded attempt, for `wait_until_final`.
     progress: Notify,
-    /// Deliveries being attempted now. A tokio mutex: the worker holds it across its log query.
-    in_flight: tokio::sync::Mutex<HashSet<(String, String)>>,
+    /// Deliveries claimed for an attempt.
+    claims: ready::Claims,
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<std::time::Instant>>,
@@ -200,7 +199,7 @@ impl Dispatcher {
             clock,
             wake: Notify::new(),
             progress: Notify::new(),
-            in_flight: tokio::sync::Mutex::new(HashSet::new()),
+            claims: ready::Claims::default(),
             log_failed_at: Mutex::new(None),
             ready: ready::ReadyQueue::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -333,7 +332,7 @@ impl Dispatcher {
             })
             .collect();
         self.inner.store.append(entry).await?;
-        self.inner.queue_first_attempts(ready).await;
+        self.inner.queue_first_attempts(ready);
         self.inner.wake.notify_one();
         Ok(emitted)
     }

@@ -10,7 +10,7 @@
 //! once per batch rather than once per finished attempt.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -111,12 +111,74 @@ impl ReadyQueue {
     }
 }
 
+/// A delivery: its event and endpoint.
+type Key = (String, String);
+
+fn key_of(due: &DueDelivery) -> Key {
+    (due.event_unique_id.clone(), due.endpoint_id.clone())
+}
+
+/// Deliveries claimed for an attempt (queued, being sent, or having their outcome logged), so
+/// that none is started twice.
+///
+/// The worker's log query takes time, and its answer may be stale by the time it claims what
+/// it found: an attempt that finished meanwhile would look due again. So while a query runs,
+/// finished attempts stay claimed, and are released when it ends. A plain mutex, held only for
+/// moments, never across the query: `emit` claims here too, and should not wait for the log.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    state: std::sync::Mutex<ClaimState>,
+}
+
+#[derive(Debug, Default)]
+struct ClaimState {
+    claimed: HashSet<Key>,
+    querying: bool,
+    /// Finished while a query ran: released when it ends.
+    finished: Vec<Key>,
+}
+
+impl Claims {
+    /// Notes that a log query starts; returns how many deliveries are claimed.
+    pub(super) fn begin_query(&self) -> usize {
+        let mut state = lock(&self.state);
+        state.querying = true;
+        state.claimed.len()
+    }
+
+    /// Claims up to `room` of the deliveries a query found that nobody holds, and ends the
+    /// query.
+    pub(super) fn end_query(&self, found: Vec<DueDelivery>, room: usize) -> Vec<DueDelivery> {
+        let mut state = lock(&self.state);
+        let claimed: Vec<DueDelivery> = found
+            .into_iter()
+            .filter(|due| state.claimed.insert(key_of(due)))
+            .take(room)
+            .collect();
+        state.querying = false;
+        for key in std::mem::take(&mut state.finished) {
+            state.claimed.remove(&key);
+        }
+        claimed
+    }
+
+    /// Releases a delivery whose attempt is over (its outcome logged, or not).
+    pub(super) fn release(&self, due: &DueDelivery) {
+        let mut state = lock(&self.state);
+        let key = key_of(due);
+        if state.querying {
+            state.finished.push(key);
+        } else {
+            state.claimed.remove(&key);
+        }
+    }
+}
+
 impl Inner {
-    /// Queues the first attempts of a just-logged event. Each delivery is claimed in the
-    /// in-flight set under its lock, the lock the worker holds across a log query: so a
-    /// delivery is either queued here or started by the worker from the log, never both.
-    pub(super) async fn queue_first_attempts(&self, ready: Vec<ReadyDelivery>) {
-        let mut in_flight = self.in_flight.lock().await;
+    /// Queues the first attempts of a just-logged event, each claimed first: so a delivery is
+    /// either queued here or started by the worker from the log, never both.
+    pub(super) fn queue_first_attempts(&self, ready: Vec<ReadyDelivery>) {
+        let mut claims = lock(&self.claims.state);
         let mut queue = lock(&self.ready.queue);
         for delivery in ready {
             if queue.len() >= READY_LIMIT {
@@ -124,11 +186,7 @@ impl Inner {
                 self.ready.check_log();
                 break;
             }
-            let key = (
-                delivery.due.event_unique_id.clone(),
-                delivery.due.endpoint_id.clone(),
-            );
-            if in_flight.insert(key) {
+            if claims.claimed.insert(key_of(&delivery.due)) {
                 queue.push_back(delivery);
             }
         }

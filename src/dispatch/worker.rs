@@ -54,18 +54,18 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
         inner.ready.check_log();
         return;
     }
-    // The in-flight set stays locked from the query to the last claim. An attempt leaves the
-    // set only after its outcome is recorded, so a query made while it is in the set skips it,
-    // and one made after sees it recorded: a delivery is never started twice from a stale
-    // reading of the log.
-    let mut in_flight = inner.in_flight.lock().await;
+    // What the query finds is claimed under `Claims`, which keeps attempts that finish during
+    // the query claimed until it ends: a delivery is never started twice from a stale reading
+    // of the log.
+    let claimed_before = inner.claims.begin_query();
     // Enough to fill the queue, plus the claimed deliveries the answer will list again.
     let room = READY_LIMIT - queued;
-    let wanted = room + in_flight.len();
+    let wanted = room + claimed_before;
     inner.ready.queried();
     let due = match inner.store.due_deliveries(inner.clock.now(), wanted).await {
         Ok(due) => due,
         Err(_) => {
+            inner.claims.end_query(Vec::new(), 0);
             // The log is unavailable; try again on the next round.
             inner.ready.check_log();
             return;
@@ -75,17 +75,7 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
         // The answer was cut short: more may be due once the queue drains.
         inner.ready.check_log();
     }
-    let claimed: Vec<_> = due
-        .into_iter()
-        .filter(|delivery| {
-            in_flight.insert((
-                delivery.event_unique_id.clone(),
-                delivery.endpoint_id.clone(),
-            ))
-        })
-        .take(room)
-        .collect();
-    drop(in_flight);
+    let claimed = inner.claims.end_query(due, room);
     inner.ready.extend(claimed);
     start_queued(inner, attempts);
 }
@@ -116,8 +106,7 @@ async fn attempt(
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
         inner.ready.check_log();
     }
-    let key = (due.event_unique_id.clone(), due.endpoint_id.clone());
-    inner.in_flight.lock().await.remove(&key);
+    inner.claims.release(&due);
     inner.progress.notify_waiters();
     inner.wake.notify_one();
 }
