@@ -192,3 +192,50 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Claims;
+    use crate::store::DueDelivery;
+
+    fn due(event: &str) -> DueDelivery {
+        DueDelivery {
+            event_unique_id: event.into(),
+            endpoint_id: "crm".into(),
+            url: "https://crm.example.com/hooks".into(),
+            next_attempt_at: chrono::DateTime::UNIX_EPOCH,
+            attempts_made: 0,
+        }
+    }
+
+    #[test]
+    fn an_attempt_finished_during_a_query_is_not_claimed_again_from_its_stale_answer() {
+        let claims = Claims::default();
+        claims.begin_query();
+        assert_eq!(claims.end_query(vec![due("a"), due("b")], 10).len(), 2);
+        // A query starts; meanwhile "a" finishes (its outcome logged); the query's answer was
+        // read before that, and still lists "a" as due.
+        assert_eq!(claims.begin_query(), 2);
+        claims.release(&due("a"));
+        let claimed = claims.end_query(vec![due("a"), due("c")], 10);
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].event_unique_id, "c");
+        // Once the query is over, "a" is free: a fresh answer that lists it may claim it.
+        assert_eq!(claims.begin_query(), 2);
+        let claimed = claims.end_query(vec![due("a"), due("b")], 10);
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].event_unique_id, "a");
+    }
+
+    #[test]
+    fn outside_a_query_a_finished_attempt_is_released_at_once_and_room_is_respected() {
+        let claims = Claims::default();
+        claims.begin_query();
+        assert_eq!(claims.end_query(vec![due("a"), due("b"), due("c")], 2).len(), 2);
+        claims.release(&due("a"));
+        claims.begin_query();
+        let claimed = claims.end_query(vec![due("a"), due("b"), due("c")], 10);
+        let ids: Vec<_> = claimed.iter().map(|d| d.event_unique_id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+    }
+}
