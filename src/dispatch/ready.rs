@@ -231,7 +231,12 @@ mod tests {
     fn outside_a_query_a_finished_attempt_is_released_at_once_and_room_is_respected() {
         let claims = Claims::default();
         claims.begin_query();
-        assert_eq!(claims.end_query(vec![due("a"), due("b"), due("c")], 2).len(), 2);
+        assert_eq!(
+            claims
+                .end_query(vec![due("a"), due("b"), due("c")], 2)
+                .len(),
+            2
+        );
         claims.release(&due("a"));
         claims.begin_query();
         let claimed = claims.end_query(vec![due("a"), due("b"), due("c")], 10);
