@@ -78,13 +78,6 @@ fn main() {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
-    base.sort_by(f64::total_cmp);
-    subject.sort_by(f64::total_cmp);
-    support::summary(
-        "append_file",
-        subject[rounds / 2],
-        "appends/s",
-        base[rounds / 2],
-        "lines/s",
-    );
+    let (subject, base) = support::median_round(&subject, &base);
+    support::summary("append_file", subject, "appends/s", base, "lines/s");
 }

@@ -174,15 +174,8 @@ pub fn run(name: &str, durable: bool) {
                 (cpu2 - cpu1) * 1e6 / total as f64,
             );
         }
-        base.sort_by(f64::total_cmp);
-        subject.sort_by(f64::total_cmp);
-        super::summary(
-            name,
-            subject[rounds / 2],
-            "events/s",
-            base[rounds / 2],
-            "events/s",
-        );
+        let (subject, base) = super::median_round(&subject, &base);
+        super::summary(name, subject, "events/s", base, "events/s");
     });
 }
 

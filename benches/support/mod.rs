@@ -84,6 +84,20 @@ pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64
         .collect()
 }
 
+/// Of rounds that each measured the subject and the baseline back to back, the round
+/// whose ratio is the median: `(subject, baseline)`. Pairing keeps each ratio to one moment of
+/// the machine; sorting the two lists apart would set a subject from a quiet moment against a
+/// baseline from a noisy one, or the reverse.
+pub fn median_round(subject: &[f64], baseline: &[f64]) -> (f64, f64) {
+    let mut rounds: Vec<(f64, f64)> = subject
+        .iter()
+        .copied()
+        .zip(baseline.iter().copied())
+        .collect();
+    rounds.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+    rounds[rounds.len() / 2]
+}
+
 /// Prints `bench <name>: <value> <unit>; baseline <value> <unit>; ratio <r>`.
 pub fn summary(name: &str, value: f64, unit: &str, baseline: f64, baseline_unit: &str) {
     println!(
