@@ -2,9 +2,10 @@
 //!
 //! Every emitted event takes 16 random bytes for its id and every attempt 8 for its retry
 //! jitter. Asking the kernel each time was a system call per event and per attempt, the most
-//! frequent system call on the emit path after the socket writes; one call now serves 32
-//! events. The bytes are the kernel's own, unchanged, and none is handed out twice. A process
-//! that forks without exec would share its parent's unused bytes (an async program does not).
+//! frequent system call on the emit path after the socket writes; one call now serves a
+//! thread 32 ids or 64 jitters. The bytes are the kernel's own, unchanged, and none is handed
+//! out twice. A process that forks without exec would share its parent's unused bytes (async
+//! programs seldom do).
 
 use std::cell::RefCell;
 
