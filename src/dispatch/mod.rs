@@ -101,7 +101,10 @@ pub struct DispatchConfig {
     pub retry: RetrySchedule,
     /// The most attempts in flight at once (default 64).
     pub max_in_flight: usize,
-    /// How often to look for due deliveries when nothing wakes the dispatcher (default 250 ms).
+    /// How often the dispatcher checks for due retries when nothing wakes it (default 250 ms).
+    /// The log is queried on such a tick when a retry this dispatcher scheduled is due, and at
+    /// least once a second otherwise (for deliveries another run left for later, or appended to
+    /// the log directly); new events from `emit` are handed over at once.
     pub poll_interval: Duration,
     /// Whether to deliver in the background (default true). Off, the dispatcher only does what
     /// it is asked directly, such as [`Dispatcher::retrigger`]: for a one-off tool that must
