@@ -102,9 +102,10 @@ pub struct DispatchConfig {
     /// The most attempts in flight at once (default 64).
     pub max_in_flight: usize,
     /// How often the dispatcher checks for due retries when nothing wakes it (default 250 ms).
-    /// The log is queried on such a tick when a retry this dispatcher scheduled is due, and at
-    /// least once a second otherwise (for deliveries another run left for later, or appended to
-    /// the log directly); new events from `emit` are handed over at once.
+    /// The log is queried on such a tick when a retry this dispatcher scheduled is due, and
+    /// otherwise at least once a second while fewer than 1,024 deliveries wait in its queue
+    /// (for deliveries another run left for later, or appended to the log directly); new
+    /// events from `emit` are handed over at once.
     pub poll_interval: Duration,
     /// Whether to deliver in the background (default true). Off, the dispatcher only does what
     /// it is asked directly, such as [`Dispatcher::retrigger`]: for a one-off tool that must
