@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::receiver::TestReceiver;
 use fermion_webhooks::{
-    Checkout, CheckoutTracker, DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind,
-    EventPayload, FileCheckoutStore, FileLogStore, HttpSender, LogError, LogFilter, LogStore,
-    RetrySchedule, SystemClock, WebhookEvent, WebhookSecret,
+    Checkout, CheckoutTracker, DeliveryState, DispatchConfig, Dispatcher, EventKind, EventPayload,
+    FileCheckoutStore, FileLogStore, LogError, LogFilter, LogStore, RetrySchedule, SystemClock,
+    WebhookEvent,
 };
 use support::{TempDir, ids_in_log};
 
@@ -26,19 +26,7 @@ fn dispatcher(store: Arc<FileLogStore>, url: &str) -> Dispatcher {
     let mut config = DispatchConfig::default();
     config.retry = RetrySchedule::fixed([Duration::from_millis(300); 50]);
     config.poll_interval = Duration::from_millis(20);
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
-    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("crash").unwrap()).unwrap();
-    Dispatcher::start_with(
-        store,
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(SystemClock),
-    )
-    .unwrap()
+    support::loopback_dispatcher(store, url, "crash", config)
 }
 
 /// The child: emits until killed, printing each id once `emit` returned `Ok`; the checkout

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fermion_webhooks::{
-    DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore,
-    HttpSender, LogStore, SystemClock, WebhookEvent, WebhookSecret,
+    DeliveryState, DispatchConfig, Dispatcher, EventKind, EventPayload, FileLogStore, LogStore,
+    WebhookEvent,
 };
-use support::{TempDir, ids_in_log};
+use support::{TempDir, ids_in_log, loopback_dispatcher};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -118,21 +118,9 @@ async fn a_burst_bigger_than_the_ready_queue_is_delivered_once_each_through_the_
 
 /// A dispatcher delivering every event to one endpoint at `url` (loopback allowed).
 fn dispatcher_to(url: &str, store: Arc<dyn LogStore>, poll_interval: Duration) -> Dispatcher {
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
     let mut config = DispatchConfig::default();
     config.poll_interval = poll_interval;
-    let endpoint = Endpoint::new("crm", url, WebhookSecret::new("load").unwrap()).unwrap();
-    Dispatcher::start_with(
-        store,
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(SystemClock),
-    )
-    .unwrap()
+    loopback_dispatcher(store, url, "load", config)
 }
 
 /// A receiver on 127.0.0.1 that keeps only the ids it got, so memory readings are the crate's.

@@ -17,7 +17,7 @@ pub(super) const ENVELOPE_KEYS: [&str; 4] = [
 ];
 
 /// Every key a known payload can have, in wire order.
-pub(super) const PAYLOAD_KEYS: [&str; 12] = [
+pub(crate) const PAYLOAD_KEYS: [&str; 12] = [
     "eventType",
     "userId",
     "userFullname",

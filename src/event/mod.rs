@@ -11,6 +11,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
 
 pub use kind::{EventKind, UnknownEventKind};
+pub(crate) use loose::PAYLOAD_KEYS;
 pub use parse::ParseError;
 pub(crate) use wire::{iso_millis, push_str};
 

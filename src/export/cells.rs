@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
+use crate::event::PAYLOAD_KEYS;
+
 /// The payload fields that have CSV columns, each as cell text.
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -85,29 +87,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cell<'a> {
     }
 }
 
-/// The payload keys this crate writes, in the order it writes them, each as it appears after
-/// the `{` or `,` before it.
-const KEYS_IN_ORDER: [&str; 12] = [
-    "\"eventType\":",
-    "\"userId\":",
-    "\"userFullname\":",
-    "\"userEmail\":",
-    "\"userPhoneNumber\":",
-    "\"courseSlug\":",
-    "\"courseName\":",
-    "\"orderId\":",
-    "\"amountInSmallestUnit\":",
-    "\"currency\":",
-    "\"failureReason\":",
-    "\"initiatedAtIsoString\":",
-];
-
 impl<'a> PayloadCells<'a> {
     /// The cells of a payload object, or `None` if `raw` is not a JSON object.
     pub(super) fn read(raw: &'a str) -> Option<Self> {
         Self::read_own_layout(raw).or_else(|| serde_json::from_str(raw).ok())
     }
 
+    /// The cell of the key at `key` in `PAYLOAD_KEYS`.
     fn slot(&mut self, key: usize) -> Option<&mut Cell<'a>> {
         Some(match key {
             1 => &mut self.user_id,
@@ -140,11 +126,12 @@ impl<'a> PayloadCells<'a> {
             first = false;
             // The keys come in this order, some left out: the next one is one of those after
             // the last, and anything else (unknown, repeated, out of order) is not our layout.
-            let found = KEYS_IN_ORDER[next_key..]
+            let (found, value) = PAYLOAD_KEYS[next_key..]
                 .iter()
-                .position(|key| rest.starts_with(key))?;
+                .enumerate()
+                .find_map(|(i, key)| Some((i, after_key(rest, key)?)))?;
             next_key += found + 1;
-            let (cell, after) = plain_value(&rest[KEYS_IN_ORDER[next_key - 1].len()..])?;
+            let (cell, after) = plain_value(value)?;
             if let Some(slot) = cells.slot(next_key - 1) {
                 *slot = cell;
             }
@@ -152,6 +139,13 @@ impl<'a> PayloadCells<'a> {
         }
         (rest == "}").then_some(cells)
     }
+}
+
+/// What follows `"key":` at the start of `text`.
+fn after_key<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    text.strip_prefix('"')?
+        .strip_prefix(key)?
+        .strip_prefix("\":")
 }
 
 /// A JSON string without escapes, `null`, `true`, `false` or an unsigned integer at the start
@@ -277,9 +271,9 @@ mod tests {
             if in_order {
                 // Half the cases in this crate's order, where the scanner can answer.
                 let rank = |key: &str| {
-                    super::KEYS_IN_ORDER
+                    crate::event::PAYLOAD_KEYS
                         .iter()
-                        .position(|k| *k == format!("\"{key}\":"))
+                        .position(|k| *k == key)
                         .unwrap_or(99)
                 };
                 entries.sort_by_key(|(key, _)| rank(key));

@@ -103,3 +103,27 @@ pub async fn ids_in_log(store: &dyn fermion_webhooks::LogStore) -> Vec<String> {
         .unwrap();
     ids
 }
+
+/// A dispatcher delivering to one endpoint "crm" at `url` (on loopback, so private addresses
+/// are allowed), with `secret` and `config`.
+pub fn loopback_dispatcher(
+    store: std::sync::Arc<dyn fermion_webhooks::LogStore>,
+    url: &str,
+    secret: &str,
+    config: fermion_webhooks::DispatchConfig,
+) -> fermion_webhooks::Dispatcher {
+    use fermion_webhooks::{Endpoint, HttpSender, SystemClock, WebhookSecret};
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .unwrap();
+    let endpoint = Endpoint::new("crm", url, WebhookSecret::new(secret).unwrap()).unwrap();
+    fermion_webhooks::Dispatcher::start_with(
+        store,
+        std::sync::Arc::new(sender),
+        vec![endpoint],
+        config,
+        std::sync::Arc::new(SystemClock),
+    )
+    .unwrap()
+}

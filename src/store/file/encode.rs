@@ -25,21 +25,11 @@ struct EventLineHead<'a> {
 /// The event line for `event`, with its trailing newline, and where its body starts in it (0 if
 /// the body is kept as `bodyText`).
 pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
-    let head = EventLineHead {
-        record: "event",
-        event_unique_id: &event.event_unique_id,
-        timestamp_iso_string: event.timestamp,
-        event_type: &event.event_type,
-        is_test_event: event.is_test_event,
-        deliveries: &event.deliveries,
-    };
     let mut line = Vec::with_capacity(event.body.len() + 320);
     if event.deliveries.iter().all(|d| d.attempts.is_empty()) {
         write_new_head(&mut line, event);
     } else {
-        // Serialising plain strings, numbers and timestamps cannot fail.
-        line = serde_json::to_vec(&head).unwrap_or_default();
-        line.pop(); // the closing brace; the body goes last
+        write_head_with_serde(&mut line, event);
     }
     let body = event.body.as_str();
     let embeddable =
@@ -76,8 +66,22 @@ pub(super) fn encode_attempt_line(record: &AttemptRecord) -> Vec<u8> {
     bytes
 }
 
-/// What serde writes for the head of an event whose deliveries have no attempts, without
-/// its closing brace.
+/// The head of the event line (everything but the body), without its closing brace.
+fn write_head_with_serde(line: &mut Vec<u8>, event: &StoredEvent) {
+    let head = EventLineHead {
+        record: "event",
+        event_unique_id: &event.event_unique_id,
+        timestamp_iso_string: event.timestamp,
+        event_type: &event.event_type,
+        is_test_event: event.is_test_event,
+        deliveries: &event.deliveries,
+    };
+    // Serialising plain strings, numbers and timestamps into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *line, &head);
+    line.pop(); // the closing brace; the body goes last
+}
+
+/// What `write_head_with_serde` writes for an event whose deliveries have no attempts.
 fn write_new_head(line: &mut Vec<u8>, event: &StoredEvent) {
     line.extend_from_slice(b"{\"record\":\"event\",\"eventUniqueId\":");
     push_str(line, &event.event_unique_id);
@@ -114,7 +118,7 @@ fn write_new_head(line: &mut Vec<u8>, event: &StoredEvent) {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{EventLineHead, write_new_head};
+    use super::{write_head_with_serde, write_new_head};
     use crate::store::record::{Delivery, DeliveryState, StoredEvent};
 
     const TEXT: &str = "[a-z \"\\\\\\x00-\\x1f\\x7fé€]{0,24}";
@@ -150,16 +154,8 @@ mod tests {
                     })
                     .collect(),
             };
-            let head = EventLineHead {
-                record: "event",
-                event_unique_id: &event.event_unique_id,
-                timestamp_iso_string: event.timestamp,
-                event_type: &event.event_type,
-                is_test_event: event.is_test_event,
-                deliveries: &event.deliveries,
-            };
-            let mut theirs = serde_json::to_vec(&head).unwrap();
-            theirs.pop();
+            let mut theirs = Vec::new();
+            write_head_with_serde(&mut theirs, &event);
             let mut ours = Vec::new();
             write_new_head(&mut ours, &event);
             prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
