@@ -140,43 +140,93 @@ pub fn run(name: &str, durable: bool) {
                 .map(|i| WebhookEvent::new(EventPayload::sample(EventKind::ALL[i % 4])).to_json())
                 .collect(),
         );
-        // For profilers: `FERMION_BENCH_ONLY=baseline` or `=subject` runs one side alone.
+        // For profilers: `FERMION_BENCH_ONLY=baseline`, `=subject` or `=floor` runs one side alone.
         let only = std::env::var("FERMION_BENCH_ONLY").ok();
         let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
-        let (mut base, mut subject) = (Vec::new(), Vec::new());
+        // The durable bench also measures the floor (see `floor`): the bare loop plus the two
+        // fsynced writes per event that durable mode requires, and nothing else.
+        let mut sides = vec![Side::Baseline, Side::Subject];
+        if durable {
+            sides.push(Side::Floor);
+        }
+        let mut rates = vec![Vec::new(); sides.len()];
         for round in 0..rounds {
-            let cpu0 = cpu_seconds();
-            if runs("baseline") {
-                base.push(baseline(&url, bodies.clone(), &received).await);
-            } else {
-                base.push(f64::NAN);
+            let mut line = format!("round {round}:");
+            // Each round starts with a different side, so no side always runs after another.
+            for step in 0..sides.len() {
+                let index = (round + step) % sides.len();
+                let side = sides[index];
+                let cpu = cpu_seconds();
+                let dir = (durable && side != Side::Baseline)
+                    .then(|| scratch_dir(&format!("{name}-{round}-{index}")));
+                let rate = if !runs(side.label()) {
+                    f64::NAN
+                } else {
+                    match (side, &dir) {
+                        (Side::Baseline, _) => baseline(&url, bodies.clone(), &received).await,
+                        (Side::Subject, Some(dir)) => {
+                            let store = Arc::new(FileLogStore::open(dir).expect("a file log"));
+                            through_dispatcher(&url, total, store, &received).await
+                        }
+                        (Side::Subject, None) => {
+                            let store = Arc::new(MemoryLogStore::new());
+                            through_dispatcher(&url, total, store, &received).await
+                        }
+                        (Side::Floor, Some(dir)) => {
+                            let (bodies, received) = (bodies.clone(), &received);
+                            super::floor::durable_floor(
+                                &url, bodies, received, dir, IN_FLIGHT, SECRET,
+                            )
+                            .await
+                        }
+                        (Side::Floor, None) => f64::NAN,
+                    }
+                };
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                let cpu = (cpu_seconds() - cpu) * 1e6 / total as f64;
+                let label = if side == Side::Subject {
+                    name
+                } else {
+                    side.label()
+                };
+                line.push_str(&format!(" {label} {rate:.0}/s ({cpu:.1} µs CPU/event);"));
+                rates[index].push(rate);
             }
-            let cpu1 = cpu_seconds();
-            let dir = durable.then(|| scratch_dir(&format!("{name}-{round}")));
-            let store: Arc<dyn LogStore> = match &dir {
-                Some(dir) => Arc::new(FileLogStore::open(dir).expect("a file log")),
-                None => Arc::new(MemoryLogStore::new()),
-            };
-            if runs("subject") {
-                subject.push(through_dispatcher(&url, total, store, &received).await);
-            } else {
-                subject.push(f64::NAN);
-            }
-            let cpu2 = cpu_seconds();
-            if let Some(dir) = dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            eprintln!(
-                "round {round}: baseline {:.0}/s ({:.1} µs CPU/event), {name} {:.0}/s ({:.1} µs CPU/event)",
-                base[round],
-                (cpu1 - cpu0) * 1e6 / total as f64,
-                subject[round],
-                (cpu2 - cpu1) * 1e6 / total as f64,
+            eprintln!("{}", line.trim_end_matches(';'));
+        }
+        let (subject, base) = super::median_round(&rates[1], &rates[0]);
+        super::summary(name, subject, "events/s", base, "events/s");
+        if durable {
+            let (floor, base) = super::median_round(&rates[2], &rates[0]);
+            super::summary(
+                &format!("{name}_floor"),
+                floor,
+                "events/s",
+                base,
+                "events/s",
             );
         }
-        let (subject, base) = super::median_round(&subject, &base);
-        super::summary(name, subject, "events/s", base, "events/s");
     });
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Baseline,
+    Subject,
+    Floor,
+}
+
+impl Side {
+    /// Its name for `FERMION_BENCH_ONLY` and the round lines.
+    fn label(self) -> &'static str {
+        match self {
+            Side::Baseline => "baseline",
+            Side::Subject => "subject",
+            Side::Floor => "floor",
+        }
+    }
 }
 
 /// CPU time (user + system) this process has used so far, in seconds.
