@@ -169,3 +169,51 @@ async fn a_segment_edited_by_hand_is_read_from_its_lines_not_its_stale_index() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_write_is_seen_by_the_next_read_while_others_write() {
+    // The writer answers a commit's callers before it updates the index, holding the index
+    // lock throughout: a read made after an answer must still see the write.
+    let dir = TempDir::new("read-your-writes");
+    let store = std::sync::Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..12 {
+                    let timestamp = format!("2026-11-28T{:02}:{:02}:00Z", task % 24, i);
+                    let event = stored(EventKind::PaidCourseSale, &timestamp, &["crm"]);
+                    let id = event.event_unique_id.clone();
+                    store.append(event.clone()).await.unwrap();
+                    let back = store.get(&id).await.unwrap().expect("an appended event");
+                    assert_eq!(back.deliveries[0].state, DeliveryState::Pending);
+                    let due = store.due_deliveries(at("2030-01-01T00:00:00Z"), 10_000);
+                    assert!(due.await.unwrap().iter().any(|d| d.event_unique_id == id));
+                    store
+                        .record_attempt(AttemptRecord {
+                            event_unique_id: id.clone(),
+                            endpoint_id: "crm".into(),
+                            attempt: Attempt::response(
+                                event.timestamp,
+                                Duration::from_millis(9),
+                                200,
+                                "ok",
+                                AttemptTrigger::FirstTry,
+                            ),
+                            state: DeliveryState::Delivered,
+                            next_attempt_at: None,
+                        })
+                        .await
+                        .unwrap();
+                    let back = store.get(&id).await.unwrap().expect("the event");
+                    assert_eq!(back.deliveries[0].state, DeliveryState::Delivered);
+                    assert_eq!(back.deliveries[0].attempts.len(), 1);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.write_stats().records, 32 * 12 * 2);
+}

@@ -1,9 +1,10 @@
 //! The single writer thread of a file log, with group commit.
 //!
 //! Callers queue requests and wait for the answer. The thread takes every request queued at
-//! that moment as one batch, writes all their lines, fsyncs each touched segment once,
-//! updates the index, and only then answers each caller. Under load a batch holds many appends,
-//! so durability costs one fsync per batch rather than one per event.
+//! that moment as one batch, writes all their lines and fsyncs each touched segment once. Then,
+//! holding the index lock, it answers each caller and updates the index: nobody can read before
+//! the update is done, and callers prepare their next request meanwhile. Under load a batch
+//! holds many appends, so durability costs one fsync per batch rather than one per event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -230,58 +231,69 @@ impl Writer {
             }
             return;
         }
-        // The lines are durable; their index records follow, before any caller hears back:
-        // lookups read attempts through them. A failure here loses nothing (reopening rebuilds
-        // the sidecar from the segment), but lookups would miss these records, so the log takes
-        // no more writes until it is reopened.
-        if let Err(error) = self.write_sidecars(&batch.days) {
+        // The lines are durable. Callers hear back at once, while the index lock is held: the
+        // sidecar records and index changes that follow are made before anyone can look, since
+        // a lookup (or any read) waits for the lock, and a caller that appends again is encoding
+        // its next record meanwhile instead of waiting for this bookkeeping. Lookups read
+        // attempts through the sidecar, so it is written under the lock too.
+        let Batch {
+            days,
+            changes,
+            replies,
+            ..
+        } = batch;
+        let index = self.index.clone();
+        let mut index = lock_index(&index);
+        let records = replies.len() as u64;
+        for reply in replies {
+            let _ = reply.send(Ok(()));
+        }
+        // A failure here loses nothing (reopening rebuilds the sidecar from the segment), but
+        // lookups would miss these records, so the log takes no more writes until reopened.
+        if let Err(error) = self.write_sidecars(&days) {
             self.poisoned = Some(format!("{error}; reopen the log to rebuild its index"));
             self.sidecars.clear();
         }
-        {
-            let dir = &self.dir;
-            // Only if two ids share a hash: the other id is read from its line.
-            let mut read_id = |day: Day, offset: u64| read_id_at(dir, day, offset);
-            let mut index = lock_index(&self.index);
-            for (day, staged) in &batch.days {
-                let len = index.segment_len(*day) + staged.lines.len() as u64;
-                let records = index.segment_records(*day) + staged.records;
-                index.set_segment_end(*day, len, records);
-            }
-            for change in batch.changes {
-                match change {
-                    Staged::Event(summary, day, record, number) => {
-                        let inserted = index.insert(
-                            Some(&summary.event_unique_id),
-                            record.reference,
-                            record.micros,
-                            day,
-                            record.offset,
-                            number,
-                            record.delivery,
-                            record.type_code,
-                            record.flags,
-                            &mut read_id,
-                        );
-                        if let Ok(slot) = inserted {
-                            for (i, delivery) in summary.deliveries.iter().enumerate() {
-                                index.set_state(slot, i as u16, delivery.state);
-                            }
-                            index.track_pending(slot, &summary, &|_| None);
+        let dir = &self.dir;
+        // Only if two ids share a hash: the other id is read from its line.
+        let mut read_id = |day: Day, offset: u64| read_id_at(dir, day, offset);
+        for (day, staged) in &days {
+            let len = index.segment_len(*day) + staged.lines.len() as u64;
+            let records = index.segment_records(*day) + staged.records;
+            index.set_segment_end(*day, len, records);
+        }
+        for change in &changes {
+            match change {
+                Staged::Event(summary, day, record, number) => {
+                    let inserted = index.insert(
+                        Some(&summary.event_unique_id),
+                        record.reference,
+                        record.micros,
+                        *day,
+                        record.offset,
+                        *number,
+                        record.delivery,
+                        record.type_code,
+                        record.flags,
+                        &mut read_id,
+                    );
+                    if let Ok(slot) = inserted {
+                        for (i, delivery) in summary.deliveries.iter().enumerate() {
+                            index.set_state(slot, i as u16, delivery.state);
                         }
+                        index.track_pending(slot, summary, &|_| None);
                     }
-                    Staged::Attempt(slot, number, delivery, state, next) => {
-                        index.apply_attempt(slot, number, delivery, state, next);
-                    }
+                }
+                Staged::Attempt(slot, number, delivery, state, next) => {
+                    index.apply_attempt(*slot, *number, *delivery, *state, *next);
                 }
             }
         }
-        let records = batch.replies.len() as u64;
+        drop(index);
         self.counters.records.fetch_add(records, Ordering::Relaxed);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        for reply in batch.replies {
-            let _ = reply.send(Ok(()));
-        }
+        // The batch's memory is freed last, off the path between the fsync and the answers.
+        drop((days, changes));
     }
 
     fn write_and_sync(&mut self, days: &BTreeMap<Day, DayBatch>) -> Result<(), LogError> {
