@@ -31,6 +31,7 @@ pub(super) struct SegmentRecords {
 /// The sidecar record of an event line.
 pub(super) fn event_record(
     summary: &EventSummary,
+    id_hash: u64,
     offset: u64,
     len: usize,
     body_start: usize,
@@ -51,7 +52,7 @@ pub(super) fn event_record(
         offset,
         len: len as u32,
         micros: micros(summary.timestamp_iso_string),
-        reference: id_hash(&summary.event_unique_id),
+        reference: id_hash,
         delivery: u16::try_from(summary.deliveries.len()).unwrap_or(u16::MAX),
         flags,
         type_code: kind_code(&summary.event_type),
@@ -263,7 +264,8 @@ fn parse_tail(
         }
         let record = match parsed {
             Ok(Line::Event(summary)) => {
-                let record = event_record(&summary, offset, length, body_start(line));
+                let hash = id_hash(&summary.event_unique_id);
+                let record = event_record(&summary, hash, offset, length, body_start(line));
                 events.entry(record.reference).or_default().push(offset);
                 endpoints.insert(
                     offset,

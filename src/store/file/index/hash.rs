@@ -1,11 +1,11 @@
-//! The hasher of the index's id map.
+//! The hasher of the index's maps keyed by numbers: id hashes and delivery slots.
 
 use std::hash::{BuildHasher, Hasher};
 
 /// Hashes already-hashed ids: mixes in a per-process key, so bucket placement cannot be
 /// predicted from the stored (public, fixed-key) id hashes.
 #[derive(Clone, Debug)]
-pub(super) struct MixKey(u64);
+pub(in crate::store::file) struct MixKey(u64);
 
 impl Default for MixKey {
     fn default() -> Self {
@@ -21,7 +21,7 @@ impl BuildHasher for MixKey {
 }
 
 #[derive(Debug)]
-pub(super) struct Mixer(u64);
+pub(in crate::store::file) struct Mixer(u64);
 
 impl Hasher for Mixer {
     fn write(&mut self, bytes: &[u8]) {
@@ -32,6 +32,12 @@ impl Hasher for Mixer {
     fn write_u64(&mut self, value: u64) {
         let mixed = (value ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         self.0 = mixed ^ (mixed >> 29);
+    }
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+    fn write_u16(&mut self, value: u16) {
+        self.write_u64(u64::from(value));
     }
     fn finish(&self) -> u64 {
         self.0

@@ -10,7 +10,7 @@ use chrono::DateTime;
 mod hash;
 mod pending;
 
-use self::hash::MixKey;
+pub(in crate::store::file) use self::hash::MixKey;
 use self::pending::PendingDelivery;
 use super::segment::{Day, day_of};
 use super::sidecar::{EVENT_IS_TEST, kind_of_code};
@@ -84,8 +84,10 @@ pub(in crate::store::file) struct Index {
     pub(super) segments: BTreeMap<Day, SegmentIndex>,
     /// Pending deliveries by due time: (due µs, slot, delivery).
     pending: BTreeSet<(i64, Slot, u16)>,
-    details: HashMap<(Slot, u16), PendingDelivery>,
+    details: HashMap<(Slot, u16), PendingDelivery, MixKey>,
     strings: HashMap<Arc<str>, ()>,
+    /// The strings interned last: nearly every event names the same few endpoints.
+    recent_strings: [Option<Arc<str>>; 4],
     appended: u64,
 }
 
@@ -104,7 +106,12 @@ impl Index {
     /// The slot of the event with this id's hash. If `id` itself is not indexed, this may be
     /// another event with the same 64-bit hash: callers that read the event compare its id.
     pub(in crate::store::file) fn slot_of(&self, id: &str) -> Option<Slot> {
-        match self.by_hash.get(&super::sidecar::id_hash(id)) {
+        self.slot_of_hashed(super::sidecar::id_hash(id), id)
+    }
+
+    /// [`Self::slot_of`] for an id whose hash the caller has already computed.
+    pub(in crate::store::file) fn slot_of_hashed(&self, id_hash: u64, id: &str) -> Option<Slot> {
+        match self.by_hash.get(&id_hash) {
             Some(&COLLIDED) => self.collided.get(id).copied(),
             found => found.copied(),
         }
@@ -146,10 +153,15 @@ impl Index {
         flags: u8,
         read_id: &mut dyn FnMut(Day, u64) -> Option<String>,
     ) -> Result<Slot, Refused> {
-        let mut new_id = id.map(str::to_owned);
+        // The id is copied only when another id has the same hash.
+        let mut new_id: Option<String> = None;
         let existing = self.by_hash.get(&id_hash).copied();
         if let Some(existing) = existing {
-            let new_id = new_id.get_or_insert_with(|| read_id(day, offset).unwrap_or_default());
+            let new_id = new_id.get_or_insert_with(|| {
+                id.map(str::to_owned)
+                    .or_else(|| read_id(day, offset))
+                    .unwrap_or_default()
+            });
             if existing == COLLIDED {
                 if self.collided.contains_key(new_id.as_str()) {
                     return Err(Refused::Duplicate(new_id.clone()));

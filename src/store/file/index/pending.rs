@@ -20,12 +20,20 @@ pub(super) struct PendingDelivery {
 
 impl Index {
     fn intern(&mut self, text: &str) -> Arc<str> {
-        if let Some((known, ())) = self.strings.get_key_value(text) {
+        if let Some(known) = self.recent_strings.iter().flatten().find(|s| &***s == text) {
             return known.clone();
         }
-        let text: Arc<str> = text.into();
-        self.strings.insert(text.clone(), ());
-        text
+        let interned = match self.strings.get_key_value(text) {
+            Some((known, ())) => known.clone(),
+            None => {
+                let text: Arc<str> = text.into();
+                self.strings.insert(text.clone(), ());
+                text
+            }
+        };
+        self.recent_strings.rotate_right(1);
+        self.recent_strings[0] = Some(interned.clone());
+        interned
     }
 
     /// Keeps the details of the event's pending deliveries, from its line's summary; `next`

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,10 +22,10 @@ mod stage;
 pub(super) use queue::RequestQueue;
 
 use super::encode::{encode_attempt_line, encode_event_line};
-use super::index::{Index, Slot};
+use super::index::{Index, MixKey, Slot};
 use super::records::read_id_at;
 use super::segment::{Day, EventSummary, day_end, day_of, segment_file_name};
-use super::sidecar::{SideRecord, sidecar_path};
+use super::sidecar::{SideRecord, id_hash, sidecar_path};
 use super::{io_error, lock_index};
 use crate::store::record::{AttemptRecord, DeliveryState, StoredEvent};
 use crate::store::{LogError, validate_new_entry};
@@ -49,6 +49,8 @@ pub(super) enum Request {
 /// encoding costs more CPU than writing, and callers run in parallel.
 pub(super) struct PreparedEvent {
     pub(super) summary: EventSummary,
+    /// The id's hash, computed here rather than on the writer thread.
+    pub(super) id_hash: u64,
     pub(super) day: Day,
     pub(super) line: Vec<u8>,
     pub(super) body_start: usize,
@@ -59,6 +61,7 @@ impl PreparedEvent {
         validate_new_entry(&event)?;
         let (line, body_start) = encode_event_line(&event);
         Ok(Self {
+            id_hash: id_hash(&event.event_unique_id),
             day: day_of(event.timestamp),
             summary: EventSummary {
                 event_unique_id: event.event_unique_id,
@@ -76,13 +79,20 @@ impl PreparedEvent {
 /// An attempt encoded by its caller.
 pub(super) struct PreparedAttempt {
     pub(super) record: AttemptRecord,
+    /// The hash of the event's id.
+    pub(super) id_hash: u64,
     pub(super) line: Vec<u8>,
 }
 
 impl PreparedAttempt {
     pub(super) fn new(record: AttemptRecord) -> Self {
         let line = encode_attempt_line(&record);
-        Self { record, line }
+        let id_hash = id_hash(&record.event_unique_id);
+        Self {
+            record,
+            id_hash,
+            line,
+        }
     }
 }
 
@@ -95,7 +105,10 @@ enum Staged {
 /// What one commit writes to a day's segment and sidecar.
 #[derive(Default)]
 struct DayBatch {
-    lines: Vec<u8>,
+    /// The callers' encoded lines, written with one vectored write rather than copied.
+    lines: Vec<Vec<u8>>,
+    /// Their total length.
+    bytes: u64,
     sidecar: Vec<u8>,
     records: u32,
 }
@@ -104,7 +117,8 @@ struct DayBatch {
 struct Batch {
     days: BTreeMap<Day, DayBatch>,
     changes: Vec<Staged>,
-    new_ids: HashSet<String>,
+    /// Hashes of the ids of the batch's new events.
+    new_ids: HashSet<u64, MixKey>,
     replies: Vec<Reply<()>>,
 }
 
@@ -194,7 +208,8 @@ impl Writer {
                 },
                 Request::Attempt(record, reply) => {
                     // An attempt on an event of this very batch needs that event indexed first.
-                    if batch.new_ids.contains(&record.record.event_unique_id) {
+                    // (Another id with the same hash only costs an early commit.)
+                    if batch.new_ids.contains(&record.id_hash) {
                         self.commit(std::mem::take(&mut batch));
                     }
                     match self.stage_attempt(&mut batch, *record) {
@@ -244,7 +259,12 @@ impl Writer {
         } = batch;
         let index = self.index.clone();
         let mut index = lock_index(&index);
-        let records = replies.len() as u64;
+        // Counted before anyone hears back, so that a caller reading the stats after its
+        // answer finds its own record counted.
+        self.counters
+            .records
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
         for reply in replies {
             let _ = reply.send(Ok(()));
         }
@@ -258,7 +278,7 @@ impl Writer {
         // Only if two ids share a hash: the other id is read from its line.
         let mut read_id = |day: Day, offset: u64| read_id_at(dir, day, offset);
         for (day, staged) in &days {
-            let len = index.segment_len(*day) + staged.lines.len() as u64;
+            let len = index.segment_len(*day) + staged.bytes;
             let records = index.segment_records(*day) + staged.records;
             index.set_segment_end(*day, len, records);
         }
@@ -290,8 +310,6 @@ impl Writer {
             }
         }
         drop(index);
-        self.counters.records.fetch_add(records, Ordering::Relaxed);
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
         // The batch's memory is freed last, off the path between the fsync and the answers.
         drop((days, changes));
     }
@@ -322,8 +340,7 @@ impl Writer {
                 .files
                 .get_mut(day)
                 .ok_or_else(|| io_error(&path, std::io::Error::other("segment file not open")))?;
-            file.write_all(&staged.lines)
-                .map_err(|e| io_error(&path, e))?;
+            write_all_lines(file, &staged.lines).map_err(|e| io_error(&path, e))?;
             file.sync_data().map_err(|e| io_error(&path, e))?;
         }
         if created {
@@ -373,6 +390,21 @@ impl Writer {
         sync_dir(&self.dir)?;
         Ok(deleted)
     }
+}
+
+/// Writes every line, in order, with as few `writev` calls as the kernel allows.
+fn write_all_lines(file: &mut File, lines: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = lines.iter().map(|line| IoSlice::new(line)).collect();
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        match file.write_vectored(remaining) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn open_append(path: &Path) -> Result<File, LogError> {

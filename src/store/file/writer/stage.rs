@@ -19,6 +19,7 @@ impl Writer {
     ) -> Result<(), LogError> {
         let PreparedEvent {
             summary,
+            id_hash,
             day,
             line,
             body_start,
@@ -26,14 +27,14 @@ impl Writer {
         let (offset, record_number) = {
             let index = lock_index(&self.index);
             let id = &summary.event_unique_id;
-            if batch.new_ids.contains(id) || self.is_logged(&index, id) {
+            if batch.has_new_event(id_hash, id) || self.is_logged(&index, id_hash, id) {
                 return Err(LogError::DuplicateEvent { id: id.clone() });
             }
             staged_end(&index, batch, day)
         };
-        let record = event_record(&summary, offset, line.len(), body_start);
-        batch.stage(day, &line, &record);
-        batch.new_ids.insert(summary.event_unique_id.clone());
+        let record = event_record(&summary, id_hash, offset, line.len(), body_start);
+        batch.stage(day, line, &record);
+        batch.new_ids.insert(id_hash);
         batch
             .changes
             .push(Staged::Event(Box::new(summary), day, record, record_number));
@@ -42,8 +43,11 @@ impl Writer {
 
     /// Whether an event with this id is in the log. An equal id hash is checked against the id
     /// on disk, since two ids may share one.
-    fn is_logged(&self, index: &Index, id: &str) -> bool {
-        let Some(entry) = index.slot_of(id).and_then(|slot| index.entry(slot)) else {
+    fn is_logged(&self, index: &Index, id_hash: u64, id: &str) -> bool {
+        let Some(entry) = index
+            .slot_of_hashed(id_hash, id)
+            .and_then(|slot| index.entry(slot))
+        else {
             return false;
         };
         let path = self.dir.join(segment_file_name(entry.day));
@@ -59,14 +63,18 @@ impl Writer {
         batch: &mut Batch,
         prepared: PreparedAttempt,
     ) -> Result<(), LogError> {
-        let PreparedAttempt { record, line } = prepared;
+        let PreparedAttempt {
+            record,
+            id_hash,
+            line,
+        } = prepared;
         let unknown_event = || LogError::UnknownEvent {
             id: record.event_unique_id.clone(),
         };
         let (slot, entry, delivery, (offset, number)) = {
             let index = lock_index(&self.index);
             let slot = index
-                .slot_of(&record.event_unique_id)
+                .slot_of_hashed(id_hash, &record.event_unique_id)
                 .ok_or_else(unknown_event)?;
             let entry = *index.entry(slot).ok_or_else(unknown_event)?;
             let delivery =
@@ -88,7 +96,7 @@ impl Writer {
             entry.offset,
             usize::from(delivery),
         );
-        batch.stage(entry.day, &line, &side);
+        batch.stage(entry.day, line, &side);
         batch.changes.push(Staged::Attempt(
             slot,
             number,
@@ -124,9 +132,19 @@ impl Writer {
 }
 
 impl Batch {
-    fn stage(&mut self, day: Day, line: &[u8], record: &SideRecord) {
+    /// Whether the batch already appends an event with this id.
+    fn has_new_event(&self, id_hash: u64, id: &str) -> bool {
+        // The hash set answers nearly every time; only an equal hash needs the ids compared.
+        self.new_ids.contains(&id_hash)
+            && self.changes.iter().any(|change| {
+                matches!(change, Staged::Event(summary, ..) if summary.event_unique_id == id)
+            })
+    }
+
+    fn stage(&mut self, day: Day, line: Vec<u8>, record: &SideRecord) {
         let staged = self.days.entry(day).or_default();
-        staged.lines.extend_from_slice(line);
+        staged.bytes += line.len() as u64;
+        staged.lines.push(line);
         record.encode(&mut staged.sidecar);
         staged.records += 1;
     }
@@ -137,7 +155,7 @@ fn staged_end(index: &Index, batch: &Batch, day: Day) -> (u64, u32) {
     let (bytes, records) = batch
         .days
         .get(&day)
-        .map_or((0, 0), |staged| (staged.lines.len() as u64, staged.records));
+        .map_or((0, 0), |staged| (staged.bytes, staged.records));
     (
         index.segment_len(day) + bytes,
         index.segment_records(day) + records,
