@@ -167,16 +167,13 @@ impl Writer {
             }
         }
         let requests = AbandonOnExit(requests);
-        // How many appenders the last commit answered: they are likely to append again at
-        // once. Waiting, briefly, for them lets one fsync carry them all instead of
-        // alternating between two half batches. A lone caller waits for nobody. Attempts are
-        // not counted: whoever records one has a request to send before its next.
+        // How many callers the last commit answered: they are likely to write again soon.
+        // Waiting, briefly, for as many lets one fsync carry them all instead of alternating
+        // between two half batches: an fsync costs far more CPU than the wait (BENCHMARKS.md
+        // has the figures). A lone caller waits for nobody.
         let mut answered = 0;
         while let Some(batch) = requests.0.take(answered, MAX_GATHER, MAX_BATCH) {
-            answered = batch
-                .iter()
-                .filter(|request| matches!(request, Request::Append(..)))
-                .count();
+            answered = batch.len();
             self.process(batch);
         }
         // Dropping `self` closes the files and releases the lock.

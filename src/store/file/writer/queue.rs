@@ -2,7 +2,7 @@
 //!
 //! A channel would wake the writer once per request: while it gathers a batch from 64 callers,
 //! that is 64 thread wake-ups for one commit, and on a small machine those wake-ups take the
-//! CPU the callers need to encode their records. Here the writer says how many appends it is
+//! CPU the callers need to encode their records. Here the writer says how many requests it is
 //! waiting for, and only the caller that brings the queue to that number wakes it.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -13,29 +13,21 @@ use super::Request;
 #[derive(Default)]
 struct State {
     requests: Vec<Request>,
-    /// How many of `requests` are appends.
-    appends: usize,
     closed: bool,
-    /// Waiting for a first request of any kind.
+    /// Waiting for a first request.
     waiting_for_any: bool,
-    /// The number of queued appends that wakes the writer; 0 while it is not waiting for them.
-    wake_at_appends: usize,
+    /// The number of queued requests that wakes the writer; 0 while it is not gathering.
+    wake_at: usize,
 }
 
 impl State {
     fn take(&mut self, max: usize) -> Vec<Request> {
-        let taken: Vec<Request> = if self.requests.len() <= max {
+        if self.requests.len() <= max {
             std::mem::take(&mut self.requests)
         } else {
             self.requests.drain(..max).collect()
-        };
-        self.appends -= taken.iter().filter(|r| is_append(r)).count();
-        taken
+        }
     }
-}
-
-fn is_append(request: &Request) -> bool {
-    matches!(request, Request::Append(..))
 }
 
 /// Requests waiting for the writer thread.
@@ -67,12 +59,11 @@ impl RequestQueue {
         if state.closed {
             return Err(request);
         }
-        state.appends += usize::from(is_append(&request));
         state.requests.push(request);
-        let enough = state.wake_at_appends != 0 && state.appends >= state.wake_at_appends;
+        let enough = state.wake_at != 0 && state.requests.len() >= state.wake_at;
         if state.waiting_for_any || enough {
             state.waiting_for_any = false;
-            state.wake_at_appends = 0;
+            state.wake_at = 0;
             self.arrived.notify_one();
         }
         Ok(())
@@ -90,13 +81,12 @@ impl RequestQueue {
         let pending = {
             let mut state = self.lock();
             state.closed = true;
-            state.appends = 0;
             std::mem::take(&mut state.requests)
         };
         drop(pending);
     }
 
-    /// Waits for a first request, then up to `gather` until `want` appends are queued; takes
+    /// Waits for a first request, then up to `gather` until `want` requests are queued; takes
     /// at most `max` requests. `None` once the queue is closed and empty.
     pub(super) fn take(&self, want: usize, gather: Duration, max: usize) -> Option<Vec<Request>> {
         let mut state = self.lock();
@@ -109,12 +99,12 @@ impl RequestQueue {
         }
         let want = want.min(max);
         let deadline = Instant::now() + gather;
-        while state.appends < want && state.requests.len() < max && !state.closed {
+        while state.requests.len() < want && !state.closed {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            state.wake_at_appends = want;
+            state.wake_at = want;
             state = self
                 .arrived
                 .wait_timeout(state, left)
@@ -122,7 +112,7 @@ impl RequestQueue {
                 .0;
         }
         state.waiting_for_any = false;
-        state.wake_at_appends = 0;
+        state.wake_at = 0;
         Some(state.take(max))
     }
 }
@@ -153,31 +143,23 @@ mod tests {
         assert_eq!(queue.take(1, Duration::ZERO, 3).map(|b| b.len()), Some(2));
     }
 
-    fn append() -> Request {
-        use crate::event::{EventKind, EventPayload, WebhookEvent};
-        let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
-        let stored = crate::store::record::StoredEvent::new(&event, Vec::new());
-        let prepared = super::super::PreparedEvent::new(stored).expect("a valid event");
-        Request::Append(Box::new(prepared), tokio::sync::oneshot::channel().0)
-    }
-
     #[test]
-    fn a_gathering_writer_is_woken_by_the_append_it_waits_for_and_not_before() {
+    fn a_gathering_writer_is_woken_by_the_request_it_waits_for_and_not_before() {
         let queue = Arc::new(RequestQueue::default());
-        assert!(queue.push(append()).is_ok());
+        assert!(queue.push(request().0).is_ok());
         let pusher = {
             let queue = queue.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20));
-                // Not an append: the writer keeps waiting.
+                // The second of three: the writer keeps waiting.
                 assert!(queue.push(request().0).is_ok());
                 std::thread::sleep(Duration::from_millis(20));
-                assert!(queue.push(append()).is_ok());
+                assert!(queue.push(request().0).is_ok());
             })
         };
-        // It asks for two appends and may wait ten seconds: the second append ends the wait.
+        // It asks for three requests and may wait ten seconds: the third ends the wait.
         let started = Instant::now();
-        let batch = queue.take(2, Duration::from_secs(10), 100);
+        let batch = queue.take(3, Duration::from_secs(10), 100);
         assert_eq!(batch.map(|b| b.len()), Some(3));
         assert!(started.elapsed() < Duration::from_secs(5));
         pusher.join().expect("the pusher");
