@@ -143,8 +143,8 @@ pub fn run(name: &str, durable: bool) {
         // For profilers: `FERMION_BENCH_ONLY=baseline`, `=subject` or `=floor` runs one side alone.
         let only = std::env::var("FERMION_BENCH_ONLY").ok();
         let runs = |side: &str| only.as_deref().is_none_or(|o| o == side);
-        // The durable bench also measures the floor (see `floor`): the bare loop plus the two
-        // fsynced writes per event that durable mode requires, and nothing else.
+        // The durable bench also measures the floor (see `floor`): the two fsynced writes per
+        // event that durable mode requires and the crate's sender, and nothing else.
         let mut sides = vec![Side::Baseline, Side::Subject];
         if durable {
             sides.push(Side::Floor);
