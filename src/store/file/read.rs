@@ -49,7 +49,9 @@ impl FileLogStore {
                 )),
                 None => attempts_of(&sidecar, from, to, &wanted),
             };
-            match attempts.and_then(|attempts| Ok((attempts, SegmentReader::open(path.clone())?))) {
+            match attempts
+                .and_then(|attempts| Ok((attempts, SegmentReader::open_for_lookups(path.clone())?)))
+            {
                 Ok(found) => {
                     segments.insert(day, found);
                 }

@@ -193,7 +193,7 @@ fn explain_skipped(reader: &mut SegmentReader, offset: u64) -> String {
 /// The id of the event whose line is at `offset` in `day`'s segment of `dir`.
 pub(super) fn read_id_at(dir: &Path, day: super::segment::Day, offset: u64) -> Option<String> {
     let path = dir.join(super::segment::segment_file_name(day));
-    let mut file = SegmentReader::open(path).ok()?;
+    let mut file = SegmentReader::open_for_lookups(path).ok()?;
     read_summary(&mut file, offset)
         .ok()
         .map(|summary| summary.event_unique_id)

@@ -163,9 +163,21 @@ pub(super) struct SegmentReader {
 }
 
 impl SegmentReader {
+    /// For reading a segment through, or much of it.
     pub(super) fn open(path: PathBuf) -> io::Result<Self> {
+        Self::with_buffer(path, 64 * 1024)
+    }
+
+    /// For reading a few lines here and there (a `get`, a page of a query): each jump refills
+    /// the buffer, and a line is about a kilobyte, so a large buffer only copies bytes nobody
+    /// reads.
+    pub(super) fn open_for_lookups(path: PathBuf) -> io::Result<Self> {
+        Self::with_buffer(path, 8 * 1024)
+    }
+
+    fn with_buffer(path: PathBuf, capacity: usize) -> io::Result<Self> {
         Ok(Self {
-            reader: BufReader::with_capacity(64 * 1024, File::open(&path)?),
+            reader: BufReader::with_capacity(capacity, File::open(&path)?),
             position: 0,
             path,
         })

@@ -51,7 +51,7 @@ impl Writer {
             return false;
         };
         let path = self.dir.join(segment_file_name(entry.day));
-        SegmentReader::open(path)
+        SegmentReader::open_for_lookups(path)
             .map_err(|e| e.to_string())
             .and_then(|mut file| read_summary(&mut file, entry.offset))
             // Unreadable: count it as present rather than risk a second record for one id.
@@ -115,7 +115,8 @@ impl Writer {
         record: &AttemptRecord,
     ) -> Result<Option<u16>, LogError> {
         let path = self.dir.join(segment_file_name(day));
-        let mut file = SegmentReader::open(path.clone()).map_err(|e| io_error(&path, e))?;
+        let mut file =
+            SegmentReader::open_for_lookups(path.clone()).map_err(|e| io_error(&path, e))?;
         let summary = read_summary(&mut file, offset)
             .map_err(|reason| io_error(&path, std::io::Error::other(reason)))?;
         if summary.event_unique_id != record.event_unique_id {
