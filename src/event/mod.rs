@@ -1,5 +1,6 @@
 //! The events Fermion sends: the shared envelope, the typed payloads, and their exact JSON.
 
+mod iso_time;
 mod kind;
 mod loose;
 mod parse;
@@ -13,7 +14,8 @@ use serde_json::value::RawValue;
 pub use kind::{EventKind, UnknownEventKind};
 pub(crate) use loose::PAYLOAD_KEYS;
 pub use parse::ParseError;
-pub(crate) use wire::{iso_millis, push_str};
+pub(crate) use iso_time::{iso_millis, push_iso_millis};
+pub(crate) use wire::push_str;
 
 /// One Fermion webhook event: the envelope every event shares, and its payload.
 ///

@@ -1,14 +1,9 @@
 //! Serialisation to the exact wire JSON: the keys of the TypeScript types, in their order.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+use super::iso_time::{iso_millis, push_iso_millis};
 use super::{Course, EventPayload, Order, User, WebhookEvent};
-
-/// Formats a timestamp as JavaScript's `toISOString()` does: UTC, milliseconds, `Z`.
-pub(crate) fn iso_millis(timestamp: &DateTime<Utc>) -> String {
-    timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
 
 impl WebhookEvent {
     /// The event as the exact JSON text Fermion sends.
@@ -29,7 +24,7 @@ impl WebhookEvent {
         out.extend_from_slice(b"{\"eventUniqueId\":");
         push_str(out, &self.event_unique_id);
         out.extend_from_slice(b",\"timestampIsoString\":");
-        push_str(out, &iso_millis(&self.timestamp));
+        push_iso_millis(out, &self.timestamp);
         out.extend_from_slice(if self.is_test_event {
             b",\"isTestEvent\":true,\"payload\":"
         } else {
@@ -75,7 +70,7 @@ impl WebhookEvent {
             }
             EventPayload::PaymentInitiatedNotCompleted(p) => {
                 out.extend_from_slice(b",\"initiatedAtIsoString\":");
-                push_str(out, &iso_millis(&p.initiated_at));
+                push_iso_millis(out, &p.initiated_at);
             }
             _ => {}
         }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::event::{iso_millis, push_str};
+use crate::event::{push_iso_millis, push_str};
 use crate::store::has_line_break;
 use crate::store::record::{AttemptRecord, Delivery, StoredEvent};
 
@@ -86,7 +86,7 @@ fn write_new_head(line: &mut Vec<u8>, event: &StoredEvent) {
     line.extend_from_slice(b"{\"record\":\"event\",\"eventUniqueId\":");
     push_str(line, &event.event_unique_id);
     line.extend_from_slice(b",\"timestampIsoString\":");
-    push_str(line, &iso_millis(&event.timestamp));
+    push_iso_millis(line, &event.timestamp);
     line.extend_from_slice(b",\"eventType\":");
     push_str(line, &event.event_type);
     line.extend_from_slice(if event.is_test_event {
@@ -106,7 +106,7 @@ fn write_new_head(line: &mut Vec<u8>, event: &StoredEvent) {
         push_str(line, delivery.state.as_str());
         line.extend_from_slice(b",\"nextAttemptAt\":");
         match &delivery.next_attempt_at {
-            Some(at) => push_str(line, &iso_millis(at)),
+            Some(at) => push_iso_millis(line, at),
             None => line.extend_from_slice(b"null"),
         }
         line.extend_from_slice(b",\"attempts\":[]}");
