@@ -11,10 +11,10 @@ mod wire;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
 
+pub(crate) use iso_time::{iso_millis, push_iso_millis};
 pub use kind::{EventKind, UnknownEventKind};
 pub(crate) use loose::PAYLOAD_KEYS;
 pub use parse::ParseError;
-pub(crate) use iso_time::{iso_millis, push_iso_millis};
 pub(crate) use wire::push_str;
 
 /// One Fermion webhook event: the envelope every event shares, and its payload.
