@@ -40,7 +40,7 @@ pub fn criterion() -> Criterion {
 /// hits all of them alike instead of skewing one. Criterion's own report gives the detailed statistics;
 /// these medians feed the summary ratios.
 pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64> {
-    let rounds = if quick() { 15 } else { 41 };
+    let rounds = if quick() { 15 } else { 101 };
     // Size each batch to take about 2 ms, so timer resolution does not matter.
     let batches: Vec<u64> = routines
         .iter_mut()
