@@ -244,7 +244,8 @@ impl Dispatcher {
     /// its kind. Events of a type this crate does not know go to no endpoint.
     pub async fn emit_event(&self, event: WebhookEvent) -> Result<Emitted, DispatchError> {
         let body = event.to_json();
-        self.store_and_wake(&event, body, &self.subscribers(&event))
+        let endpoints = self.inner.endpoint_list();
+        self.store_and_wake(&event, body, &subscribers(&endpoints, &event))
             .await
     }
 
@@ -254,22 +255,9 @@ impl Dispatcher {
     pub async fn emit_json(&self, body: impl Into<String>) -> Result<Emitted, DispatchError> {
         let body = body.into();
         let event = WebhookEvent::from_json(body.as_bytes())?;
-        self.store_and_wake(&event, body, &self.subscribers(&event))
+        let endpoints = self.inner.endpoint_list();
+        self.store_and_wake(&event, body, &subscribers(&endpoints, &event))
             .await
-    }
-
-    /// The enabled endpoints subscribed to the event's kind (none for an unknown type).
-    fn subscribers(&self, event: &WebhookEvent) -> Vec<Endpoint> {
-        match event.kind() {
-            Some(kind) => self
-                .inner
-                .endpoint_list()
-                .iter()
-                .filter(|e| e.wants(kind))
-                .cloned()
-                .collect(),
-            None => Vec::new(),
-        }
     }
 
     /// Sends a realistic sample of `kind` with `isTestEvent: true` to one endpoint, whether or
@@ -283,14 +271,14 @@ impl Dispatcher {
         let mut event = WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now());
         event.is_test_event = true;
         let body = event.to_json();
-        self.store_and_wake(&event, body, &[endpoint]).await
+        self.store_and_wake(&event, body, &[&endpoint]).await
     }
 
     async fn store_and_wake(
         &self,
         event: &WebhookEvent,
         body: String,
-        targets: &[Endpoint],
+        targets: &[&Endpoint],
     ) -> Result<Emitted, DispatchError> {
         if self
             .inner
@@ -357,6 +345,16 @@ impl Dispatcher {
             .into_iter()
             .find(|e| e.id == id)
             .ok_or_else(|| DispatchError::UnknownEndpoint { id: id.to_owned() })
+    }
+}
+
+/// The enabled endpoints subscribed to the event's kind (none for an unknown type), borrowed:
+/// an endpoint is several allocations to copy, secret included, and `emit` needs only its id
+/// and URL.
+fn subscribers<'a>(endpoints: &'a [Endpoint], event: &WebhookEvent) -> Vec<&'a Endpoint> {
+    match event.kind() {
+        Some(kind) => endpoints.iter().filter(|e| e.wants(kind)).collect(),
+        None => Vec::new(),
     }
 }
 
