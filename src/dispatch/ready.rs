@@ -114,7 +114,7 @@ impl ReadyQueue {
 
 /// A delivery, known by a keyed 64-bit hash of its event and endpoint ids rather than by a
 /// copy of both: every claim and release would otherwise allocate two strings.
-type Key = u64;
+pub(super) type Key = u64;
 
 /// Deliveries claimed for an attempt (queued, being sent, or having their outcome logged), so
 /// that none is started twice.
@@ -166,14 +166,14 @@ impl Claims {
         claimed
     }
 
-    fn key_of(&self, due: &DueDelivery) -> Key {
+    /// The key a delivery is claimed under.
+    pub(super) fn key_of(&self, due: &DueDelivery) -> Key {
         self.hasher
             .hash_one((due.event_unique_id.as_str(), due.endpoint_id.as_str()))
     }
 
-    /// Releases a delivery whose attempt is over (its outcome logged, or not).
-    pub(super) fn release(&self, due: &DueDelivery) {
-        let key = self.key_of(due);
+    /// Releases a delivery whose attempt is over (its outcome logged, or not), by its key.
+    pub(super) fn release(&self, key: Key) {
         let mut state = lock(&self.state);
         if state.querying {
             state.finished.push(key);
@@ -225,7 +225,7 @@ mod tests {
         // A query starts; meanwhile "a" finishes (its outcome logged); the query's answer was
         // read before that, and still lists "a" as due.
         assert_eq!(claims.begin_query(), 2);
-        claims.release(&due("a"));
+        claims.release(claims.key_of(&due("a")));
         let claimed = claims.end_query(vec![due("a"), due("c")], 10);
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].event_unique_id, "c");
@@ -246,7 +246,7 @@ mod tests {
                 .len(),
             2
         );
-        claims.release(&due("a"));
+        claims.release(claims.key_of(&due("a")));
         claims.begin_query();
         let claimed = claims.end_query(vec![due("a"), due("b"), due("c")], 10);
         let ids: Vec<_> = claimed.iter().map(|d| d.event_unique_id.as_str()).collect();

@@ -102,18 +102,19 @@ async fn attempt(
     // A failed log write leaves the delivery pending and due. It is tried again, but only
     // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
     // of them is not.
-    if deliver(&inner, &due, body, permit).await.is_err() {
+    let claim = inner.claims.key_of(&due);
+    if deliver(&inner, due, body, permit).await.is_err() {
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
         inner.ready.check_log();
     }
-    inner.claims.release(&due);
+    inner.claims.release(claim);
     inner.progress.notify_waiters();
     inner.wake.notify_one();
 }
 
 async fn deliver(
     inner: &Inner,
-    due: &DueDelivery,
+    due: DueDelivery,
     body: Option<(Arc<str>, bool)>,
     permit: OwnedSemaphorePermit,
 ) -> Result<(), LogError> {
@@ -177,8 +178,8 @@ async fn deliver(
     let recorded = inner
         .store
         .record_attempt(AttemptRecord {
-            event_unique_id: due.event_unique_id.clone(),
-            endpoint_id: due.endpoint_id.clone(),
+            event_unique_id: due.event_unique_id,
+            endpoint_id: due.endpoint_id,
             attempt: outcome.to_attempt(trigger),
             state,
             next_attempt_at,
