@@ -3,14 +3,9 @@
 
 mod support;
 
-use std::time::Duration;
-
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, EventKind, FileLogStore, LogStore,
-    StoredEvent,
-};
+use fermion_webhooks::{EventKind, FileLogStore, LogStore, StoredEvent};
 use proptest::prelude::*;
-use support::{TempDir, at, stored};
+use support::{TempDir, at, delivered, stored};
 
 /// A healthy segment: 12 events with an attempt each, and where each event's line ends.
 fn healthy_segment() -> (Vec<u8>, Vec<(StoredEvent, u64)>) {
@@ -27,22 +22,8 @@ fn healthy_segment() -> (Vec<u8>, Vec<(StoredEvent, u64)>) {
             let event = stored(kind, &format!("2026-11-28T10:{i:02}:00Z"), &["crm"]);
             store.append(event.clone()).await.unwrap();
             let end_of_event_line = std::fs::metadata(&path).unwrap().len();
-            store
-                .record_attempt(AttemptRecord {
-                    event_unique_id: event.event_unique_id.clone(),
-                    endpoint_id: "crm".into(),
-                    attempt: Attempt::response(
-                        at("2026-11-28T11:00:00Z"),
-                        Duration::from_millis(5),
-                        200,
-                        "ok",
-                        AttemptTrigger::FirstTry,
-                    ),
-                    state: DeliveryState::Delivered,
-                    next_attempt_at: None,
-                })
-                .await
-                .unwrap();
+            let done = delivered(&event, "crm", at("2026-11-28T11:00:00Z"));
+            store.record_attempt(done).await.unwrap();
             events.push((event, end_of_event_line));
         }
         drop(store);

@@ -11,7 +11,7 @@ use fermion_webhooks::{
     Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DueDelivery, EventKind, EventRow,
     FileLogStore, LogFilter, LogStore, StoredEvent,
 };
-use support::{TempDir, at, logged_sales, stored};
+use support::{TempDir, at, delivered, logged_sales, stored};
 
 /// Everything a caller can read: events newest first, rows oldest first, due deliveries.
 async fn answers(store: &FileLogStore) -> (Vec<StoredEvent>, Vec<EventRow>, Vec<DueDelivery>) {
@@ -189,22 +189,8 @@ async fn an_acknowledged_write_is_seen_by_the_next_read_while_others_write() {
                     assert_eq!(back.deliveries[0].state, DeliveryState::Pending);
                     let due = store.due_deliveries(at("2030-01-01T00:00:00Z"), 10_000);
                     assert!(due.await.unwrap().iter().any(|d| d.event_unique_id == id));
-                    store
-                        .record_attempt(AttemptRecord {
-                            event_unique_id: id.clone(),
-                            endpoint_id: "crm".into(),
-                            attempt: Attempt::response(
-                                event.timestamp,
-                                Duration::from_millis(9),
-                                200,
-                                "ok",
-                                AttemptTrigger::FirstTry,
-                            ),
-                            state: DeliveryState::Delivered,
-                            next_attempt_at: None,
-                        })
-                        .await
-                        .unwrap();
+                    let done = delivered(&event, "crm", event.timestamp);
+                    store.record_attempt(done).await.unwrap();
                     let back = store.get(&id).await.unwrap().expect("the event");
                     assert_eq!(back.deliveries[0].state, DeliveryState::Delivered);
                     assert_eq!(back.deliveries[0].attempts.len(), 1);

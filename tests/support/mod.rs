@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
-use fermion_webhooks::{Delivery, EventKind, EventPayload, StoredEvent, WebhookEvent};
+use fermion_webhooks::{
+    Attempt, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, EventKind, EventPayload,
+    StoredEvent, WebhookEvent,
+};
 
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
@@ -53,6 +56,24 @@ pub fn stored(kind: EventKind, timestamp: &str, endpoints: &[&str]) -> StoredEve
         })
         .collect();
     StoredEvent::new(&event, deliveries)
+}
+
+/// The record of a first attempt that `endpoint` answered with 200 at `at`: the delivery is
+/// done.
+pub fn delivered(event: &StoredEvent, endpoint: &str, at: DateTime<Utc>) -> AttemptRecord {
+    AttemptRecord {
+        event_unique_id: event.event_unique_id.clone(),
+        endpoint_id: endpoint.into(),
+        attempt: Attempt::response(
+            at,
+            std::time::Duration::from_millis(5),
+            200,
+            "ok",
+            AttemptTrigger::FirstTry,
+        ),
+        state: DeliveryState::Delivered,
+        next_attempt_at: None,
+    }
 }
 
 /// `count` (at most 10) paid-course sales a minute apart from 2026-11-28T10:00Z, appended to
