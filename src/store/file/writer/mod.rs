@@ -7,18 +7,19 @@
 //! holds many appends, so durability costs one fsync per batch rather than one per event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+mod files;
 mod queue;
 mod stage;
 
+pub(super) use files::sync_dir;
 pub(super) use queue::RequestQueue;
 
 use super::encode::{encode_attempt_line, encode_event_line};
@@ -311,57 +312,6 @@ impl Writer {
         drop((days, changes));
     }
 
-    fn write_and_sync(&mut self, days: &BTreeMap<Day, DayBatch>) -> Result<(), LogError> {
-        let mut created = false;
-        // Close files this batch does not touch when the cache would overflow; never one it
-        // is about to write to.
-        let missing = days
-            .keys()
-            .filter(|day| !self.files.contains_key(day))
-            .count();
-        if self.files.len() + missing > MAX_OPEN_FILES {
-            self.files.retain(|day, _| days.contains_key(day));
-            self.sidecars.retain(|day, _| days.contains_key(day));
-        }
-        for day in days.keys() {
-            if !self.files.contains_key(day) {
-                let path = self.dir.join(segment_file_name(*day));
-                created |= !path.exists();
-                let file = open_append(&path)?;
-                self.files.insert(*day, file);
-            }
-        }
-        for (day, staged) in days {
-            let path = self.dir.join(segment_file_name(*day));
-            let file = self
-                .files
-                .get_mut(day)
-                .ok_or_else(|| io_error(&path, std::io::Error::other("segment file not open")))?;
-            write_all_lines(file, &staged.lines).map_err(|e| io_error(&path, e))?;
-            file.sync_data().map_err(|e| io_error(&path, e))?;
-        }
-        if created {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
-    }
-
-    /// Appends the batch's index records to the sidecars (not fsynced: see `sidecar`).
-    fn write_sidecars(&mut self, days: &BTreeMap<Day, DayBatch>) -> Result<(), LogError> {
-        for (day, staged) in days {
-            let path = sidecar_path(&self.dir.join(segment_file_name(*day)));
-            let file = match self.sidecars.entry(*day) {
-                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(open_append(&path)?)
-                }
-            };
-            file.write_all(&staged.sidecar)
-                .map_err(|e| io_error(&path, e))?;
-        }
-        Ok(())
-    }
-
     /// Deletes every segment whose whole day ends at or before `cutoff`.
     fn delete_before(&mut self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
         let doomed: Vec<Day> = lock_index(&self.index)
@@ -387,34 +337,4 @@ impl Writer {
         sync_dir(&self.dir)?;
         Ok(deleted)
     }
-}
-
-/// Writes every line, in order, with as few `writev` calls as the kernel allows.
-fn write_all_lines(file: &mut File, lines: &[Vec<u8>]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = lines.iter().map(|line| IoSlice::new(line)).collect();
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        match file.write_vectored(remaining) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn open_append(path: &Path) -> Result<File, LogError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| io_error(path, e))
-}
-
-/// Makes the directory's entries (a created or deleted segment) durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|e| io_error(dir, e))
 }
