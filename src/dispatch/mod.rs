@@ -244,9 +244,7 @@ impl Dispatcher {
     /// its kind. Events of a type this crate does not know go to no endpoint.
     pub async fn emit_event(&self, event: WebhookEvent) -> Result<Emitted, DispatchError> {
         let body = event.to_json();
-        let endpoints = self.inner.endpoint_list();
-        self.store_and_wake(&event, body, &subscribers(&endpoints, &event))
-            .await
+        self.store_for_subscribers(&event, body).await
     }
 
     /// Emits an event given as JSON text, sending exactly these bytes (after checking that they
@@ -255,9 +253,7 @@ impl Dispatcher {
     pub async fn emit_json(&self, body: impl Into<String>) -> Result<Emitted, DispatchError> {
         let body = body.into();
         let event = WebhookEvent::from_json(body.as_bytes())?;
-        let endpoints = self.inner.endpoint_list();
-        self.store_and_wake(&event, body, &subscribers(&endpoints, &event))
-            .await
+        self.store_for_subscribers(&event, body).await
     }
 
     /// Sends a realistic sample of `kind` with `isTestEvent: true` to one endpoint, whether or
@@ -272,6 +268,17 @@ impl Dispatcher {
         event.is_test_event = true;
         let body = event.to_json();
         self.store_and_wake(&event, body, &[&endpoint]).await
+    }
+
+    /// Logs the event for the endpoints subscribed to its kind and hands their deliveries over.
+    async fn store_for_subscribers(
+        &self,
+        event: &WebhookEvent,
+        body: String,
+    ) -> Result<Emitted, DispatchError> {
+        let endpoints = self.inner.endpoint_list();
+        self.store_and_wake(event, body, &subscribers(&endpoints, event))
+            .await
     }
 
     async fn store_and_wake(

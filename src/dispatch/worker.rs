@@ -99,10 +99,10 @@ async fn attempt(
     body: Option<(Arc<str>, bool)>,
     permit: OwnedSemaphorePermit,
 ) {
+    let claim = inner.claims.key_of(&due);
     // A failed log write leaves the delivery pending and due. It is tried again, but only
     // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
     // of them is not.
-    let claim = inner.claims.key_of(&due);
     if deliver(&inner, due, body, permit).await.is_err() {
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
         inner.ready.check_log();

@@ -157,11 +157,11 @@ impl Index {
         let mut new_id: Option<String> = None;
         let existing = self.by_hash.get(&id_hash).copied();
         if let Some(existing) = existing {
-            let new_id = new_id.get_or_insert_with(|| {
+            let new_id = new_id.insert(
                 id.map(str::to_owned)
                     .or_else(|| read_id(day, offset))
-                    .unwrap_or_default()
-            });
+                    .unwrap_or_default(),
+            );
             if existing == COLLIDED {
                 if self.collided.contains_key(new_id.as_str()) {
                     return Err(Refused::Duplicate(new_id.clone()));

@@ -307,8 +307,8 @@ impl Writer {
                 }
             }
         }
+        // The lock goes before the batch's memory is freed: readers need not wait for that.
         drop(index);
-        // The batch's memory is freed last, off the path between the fsync and the answers.
         drop((days, changes));
     }
 

@@ -144,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gathering_writer_is_woken_by_the_request_it_waits_for_and_not_before() {
+    fn a_gathering_writer_takes_its_batch_once_the_requests_it_waits_for_have_arrived() {
         let queue = Arc::new(RequestQueue::default());
         assert!(queue.push(request().0).is_ok());
         let pusher = {
