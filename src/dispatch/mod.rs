@@ -145,7 +145,7 @@ struct Inner {
     endpoints: RwLock<Arc<[Endpoint]>>,
     config: DispatchConfig,
     clock: Arc<dyn Clock>,
-    /// Wakes the worker: new work, or shutdown.
+    /// Wakes the worker: a log query asked for, or shutdown.
     wake: Notify,
     /// Signalled after every recorded attempt, for `wait_until_final`.
     progress: Notify,
@@ -157,11 +157,11 @@ struct Inner {
     /// Just-emitted deliveries for the worker, with their bodies.
     ready: ready::ReadyQueue,
     /// One per attempt sending its request: at most `max_in_flight` requests at once.
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     /// One per attempt waiting for its outcome to be logged, after its request: the next
     /// request need not wait for a log write (an fsync, for a durable log), and no more than
     /// `max_in_flight` outcomes wait at once.
-    record_permits: Arc<Semaphore>,
+    record_permits: Semaphore,
     stopping: std::sync::atomic::AtomicBool,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -197,8 +197,8 @@ impl Dispatcher {
             store,
             sender,
             endpoints: RwLock::new(endpoints.into()),
-            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
-            record_permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            permits: Semaphore::new(config.max_in_flight.max(1)),
+            record_permits: Semaphore::new(config.max_in_flight.max(1)),
             config,
             clock,
             wake: Notify::new(),
@@ -331,8 +331,9 @@ impl Dispatcher {
             })
             .collect();
         self.inner.store.append(entry).await?;
-        self.inner.queue_first_attempts(ready);
-        self.inner.wake.notify_one();
+        if self.inner.queue_first_attempts(ready) {
+            self.inner.wake.notify_one();
+        }
         Ok(emitted)
     }
 

@@ -40,6 +40,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(super) struct ReadyQueue {
     queue: std::sync::Mutex<VecDeque<ReadyDelivery>>,
+    /// Wakes a runner waiting for work: one per queued delivery, all of them at a stop.
+    pub(super) work: tokio::sync::Notify,
     check_log: AtomicBool,
     /// When the retries this run scheduled fall due, earliest first.
     retries: std::sync::Mutex<BinaryHeap<Reverse<DateTime<Utc>>>>,
@@ -51,6 +53,7 @@ impl ReadyQueue {
     pub(super) fn new() -> Self {
         Self {
             queue: std::sync::Mutex::new(VecDeque::new()),
+            work: tokio::sync::Notify::new(),
             check_log: AtomicBool::new(true),
             retries: std::sync::Mutex::new(BinaryHeap::new()),
             last_query: std::sync::Mutex::new(Instant::now()),
@@ -93,12 +96,33 @@ impl ReadyQueue {
     }
 
     /// Queues deliveries the worker found in the log and claimed.
-    pub(super) fn extend(&self, found: impl IntoIterator<Item = DueDelivery>) {
+    pub(super) fn extend(&self, found: Vec<DueDelivery>) {
+        let count = found.len();
         lock(&self.queue).extend(
             found
                 .into_iter()
                 .map(|due| ReadyDelivery { due, body: None }),
         );
+        self.wake_runners(count);
+    }
+
+    /// Wakes up to `count` runners waiting for work (each takes one delivery, then looks for
+    /// more before it waits again, so waking one per delivery is enough).
+    fn wake_runners(&self, count: usize) {
+        for _ in 0..count {
+            self.work.notify_one();
+        }
+    }
+
+    /// Wakes every runner waiting for work, to see that the dispatcher stops.
+    pub(super) fn stop_runners(&self) {
+        self.work.notify_waiters();
+    }
+
+    /// Whether the worker should be woken to query the log: a query was asked for and the
+    /// queue is short enough for it to run.
+    pub(super) fn log_check_due(&self) -> bool {
+        self.check_log.load(Ordering::SeqCst) && self.len() <= READY_LIMIT / 4
     }
 
     /// Asks the worker to query the log on its next round.
@@ -185,20 +209,29 @@ impl Claims {
 
 impl Inner {
     /// Queues the first attempts of a just-logged event, each claimed first: so a delivery is
-    /// either queued here or started by the worker from the log, never both.
-    pub(super) fn queue_first_attempts(&self, ready: Vec<ReadyDelivery>) {
-        let mut claims = lock(&self.claims.state);
-        let mut queue = lock(&self.ready.queue);
-        for delivery in ready {
-            if queue.len() >= READY_LIMIT {
-                // Still pending in the log: the worker's next query finds it.
-                self.ready.check_log();
-                break;
-            }
-            if claims.claimed.insert(self.claims.key_of(&delivery.due)) {
-                queue.push_back(delivery);
+    /// either queued here or started by the worker from the log, never both. Returns whether
+    /// the queue was full, leaving some for the worker's next log query.
+    pub(super) fn queue_first_attempts(&self, ready: Vec<ReadyDelivery>) -> bool {
+        let mut queued = 0;
+        let mut overflowed = false;
+        {
+            let mut claims = lock(&self.claims.state);
+            let mut queue = lock(&self.ready.queue);
+            for delivery in ready {
+                if queue.len() >= READY_LIMIT {
+                    // Still pending in the log: the worker's next query finds it.
+                    self.ready.check_log();
+                    overflowed = true;
+                    break;
+                }
+                if claims.claimed.insert(self.claims.key_of(&delivery.due)) {
+                    queue.push_back(delivery);
+                    queued += 1;
+                }
             }
         }
+        self.ready.wake_runners(queued);
+        overflowed
     }
 }
 

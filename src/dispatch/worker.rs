@@ -1,14 +1,15 @@
-//! The background delivery loop: find due deliveries, attempt them with bounded concurrency,
-//! record every attempt.
+//! The background delivery loop. Long-lived runners take deliveries from the ready queue and
+//! attempt them, at most `max_in_flight` requests at once, recording every attempt; the worker
+//! itself only refills the queue from the log when asked, on its poll ticks.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::ready::READY_LIMIT;
+use super::ready::{READY_LIMIT, ReadyDelivery};
 use super::retry::next_step;
 use super::{Inner, lock};
 use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
@@ -17,38 +18,51 @@ use crate::store::{
 };
 
 pub(super) async fn run(inner: Arc<Inner>) {
-    // Attempts live in this set: if the worker is aborted at a shutdown deadline, so are they,
-    // and their deliveries stay pending in the log.
-    let mut attempts = JoinSet::new();
+    // Runners live in this set: if the worker is aborted at a shutdown deadline, so are they,
+    // and their deliveries stay pending in the log. Twice `max_in_flight` of them: as many
+    // sending as allowed, and as many again logging the outcomes of requests that are over,
+    // so the next request need not wait for a log write (an fsync, for a durable log).
+    // Long-lived rather than one task per delivery: a spawned task and a hand-over through
+    // this loop per attempt cost more CPU than the rest of the dispatcher's bookkeeping.
+    let mut runners = JoinSet::new();
+    for _ in 0..inner.config.max_in_flight.max(1) * 2 {
+        runners.spawn(run_attempts(inner.clone()));
+    }
     // One ticker for the worker's life: a sleep made anew each round would never fire while
     // emits keep waking the worker, and retries would wait for a quiet moment.
     let mut poll = tokio::time::interval(inner.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !inner.stopping.load(Ordering::SeqCst) {
-        while attempts.try_join_next().is_some() {}
-        start_due_attempts(&inner, &mut attempts).await;
+        query_log_if_asked(&inner).await;
         tokio::select! {
             () = inner.wake.notified() => {}
             _ = poll.tick() => inner.ready.on_tick(inner.clock.now()),
-            Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
         }
     }
-    while attempts.join_next().await.is_some() {}
+    inner.ready.stop_runners();
+    while runners.join_next().await.is_some() {}
 }
 
-/// How long the worker starts no attempt after the log failed to record one.
+/// How long no attempt starts after the log failed to record one.
 const LOG_FAILURE_PAUSE: Duration = Duration::from_secs(5);
 
-async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
-    if lock(&inner.log_failed_at).is_some_and(|at| at.elapsed() < LOG_FAILURE_PAUSE) {
-        return;
-    }
-    start_queued(inner, attempts);
-    if !inner.ready.take_check_log() {
+/// How much longer attempts are paused after a failed log write, if they are.
+fn paused_for(inner: &Inner) -> Option<Duration> {
+    let failed_at = (*lock(&inner.log_failed_at))?;
+    LOG_FAILURE_PAUSE
+        .checked_sub(failed_at.elapsed())
+        .filter(|left| !left.is_zero())
+}
+
+/// Queries the log for due deliveries and queues what nobody holds, if a query was asked for
+/// and the queue has room for its answer.
+async fn query_log_if_asked(inner: &Inner) {
+    if paused_for(inner).is_some() || !inner.ready.take_check_log() {
         return;
     }
     // While plenty is queued, the log waits: what it holds beyond the queue is not needed yet,
-    // and a query now would mostly list deliveries already claimed.
+    // and a query now would mostly list deliveries already claimed. A runner wakes the worker
+    // once the queue is short.
     let queued = inner.ready.len();
     if queued > READY_LIMIT / 4 {
         inner.ready.check_log();
@@ -77,46 +91,70 @@ async fn start_due_attempts(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
     }
     let claimed = inner.claims.end_query(due, room);
     inner.ready.extend(claimed);
-    start_queued(inner, attempts);
 }
 
-/// Starts queued deliveries while there are permits.
-fn start_queued(inner: &Arc<Inner>, attempts: &mut JoinSet<()>) {
-    loop {
-        let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+/// One runner: attempts queued deliveries one after another until the dispatcher stops.
+async fn run_attempts(inner: Arc<Inner>) {
+    while let Some(ready) = next_delivery(&inner).await {
+        let Ok(permit) = inner.permits.acquire().await else {
             return;
         };
-        let Some(ready) = inner.ready.pop() else {
+        // Stopping: the delivery stays pending in the log for the next start.
+        if inner.stopping.load(Ordering::SeqCst) {
             return;
-        };
-        attempts.spawn(attempt(inner.clone(), ready.due, ready.body, permit));
+        }
+        attempt(&inner, ready, permit).await;
     }
 }
 
-async fn attempt(
-    inner: Arc<Inner>,
-    due: DueDelivery,
-    body: Option<(Arc<str>, bool)>,
-    permit: OwnedSemaphorePermit,
-) {
-    let claim = inner.claims.key_of(&due);
+/// The next queued delivery, waiting for one; `None` once the dispatcher stops.
+async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
+    loop {
+        if inner.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(left) = paused_for(inner) {
+            tokio::time::sleep(left).await;
+            continue;
+        }
+        if let Some(ready) = inner.ready.pop() {
+            return Some(ready);
+        }
+        // Registered before looking again, so a delivery queued in between wakes this runner.
+        let work = inner.ready.work.notified();
+        tokio::pin!(work);
+        work.as_mut().enable();
+        if inner.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(ready) = inner.ready.pop() {
+            return Some(ready);
+        }
+        work.await;
+    }
+}
+
+async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_>) {
+    let claim = inner.claims.key_of(&ready.due);
     // A failed log write leaves the delivery pending and due. It is tried again, but only
     // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
     // of them is not.
-    if deliver(&inner, due, body, permit).await.is_err() {
+    if deliver(inner, ready.due, ready.body, permit).await.is_err() {
         *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
         inner.ready.check_log();
     }
     inner.claims.release(claim);
     inner.progress.notify_waiters();
-    inner.wake.notify_one();
+    if inner.ready.log_check_due() {
+        inner.wake.notify_one();
+    }
 }
 
 async fn deliver(
     inner: &Inner,
     due: DueDelivery,
     body: Option<(Arc<str>, bool)>,
-    permit: OwnedSemaphorePermit,
+    permit: SemaphorePermit<'_>,
 ) -> Result<(), LogError> {
     let (body, is_test_event) = match body {
         Some(queued) => queued,
@@ -172,9 +210,8 @@ async fn deliver(
     };
     // The request is over: the next one may start while this outcome is logged. The delivery
     // stays claimed in the in-flight set until then, so it is not started twice.
-    let recording = inner.record_permits.clone().acquire_owned().await;
+    let recording = inner.record_permits.acquire().await;
     drop(permit);
-    inner.wake.notify_one();
     let recorded = inner
         .store
         .record_attempt(AttemptRecord {
