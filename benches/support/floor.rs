@@ -3,7 +3,7 @@
 //! emitter hears back, then POSTed by one of 64 long-lived sender tasks, whose outcome is written
 //! and fsynced the same way. No event model, no index, no retries, no claims, an unbounded queue:
 //! only the two durable writes per event that `FileLogStore`'s durable mode promises,
-//! group-committed by its rule (wait up to 0.5 ms for as many records as the last commit
+//! group-committed by its rule (wait up to 2 ms for as many records as the last commit
 //! answered, then write and fsync them all at once).
 //!
 //! Its ratio to the bare loop says how far a durable emitter can get on this machine;
@@ -34,7 +34,7 @@ struct Queue {
     wake_at: usize,
 }
 
-const GATHER: Duration = Duration::from_micros(500);
+const GATHER: Duration = Duration::from_millis(2);
 
 impl GroupCommit {
     fn start(path: &Path) -> Arc<Self> {
