@@ -50,6 +50,13 @@ pub(crate) fn uuid_v4() -> uuid::Uuid {
     }
 }
 
+/// A fresh version 4 UUID in its hyphenated lower-case form, allocated once at its exact
+/// size (`to_string` goes through the formatter and grows its string several times).
+pub(crate) fn uuid_v4_string() -> String {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid_v4().hyphenated().encode_lower(&mut text).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

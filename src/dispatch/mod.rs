@@ -17,8 +17,6 @@ use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
 use crate::store::{Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent};
 
-use self::ready::ReadyDelivery;
-
 pub use retry::RetrySchedule;
 
 /// Why the dispatcher could not do what was asked.
@@ -316,22 +314,20 @@ impl Dispatcher {
             deliveries,
         };
         let body: Arc<str> = Arc::from(entry.body.as_str());
-        let ready = entry
+        let is_test_event = entry.is_test_event;
+        let fresh: Vec<DueDelivery> = entry
             .deliveries
             .iter()
-            .map(|delivery| ReadyDelivery {
-                due: DueDelivery {
-                    event_unique_id: entry.event_unique_id.clone(),
-                    endpoint_id: delivery.endpoint_id.clone(),
-                    url: delivery.url.clone(),
-                    next_attempt_at: now,
-                    attempts_made: 0,
-                },
-                body: Some((body.clone(), entry.is_test_event)),
+            .map(|delivery| DueDelivery {
+                event_unique_id: entry.event_unique_id.clone(),
+                endpoint_id: delivery.endpoint_id.clone(),
+                url: delivery.url.clone(),
+                next_attempt_at: now,
+                attempts_made: 0,
             })
             .collect();
         self.inner.store.append(entry).await?;
-        if self.inner.queue_first_attempts(ready) {
+        if self.inner.queue_first_attempts(fresh, &body, is_test_event) {
             self.inner.wake.notify_one();
         }
         Ok(emitted)

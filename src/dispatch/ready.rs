@@ -30,6 +30,8 @@ pub(super) const READY_LIMIT: usize = 4096;
 pub(super) struct ReadyDelivery {
     pub(super) due: DueDelivery,
     pub(super) body: Option<(Arc<str>, bool)>,
+    /// The key it is claimed under, kept so that releasing it needs no second hash.
+    pub(super) claim: Key,
 }
 
 /// The longest the worker goes without querying the log: for retries scheduled by an earlier
@@ -95,14 +97,14 @@ impl ReadyQueue {
         lock(&self.queue).len()
     }
 
-    /// Queues deliveries the worker found in the log and claimed.
-    pub(super) fn extend(&self, found: Vec<DueDelivery>) {
+    /// Queues deliveries the worker found in the log and claimed, with their keys.
+    pub(super) fn extend(&self, found: Vec<(Key, DueDelivery)>) {
         let count = found.len();
-        lock(&self.queue).extend(
-            found
-                .into_iter()
-                .map(|due| ReadyDelivery { due, body: None }),
-        );
+        lock(&self.queue).extend(found.into_iter().map(|(claim, due)| ReadyDelivery {
+            due,
+            body: None,
+            claim,
+        }));
         self.wake_runners(count);
     }
 
@@ -175,12 +177,17 @@ impl Claims {
     }
 
     /// Claims up to `room` of the deliveries a query found that nobody holds, and ends the
-    /// query.
-    pub(super) fn end_query(&self, found: Vec<DueDelivery>, room: usize) -> Vec<DueDelivery> {
+    /// query. Returns them with the keys they are claimed under.
+    pub(super) fn end_query(
+        &self,
+        found: Vec<DueDelivery>,
+        room: usize,
+    ) -> Vec<(Key, DueDelivery)> {
         let mut state = lock(&self.state);
-        let claimed: Vec<DueDelivery> = found
+        let claimed: Vec<(Key, DueDelivery)> = found
             .into_iter()
-            .filter(|due| state.claimed.insert(self.key_of(due)))
+            .map(|due| (self.key_of(&due), due))
+            .filter(|(key, _)| state.claimed.insert(*key))
             .take(room)
             .collect();
         state.querying = false;
@@ -208,24 +215,34 @@ impl Claims {
 }
 
 impl Inner {
-    /// Queues the first attempts of a just-logged event, each claimed first: so a delivery is
-    /// either queued here or started by the worker from the log, never both. Returns whether
-    /// the queue was full, leaving some for the worker's next log query.
-    pub(super) fn queue_first_attempts(&self, ready: Vec<ReadyDelivery>) -> bool {
+    /// Queues the first attempts of a just-logged event, with its body, each claimed first: so
+    /// a delivery is either queued here or started by the worker from the log, never both.
+    /// Returns whether the queue was full, leaving some for the worker's next log query.
+    pub(super) fn queue_first_attempts(
+        &self,
+        fresh: Vec<DueDelivery>,
+        body: &Arc<str>,
+        is_test_event: bool,
+    ) -> bool {
         let mut queued = 0;
         let mut overflowed = false;
         {
             let mut claims = lock(&self.claims.state);
             let mut queue = lock(&self.ready.queue);
-            for delivery in ready {
+            for due in fresh {
                 if queue.len() >= READY_LIMIT {
                     // Still pending in the log: the worker's next query finds it.
                     self.ready.check_log();
                     overflowed = true;
                     break;
                 }
-                if claims.claimed.insert(self.claims.key_of(&delivery.due)) {
-                    queue.push_back(delivery);
+                let claim = self.claims.key_of(&due);
+                if claims.claimed.insert(claim) {
+                    queue.push_back(ReadyDelivery {
+                        due,
+                        body: Some((body.clone(), is_test_event)),
+                        claim,
+                    });
                     queued += 1;
                 }
             }
@@ -261,12 +278,12 @@ mod tests {
         claims.release(claims.key_of(&due("a")));
         let claimed = claims.end_query(vec![due("a"), due("c")], 10);
         assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].event_unique_id, "c");
+        assert_eq!(claimed[0].1.event_unique_id, "c");
         // Once the query is over, "a" is free: a fresh answer that lists it may claim it.
         assert_eq!(claims.begin_query(), 2);
         let claimed = claims.end_query(vec![due("a"), due("b")], 10);
         assert_eq!(claimed.len(), 1);
-        assert_eq!(claimed[0].event_unique_id, "a");
+        assert_eq!(claimed[0].1.event_unique_id, "a");
     }
 
     #[test]
@@ -282,7 +299,10 @@ mod tests {
         claims.release(claims.key_of(&due("a")));
         claims.begin_query();
         let claimed = claims.end_query(vec![due("a"), due("b"), due("c")], 10);
-        let ids: Vec<_> = claimed.iter().map(|d| d.event_unique_id.as_str()).collect();
+        let ids: Vec<_> = claimed
+            .iter()
+            .map(|(_, d)| d.event_unique_id.as_str())
+            .collect();
         assert_eq!(ids, ["a", "c"]);
     }
 }

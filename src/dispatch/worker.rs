@@ -135,7 +135,7 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
 }
 
 async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_>) {
-    let claim = inner.claims.key_of(&ready.due);
+    let claim = ready.claim;
     // A failed log write leaves the delivery pending and due. It is tried again, but only
     // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
     // of them is not.

@@ -26,7 +26,18 @@ struct EventLineHead<'a> {
 /// The event line for `event`, with its trailing newline, and where its body starts in it (0 if
 /// the body is kept as `bodyText`).
 pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
-    let mut line = Vec::with_capacity(event.body.len() + 320);
+    // Room for the whole line as a new event's line is written (unescaped), so it is allocated
+    // once: a line past about 1 KiB that grows costs a second, large allocation, and large
+    // blocks are glibc's slow path.
+    let head: usize = 160
+        + event.event_unique_id.len()
+        + event.event_type.len()
+        + event
+            .deliveries
+            .iter()
+            .map(|d| 112 + d.endpoint_id.len() + d.url.len())
+            .sum::<usize>();
+    let mut line = Vec::with_capacity(event.body.len() + head);
     if event.deliveries.iter().all(|d| d.attempts.is_empty()) {
         write_new_head(&mut line, event);
     } else {

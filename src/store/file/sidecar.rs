@@ -129,25 +129,31 @@ fn checksum(bytes: &[u8]) -> u32 {
 
 impl SideRecord {
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        let kind = match self.kind {
+        // Built in place and appended once: a dozen small appends each checked capacity.
+        let mut record = [0u8; RECORD_LEN];
+        record[0] = match self.kind {
             RecordKind::Skipped => 0u8,
             RecordKind::Event => 1,
             RecordKind::Attempt => 2,
         };
-        out.push(kind);
-        out.push(self.flags);
-        out.extend_from_slice(&self.delivery.to_le_bytes());
-        out.extend_from_slice(&self.len.to_le_bytes());
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.extend_from_slice(&self.micros.to_le_bytes());
-        out.extend_from_slice(&self.reference.to_le_bytes());
-        out.extend_from_slice(&self.next_micros.unwrap_or(i64::MIN).to_le_bytes());
-        out.extend_from_slice(&self.detail.to_le_bytes());
-        out.push(self.type_code);
-        out.extend_from_slice(&[0, 0, 0]);
-        let sum = checksum(&out[start..]);
-        out.extend_from_slice(&sum.to_le_bytes());
+        record[1] = self.flags;
+        let mut at = 2;
+        for field in [
+            &self.delivery.to_le_bytes()[..],
+            &self.len.to_le_bytes(),
+            &self.offset.to_le_bytes(),
+            &self.micros.to_le_bytes(),
+            &self.reference.to_le_bytes(),
+            &self.next_micros.unwrap_or(i64::MIN).to_le_bytes(),
+            &self.detail.to_le_bytes(),
+            &[self.type_code, 0, 0, 0],
+        ] {
+            record[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        }
+        let sum = checksum(&record[..at]);
+        record[at..].copy_from_slice(&sum.to_le_bytes());
+        out.extend_from_slice(&record);
     }
 
     /// The record in `bytes`, or `None` if it is damaged.

@@ -120,10 +120,11 @@ impl Index {
             .take_while(|(at, _, _)| *at <= now)
             .filter_map(|&(at, slot, delivery)| {
                 let detail = self.details.get(&(slot, delivery))?;
+                // `String::from`, not `to_string`, which would go through the formatter.
                 Some(DueDelivery {
-                    event_unique_id: detail.event_unique_id.to_string(),
-                    endpoint_id: detail.endpoint_id.to_string(),
-                    url: detail.url.to_string(),
+                    event_unique_id: String::from(&*detail.event_unique_id),
+                    endpoint_id: String::from(&*detail.endpoint_id),
+                    url: String::from(&*detail.url),
                     next_attempt_at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
                     attempts_made: detail.attempts as usize,
                 })

@@ -39,13 +39,14 @@ impl Writer {
             }
         }
         for (day, staged) in days {
-            let path = self.dir.join(segment_file_name(*day));
+            // The path only for an error: naming a segment formats a date.
+            let failed = |e| io_error(&self.dir.join(segment_file_name(*day)), e);
             let file = self
                 .files
                 .get_mut(day)
-                .ok_or_else(|| io_error(&path, std::io::Error::other("segment file not open")))?;
-            write_all_lines(file, &staged.lines).map_err(|e| io_error(&path, e))?;
-            file.sync_data().map_err(|e| io_error(&path, e))?;
+                .ok_or_else(|| failed(std::io::Error::other("segment file not open")))?;
+            write_all_lines(file, &staged.lines).map_err(failed)?;
+            file.sync_data().map_err(failed)?;
         }
         if created {
             sync_dir(&self.dir)?;
@@ -59,15 +60,15 @@ impl Writer {
         days: &BTreeMap<Day, DayBatch>,
     ) -> Result<(), LogError> {
         for (day, staged) in days {
-            let path = sidecar_path(&self.dir.join(segment_file_name(*day)));
+            let path = || sidecar_path(&self.dir.join(segment_file_name(*day)));
             let file = match self.sidecars.entry(*day) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(open_append(&path)?)
+                    entry.insert(open_append(&path())?)
                 }
             };
             file.write_all(&staged.sidecar)
-                .map_err(|e| io_error(&path, e))?;
+                .map_err(|e| io_error(&path(), e))?;
         }
         Ok(())
     }
