@@ -90,6 +90,13 @@ async fn every_kind_arrives_in_the_wire_format_with_the_secret_header() {
         );
         assert_eq!(request.headers[SECRET_HEADER.as_str()], SECRET);
         assert_eq!(request.headers["content-type"], "application/json");
+        let authority = receiver.url().parse::<http::Uri>().unwrap();
+        assert_eq!(
+            request.headers["host"],
+            authority.authority().unwrap().as_str(),
+            "one Host header, with the port"
+        );
+        assert_eq!(request.headers.get_all("host").iter().count(), 1);
         assert!(
             request.headers["user-agent"]
                 .to_str()

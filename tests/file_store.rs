@@ -112,6 +112,50 @@ async fn the_files_are_human_readable_json_lines_with_the_body_verbatim() {
 }
 
 #[tokio::test]
+async fn emitted_bodies_are_embedded_verbatim_and_a_pretty_printed_one_is_kept_exactly() {
+    let dir = TempDir::new("emitted-bodies");
+    let store = std::sync::Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let mut config = fermion_webhooks::DispatchConfig::default();
+    config.background_delivery = false;
+    let dispatcher =
+        support::loopback_dispatcher(store.clone(), "http://127.0.0.1:9/", "s", config);
+    let typed = dispatcher
+        .emit(fermion_webhooks::EventPayload::sample(
+            EventKind::PaidCourseSale,
+        ))
+        .await
+        .unwrap();
+    // Valid JSON over several lines: the dispatcher vouches that it is JSON, and the log must
+    // still keep it off its own line structure.
+    let compact = fermion_webhooks::WebhookEvent::new(fermion_webhooks::EventPayload::sample(
+        EventKind::PaymentFailed,
+    ))
+    .to_json();
+    let value: serde_json::Value = serde_json::from_str(&compact).unwrap();
+    let pretty = serde_json::to_string_pretty(&value).unwrap();
+    let emitted = dispatcher.emit_json(pretty.clone()).await.unwrap();
+    let mut lines = 0;
+    for day in std::fs::read_dir(dir.path()).unwrap() {
+        let path = day.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            for line in std::fs::read_to_string(path).unwrap().lines() {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                let id = record["eventUniqueId"].as_str().unwrap();
+                if id == typed.event_unique_id {
+                    assert!(record["body"].is_object(), "{line}");
+                } else {
+                    assert_eq!(record["bodyText"], pretty.as_str(), "{line}");
+                }
+                lines += 1;
+            }
+        }
+    }
+    assert_eq!(lines, 2, "one line per event, whatever its body");
+    let back = store.get(&emitted.event_unique_id).await.unwrap().unwrap();
+    assert_eq!(back.body, pretty);
+}
+
+#[tokio::test]
 async fn a_torn_last_line_is_set_aside_and_never_hides_earlier_records() {
     let dir = TempDir::new("torn");
     let first = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);

@@ -15,7 +15,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::endpoint::{Endpoint, EndpointError, validate_all};
 use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
-use crate::store::{Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent};
+use crate::store::{
+    Delivery, DeliveryState, DueDelivery, KnownJson, LogError, LogStore, StoredEvent,
+};
 
 pub use retry::RetrySchedule;
 
@@ -326,7 +328,11 @@ impl Dispatcher {
                 attempts_made: 0,
             })
             .collect();
-        self.inner.store.append(entry).await?;
+        // Written by `to_json`, or parsed by `from_json` in `emit_json`: valid JSON.
+        self.inner
+            .store
+            .append_known_json(entry, KnownJson::vouch())
+            .await?;
         if self.inner.queue_first_attempts(fresh, &body, is_test_event) {
             self.inner.wake.notify_one();
         }

@@ -23,9 +23,17 @@ struct EventLineHead<'a> {
     deliveries: &'a [Delivery],
 }
 
+/// Whether an event's body is known to be valid JSON (this crate wrote or parsed it), or must
+/// be checked before it is embedded in a line as JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BodyJson {
+    Known,
+    Unchecked,
+}
+
 /// The event line for `event`, with its trailing newline, and where its body starts in it (0 if
 /// the body is kept as `bodyText`).
-pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
+pub(super) fn encode_event_line(event: &StoredEvent, json: BodyJson) -> (Vec<u8>, usize) {
     // Room for the whole line as a new event's line is written (unescaped), so it is allocated
     // once: a line past about 1 KiB that grows costs a second, large allocation, and large
     // blocks are glibc's slow path.
@@ -44,8 +52,10 @@ pub(super) fn encode_event_line(event: &StoredEvent) -> (Vec<u8>, usize) {
         write_head_with_serde(&mut line, event);
     }
     let body = event.body.as_str();
-    let embeddable =
-        !has_line_break(body) && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok();
+    // A body is embedded as is when it is single-line JSON; checking that it is JSON costs
+    // more than the rest of the line, so a body known to be JSON is not checked again.
+    let embeddable = !has_line_break(body)
+        && (json == BodyJson::Known || serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok());
     let body_start = if embeddable {
         line.extend_from_slice(b",\"body\":");
         let start = line.len();
