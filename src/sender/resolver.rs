@@ -1,14 +1,8 @@
 //! The name resolver of [`super::HttpSender`]: the SSRF guard for names.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use hyper_util::client::legacy::connect::dns::Name;
 
 use super::ssrf::is_global_address;
 
@@ -30,8 +24,6 @@ pub(super) struct LookupFailed {
     reason: String,
 }
 
-type BoxError = Box<dyn StdError + Send + Sync>;
-
 /// Resolves names, then refuses the whole name if any address it got is not public (a name
 /// with one public and one private address could be steered to the private one).
 #[derive(Clone, Debug)]
@@ -40,21 +32,33 @@ pub(super) struct GuardedResolver {
     pub(super) overrides: Arc<HashMap<String, Vec<IpAddr>>>,
 }
 
+/// Why a name gave no address to connect to.
+#[derive(Debug)]
+pub(super) enum ResolveError {
+    Lookup(LookupFailed),
+    Blocked(BlockedAddress),
+}
+
 impl GuardedResolver {
-    async fn resolve(self, host: String) -> Result<std::vec::IntoIter<SocketAddr>, BoxError> {
+    /// The addresses of `host` (a name, lower case, without a trailing dot), all of them
+    /// public unless private networks are allowed.
+    pub(super) async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
         let addresses: Vec<IpAddr> = match self.overrides.get(&host) {
             Some(addresses) => addresses.clone(),
             None => tokio::net::lookup_host((host.as_str(), 0))
                 .await
-                .map_err(|e| LookupFailed {
-                    host: host.clone(),
-                    reason: e.to_string(),
+                .map_err(|e| {
+                    ResolveError::Lookup(LookupFailed {
+                        host: host.clone(),
+                        reason: e.to_string(),
+                    })
                 })?
                 .map(|socket| socket.ip())
                 .collect(),
         };
         if addresses.is_empty() {
-            return Err(Box::new(LookupFailed {
+            return Err(ResolveError::Lookup(LookupFailed {
                 host,
                 reason: "no addresses".into(),
             }));
@@ -63,30 +67,11 @@ impl GuardedResolver {
             .iter()
             .find(|a| !self.allow_private_networks && !is_global_address(**a))
         {
-            return Err(Box::new(BlockedAddress {
+            return Err(ResolveError::Blocked(BlockedAddress {
                 host,
                 address: *address,
             }));
         }
-        let sockets: Vec<SocketAddr> = addresses.into_iter().map(|ip| (ip, 0).into()).collect();
-        Ok(sockets.into_iter())
-    }
-}
-
-type Resolving =
-    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, BoxError>> + Send>>;
-
-impl tower_service::Service<Name> for GuardedResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = BoxError;
-    type Future = Resolving;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        Box::pin(self.clone().resolve(host))
+        Ok(addresses)
     }
 }

@@ -1,0 +1,228 @@
+//! `HttpSender` against raw HTTP/1.1 servers on 127.0.0.1: keep-alive, a kept connection the
+//! server closed, chunked and informational responses, and exactly what goes on the wire.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fermion_webhooks::{DeliveryRequest, HttpSender, SendResult, Sender, WebhookSecret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads one request (head and `content-length` body); `None` once the client closed.
+async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while data.len() < end + 4 + length {
+                let read = stream.read(&mut chunk).await.ok()?;
+                if read == 0 {
+                    return None;
+                }
+                data.extend_from_slice(&chunk[..read]);
+            }
+            return Some(data);
+        }
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        data.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// A server answering every request on a connection with `answer(request number)`, closing
+/// the connection after an answer when `close_after` says so. Counts connections.
+async fn server(
+    answer: fn(usize) -> &'static [u8],
+    close_after: fn(usize) -> bool,
+) -> (
+    String,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/hooks?source=test",
+        listener.local_addr().unwrap()
+    );
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counted, seen) = (connections.clone(), requests.clone());
+    let served = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let (seen, served) = (seen.clone(), served.clone());
+            tokio::spawn(async move {
+                while let Some(request) = read_request(&mut stream).await {
+                    seen.lock().unwrap().push(request);
+                    let n = served.fetch_add(1, Ordering::SeqCst);
+                    if stream.write_all(answer(n)).await.is_err() {
+                        return;
+                    }
+                    if close_after(n) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, connections, requests)
+}
+
+async fn send(sender: &HttpSender, url: &str) -> SendResult {
+    let secret = WebhookSecret::new("wire-secret").unwrap();
+    sender
+        .send(DeliveryRequest {
+            url,
+            secret: &secret,
+            body: br#"{"eventUniqueId":"e1"}"#,
+            event_unique_id: "e1",
+        })
+        .await
+        .result
+}
+
+fn loopback_sender() -> HttpSender {
+    HttpSender::builder()
+        .allow_private_networks(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn status_and_snippet(result: &SendResult) -> (u16, &str) {
+    match result {
+        SendResult::Response {
+            status, snippet, ..
+        } => (*status, snippet.as_str()),
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[tokio::test]
+async fn deliveries_one_after_another_share_one_kept_connection() {
+    let (url, connections, _) = server(|_| OK, |_| false).await;
+    let sender = loopback_sender();
+    for _ in 0..5 {
+        assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_drops_as_the_request_arrives_is_retried_on_a_new_one() {
+    // Each connection answers its first request, then drops the next one unanswered: the race
+    // of a server closing an idle connection just as a request goes out on it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if read_request(&mut stream).await.is_some() {
+                    let _ = stream.write_all(OK).await;
+                    let _ = read_request(&mut stream).await;
+                }
+            });
+        }
+    });
+    let sender = loopback_sender();
+    for _ in 0..3 {
+        assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_while_idle_is_not_used_again() {
+    let (url, connections, requests) = server(|_| OK, |_| true).await;
+    let sender = loopback_sender();
+    for _ in 0..3 {
+        assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
+        // Let the close arrive, as it would for a connection idle a while.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+    assert_eq!(requests.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn the_request_is_one_post_with_the_four_headers_and_the_exact_body() {
+    let (url, _, requests) = server(|_| OK, |_| false).await;
+    send(&loopback_sender(), &url).await;
+    let request = requests.lock().unwrap()[0].clone();
+    let text = String::from_utf8(request).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    assert_eq!(lines.next(), Some("POST /hooks?source=test HTTP/1.1"));
+    let mut headers: Vec<String> = lines.map(|l| l.to_ascii_lowercase()).collect();
+    headers.sort();
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    assert_eq!(
+        headers,
+        [
+            format!("content-length: {}", body.len()),
+            "content-type: application/json".to_owned(),
+            format!("host: 127.0.0.1:{port}"),
+            format!("user-agent: fermion-webhooks/{}", env!("CARGO_PKG_VERSION")),
+            "x-fermion-webhook-secret: wire-secret".to_owned(),
+        ]
+    );
+    assert_eq!(body, r#"{"eventUniqueId":"e1"}"#);
+}
+
+#[tokio::test]
+async fn a_chunked_answer_after_a_100_continue_gives_its_decoded_text_and_keeps_the_connection() {
+    let (url, connections, _) = server(
+        |_| {
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbusy\r\n7\r\n, later\r\n0\r\n\r\n"
+        },
+        |_| false,
+    )
+    .await;
+    let sender = loopback_sender();
+    for _ in 0..2 {
+        let result = send(&sender, &url).await;
+        assert_eq!(status_and_snippet(&result), (503, "busy, later"));
+        let SendResult::Response { retry_after, .. } = result else {
+            unreachable!()
+        };
+        assert_eq!(retry_after, Some(Duration::from_secs(7)));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_answer_that_says_close_or_has_no_length_is_not_kept() {
+    let (url, connections, _) = server(
+        |n| {
+            if n % 2 == 0 {
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+            } else {
+                b"HTTP/1.1 200 OK\r\n\r\nok"
+            }
+        },
+        // After "close" the server leaves the connection open, so a client that kept it
+        // would be answered on it; a body without a length ends only when the server closes.
+        |n| n % 2 == 1,
+    )
+    .await;
+    let sender = loopback_sender();
+    for _ in 0..4 {
+        assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 4);
+}
