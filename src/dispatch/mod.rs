@@ -154,7 +154,8 @@ struct Inner {
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<std::time::Instant>>,
-    /// Just-emitted deliveries for the worker, with their bodies.
+    /// Deliveries claimed for an attempt, for the runners: just-emitted ones with their bodies,
+    /// and those the worker found in the log.
     ready: ready::ReadyQueue,
     /// One per attempt sending its request: at most `max_in_flight` requests at once.
     permits: Semaphore,
