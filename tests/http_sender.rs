@@ -226,3 +226,103 @@ async fn an_answer_that_says_close_or_has_no_length_is_not_kept() {
     }
     assert_eq!(connections.load(Ordering::SeqCst), 4);
 }
+
+/// A TLS server for 127.0.0.1 with the test CA's certificate (`tests/fixtures/tls`), answering
+/// every request on a connection with `OK`. Counts connections.
+async fn tls_server() -> (String, Arc<AtomicUsize>) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
+    let cert = std::fs::read(format!("{fixtures}server.der")).unwrap();
+    let key = std::fs::read(format!("{fixtures}server.key.der")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hooks", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut data = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request per read is enough for these small bodies.
+                    let Ok(read) = tls.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&chunk[..read]);
+                    if data.windows(4).any(|w| w == b"\r\n\r\n") && data.ends_with(b"}") {
+                        data.clear();
+                        if tls.write_all(OK).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, connections)
+}
+
+fn test_ca() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tls/ca.der"
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_https_endpoint_signed_by_an_added_root_is_delivered_over_one_kept_tls_connection() {
+    let (url, connections) = tls_server().await;
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .add_root_certificate(&test_ca())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_https_endpoint_signed_by_an_unknown_authority_is_a_tls_error() {
+    let (url, _) = tls_server().await;
+    let result = send(&loopback_sender(), &url).await;
+    let SendResult::Failed { kind, message } = &result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(
+        *kind,
+        fermion_webhooks::TransportErrorKind::Tls,
+        "{message}"
+    );
+    assert!(message.contains("certificate"), "{message}");
+}
+
+#[test]
+fn a_root_certificate_that_cannot_be_read_fails_the_build() {
+    let error = HttpSender::builder()
+        .add_root_certificate(b"not a certificate")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("could not build"), "{error}");
+}

@@ -77,14 +77,17 @@ async fn connect_any(addresses: &[IpAddr], port: u16) -> io::Result<TcpStream> {
     Err(last)
 }
 
-/// The TLS client configuration: rustls with ring, the Mozilla roots, TLS 1.2 and 1.3. The
-/// provider is named rather than taken from the process default, which another crate in the
-/// same program may have set, or left ambiguous.
-pub(super) fn tls_connector() -> Result<TlsConnector, rustls::Error> {
+/// The TLS client configuration: rustls with ring, the Mozilla roots and `extra_roots` (DER
+/// certificates), TLS 1.2 and 1.3. The provider is named rather than taken from the process
+/// default, which another crate in the same program may have set, or left ambiguous.
+pub(super) fn tls_connector(extra_roots: &[Vec<u8>]) -> Result<TlsConnector, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    for der in extra_roots {
+        roots.add(rustls::pki_types::CertificateDer::from(der.as_slice()))?;
+    }
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

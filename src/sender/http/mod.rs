@@ -101,6 +101,7 @@ pub struct HttpSenderBuilder {
     timeout: Duration,
     allow_private_networks: bool,
     overrides: HashMap<String, Vec<IpAddr>>,
+    extra_roots: Vec<Vec<u8>>,
 }
 
 impl HttpSender {
@@ -115,6 +116,7 @@ impl HttpSender {
             timeout: DEFAULT_TIMEOUT,
             allow_private_networks: false,
             overrides: HashMap::new(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -141,9 +143,18 @@ impl HttpSenderBuilder {
         self
     }
 
+    /// Also trusts this root certificate (DER), besides the Mozilla roots: for endpoints
+    /// behind a private certificate authority. A certificate that cannot be read fails
+    /// [`build`](Self::build).
+    pub fn add_root_certificate(mut self, der: &[u8]) -> Self {
+        self.extra_roots.push(der.to_vec());
+        self
+    }
+
     /// Builds the sender.
     pub fn build(self) -> Result<HttpSender, HttpSenderError> {
-        let tls = conn::tls_connector().map_err(|e| HttpSenderError(Box::new(e)))?;
+        let tls =
+            conn::tls_connector(&self.extra_roots).map_err(|e| HttpSenderError(Box::new(e)))?;
         Ok(HttpSender {
             shared: Arc::new(Shared {
                 resolver: GuardedResolver {
