@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fermion_webhooks::{DeliveryRequest, HttpSender, SendResult, Sender, WebhookSecret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Reads one request (head and `content-length` body); `None` once the client closed.
-async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -38,43 +38,51 @@ async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
     }
 }
 
+/// Listens on 127.0.0.1 and serves each connection with `serve`, on its own task. Returns the
+/// address and how many connections were accepted.
+async fn listen<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(stream));
+        }
+    });
+    (address, connections)
+}
+
+type Requests = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// A server answering every request on a connection with `answer(request number)`, closing
 /// the connection after an answer when `close_after` says so. Counts connections.
 async fn server(
     answer: fn(usize) -> &'static [u8],
     close_after: fn(usize) -> bool,
-) -> (
-    String,
-    Arc<AtomicUsize>,
-    Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/hooks?source=test",
-        listener.local_addr().unwrap()
-    );
-    let connections = Arc::new(AtomicUsize::new(0));
-    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (counted, seen) = (connections.clone(), requests.clone());
+) -> (String, Arc<AtomicUsize>, Requests) {
+    let requests: Requests = Arc::default();
+    let seen = requests.clone();
     let served = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let (seen, served) = (seen.clone(), served.clone());
-            tokio::spawn(async move {
-                while let Some(request) = read_request(&mut stream).await {
-                    seen.lock().unwrap().push(request);
-                    let n = served.fetch_add(1, Ordering::SeqCst);
-                    if stream.write_all(answer(n)).await.is_err() {
-                        return;
-                    }
-                    if close_after(n) {
-                        return;
-                    }
+    let (address, connections) = listen(move |mut stream| {
+        let (seen, served) = (seen.clone(), served.clone());
+        async move {
+            while let Some(request) = read_request(&mut stream).await {
+                seen.lock().unwrap().push(request);
+                let n = served.fetch_add(1, Ordering::SeqCst);
+                if stream.write_all(answer(n)).await.is_err() || close_after(n) {
+                    return;
                 }
-            });
+            }
         }
-    });
+    })
+    .await;
+    let url = format!("http://{address}/hooks?source=test");
     (url, connections, requests)
 }
 
@@ -124,21 +132,14 @@ async fn deliveries_one_after_another_share_one_kept_connection() {
 async fn a_kept_connection_the_server_drops_as_the_request_arrives_is_retried_on_a_new_one() {
     // Each connection answers its first request, then drops the next one unanswered: the race
     // of a server closing an idle connection just as a request goes out on it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if read_request(&mut stream).await.is_some() {
-                    let _ = stream.write_all(OK).await;
-                    let _ = read_request(&mut stream).await;
-                }
-            });
+    let (address, connections) = listen(|mut stream| async move {
+        if read_request(&mut stream).await.is_some() {
+            let _ = stream.write_all(OK).await;
+            let _ = read_request(&mut stream).await;
         }
-    });
+    })
+    .await;
+    let url = format!("http://{address}/");
     let sender = loopback_sender();
     for _ in 0..3 {
         assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
@@ -148,7 +149,25 @@ async fn a_kept_connection_the_server_drops_as_the_request_arrives_is_retried_on
 
 #[tokio::test]
 async fn a_kept_connection_the_server_closed_while_idle_is_not_used_again() {
-    let (url, connections, requests) = server(|_| OK, |_| true).await;
+    // Each connection answers one request, then closes its side but keeps reading: a request
+    // sent on it after the close is counted, though it can never be answered (the sender would
+    // then fall back to a new connection, and the delivery alone would not show the mistake).
+    let late = Arc::new(AtomicUsize::new(0));
+    let counted = late.clone();
+    let (address, connections) = listen(move |mut stream| {
+        let late = counted.clone();
+        async move {
+            if read_request(&mut stream).await.is_some() {
+                let _ = stream.write_all(OK).await;
+                let _ = stream.shutdown().await;
+                if read_request(&mut stream).await.is_some() {
+                    late.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    })
+    .await;
+    let url = format!("http://{address}/");
     let sender = loopback_sender();
     for _ in 0..3 {
         assert_eq!(status_and_snippet(&send(&sender, &url).await), (200, "ok"));
@@ -156,7 +175,11 @@ async fn a_kept_connection_the_server_closed_while_idle_is_not_used_again() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(connections.load(Ordering::SeqCst), 3);
-    assert_eq!(requests.lock().unwrap().len(), 3);
+    assert_eq!(
+        late.load(Ordering::SeqCst),
+        0,
+        "a closed connection was used again"
+    );
 }
 
 #[tokio::test]
@@ -245,40 +268,21 @@ async fn tls_server() -> (String, Arc<AtomicUsize>) {
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}/hooks", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
+    let (address, connections) = listen(move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            while read_request(&mut tls).await.is_some() {
+                if tls.write_all(OK).await.is_err() {
                     return;
-                };
-                let mut data = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // One request per read is enough for these small bodies.
-                    let Ok(read) = tls.read(&mut chunk).await else {
-                        return;
-                    };
-                    if read == 0 {
-                        return;
-                    }
-                    data.extend_from_slice(&chunk[..read]);
-                    if data.windows(4).any(|w| w == b"\r\n\r\n") && data.ends_with(b"}") {
-                        data.clear();
-                        if tls.write_all(OK).await.is_err() {
-                            return;
-                        }
-                    }
                 }
-            });
+            }
         }
-    });
-    (url, connections)
+    })
+    .await;
+    (format!("https://{address}/hooks"), connections)
 }
 
 fn test_ca() -> Vec<u8> {

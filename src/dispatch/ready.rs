@@ -24,6 +24,11 @@ use crate::store::DueDelivery;
 /// The most deliveries queued; past it, `emit` leaves them to the worker's next log query.
 pub(super) const READY_LIMIT: usize = 4096;
 
+/// The worker queries the log only while at most this many deliveries are queued: with more,
+/// what the log holds beyond the queue is not needed yet, and a query would mostly list
+/// deliveries already claimed.
+pub(super) const QUERY_WHEN_QUEUED_AT_MOST: usize = READY_LIMIT / 4;
+
 /// A delivery claimed for an attempt: a just-emitted one with the body it sends (and whether
 /// it is a test event), or one found in the log, whose body is read back when it is attempted.
 #[derive(Debug)]
@@ -124,7 +129,7 @@ impl ReadyQueue {
     /// Whether the worker should be woken to query the log: a query was asked for and the
     /// queue is short enough for it to run.
     pub(super) fn log_check_due(&self) -> bool {
-        self.check_log.load(Ordering::SeqCst) && self.len() <= READY_LIMIT / 4
+        self.check_log.load(Ordering::SeqCst) && self.len() <= QUERY_WHEN_QUEUED_AT_MOST
     }
 
     /// Asks the worker to query the log on its next round.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::ready::{READY_LIMIT, ReadyDelivery};
+use super::ready::{QUERY_WHEN_QUEUED_AT_MOST, READY_LIMIT, ReadyDelivery};
 use super::retry::next_step;
 use super::{Inner, lock};
 use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
@@ -60,11 +60,9 @@ async fn query_log_if_asked(inner: &Inner) {
     if paused_for(inner).is_some() || !inner.ready.take_check_log() {
         return;
     }
-    // While plenty is queued, the log waits: what it holds beyond the queue is not needed yet,
-    // and a query now would mostly list deliveries already claimed. A runner wakes the worker
-    // once the queue is short.
+    // While plenty is queued, the log waits; a runner wakes the worker once the queue is short.
     let queued = inner.ready.len();
-    if queued > READY_LIMIT / 4 {
+    if queued > QUERY_WHEN_QUEUED_AT_MOST {
         inner.ready.check_log();
         return;
     }
