@@ -94,7 +94,7 @@ async fn through_dispatcher(
     received.store(0, Ordering::Relaxed);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let emitters: Vec<_> = (0..IN_FLIGHT)
+    let emitters: Vec<_> = (0..emit_callers())
         .map(|_| {
             let (dispatcher, next) = (dispatcher.clone(), next.clone());
             tokio::spawn(async move {
@@ -114,8 +114,21 @@ async fn through_dispatcher(
     }
     wait_for(received, total).await;
     let rate = total as f64 / start.elapsed().as_secs_f64();
+    // Before the store closes and its writer thread ends.
+    super::threads::mark_end();
     dispatcher.shutdown(Duration::from_secs(10)).await;
     rate
+}
+
+/// How many tasks call `emit` at once: 64 unless `FERMION_BENCH_CALLERS` says otherwise. A
+/// diagnosis knob: with more callers than deliveries in flight, the time a durable `emit` waits
+/// for its fsync no longer caps the rate (BENCHMARKS.md).
+fn emit_callers() -> usize {
+    std::env::var("FERMION_BENCH_CALLERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(IN_FLIGHT)
 }
 
 /// Runs the bench and prints its summary line.
@@ -157,6 +170,7 @@ pub fn run(name: &str, durable: bool) {
                 let index = (round + step) % sides.len();
                 let side = sides[index];
                 let cpu = cpu_seconds();
+                let threads = super::threads::ThreadCpu::start();
                 let dir = (durable && side != Side::Baseline)
                     .then(|| scratch_dir(&format!("{name}-{round}-{index}")));
                 let rate = if !runs(side.label()) {
@@ -193,6 +207,7 @@ pub fn run(name: &str, durable: bool) {
                 };
                 line.push_str(&format!(" {label} {rate:.0}/s ({cpu:.1} µs CPU/event);"));
                 rates[index].push(rate);
+                threads.report(side.label());
             }
             eprintln!("{}", line.trim_end_matches(';'));
         }
@@ -232,18 +247,5 @@ impl Side {
 /// CPU time (user + system) this process has used so far, in seconds.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
-    (ticks(11) + ticks(12)) / 100.0
+    super::threads::name_and_cpu(&stat).map_or(0.0, |(_, cpu)| cpu)
 }

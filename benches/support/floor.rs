@@ -44,46 +44,49 @@ impl GroupCommit {
         });
         let mut file = std::fs::File::create(path).expect("a floor log");
         let writer = log.clone();
-        std::thread::spawn(move || {
-            let (mut bytes, mut last) = (Vec::new(), 0);
-            loop {
-                let batch = {
-                    let mut queue = writer.queue.lock().expect("the floor queue");
-                    while queue.waiting.is_empty() && !queue.closed {
-                        queue = writer.arrived.wait(queue).expect("the floor queue");
-                    }
-                    if queue.waiting.is_empty() {
-                        return;
-                    }
-                    let deadline = Instant::now() + GATHER;
-                    let want = last - last / 5;
-                    while queue.waiting.len() < want && !queue.closed {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
+        let spawned = std::thread::Builder::new()
+            .name("floor-log-writer".into())
+            .spawn(move || {
+                let (mut bytes, mut last) = (Vec::new(), 0);
+                loop {
+                    let batch = {
+                        let mut queue = writer.queue.lock().expect("the floor queue");
+                        while queue.waiting.is_empty() && !queue.closed {
+                            queue = writer.arrived.wait(queue).expect("the floor queue");
                         }
-                        queue.wake_at = want;
-                        queue = writer
-                            .arrived
-                            .wait_timeout(queue, left)
-                            .expect("the floor queue")
-                            .0;
+                        if queue.waiting.is_empty() {
+                            return;
+                        }
+                        let deadline = Instant::now() + GATHER;
+                        let want = last - last / 5;
+                        while queue.waiting.len() < want && !queue.closed {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            queue.wake_at = want;
+                            queue = writer
+                                .arrived
+                                .wait_timeout(queue, left)
+                                .expect("the floor queue")
+                                .0;
+                        }
+                        queue.wake_at = 0;
+                        std::mem::take(&mut queue.waiting)
+                    };
+                    last = batch.len();
+                    bytes.clear();
+                    for (line, _) in &batch {
+                        bytes.extend_from_slice(line);
                     }
-                    queue.wake_at = 0;
-                    std::mem::take(&mut queue.waiting)
-                };
-                last = batch.len();
-                bytes.clear();
-                for (line, _) in &batch {
-                    bytes.extend_from_slice(line);
+                    file.write_all(&bytes).expect("a floor write");
+                    file.sync_data().expect("a floor fsync");
+                    for (_, reply) in batch {
+                        let _ = reply.send(());
+                    }
                 }
-                file.write_all(&bytes).expect("a floor write");
-                file.sync_data().expect("a floor fsync");
-                for (_, reply) in batch {
-                    let _ = reply.send(());
-                }
-            }
-        });
+            });
+        spawned.expect("the floor's writer thread");
         log
     }
 
@@ -188,6 +191,7 @@ pub async fn durable_floor(
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     let rate = bodies.len() as f64 / start.elapsed().as_secs_f64();
+    super::threads::mark_end();
     log.stop();
     rate
 }

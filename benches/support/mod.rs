@@ -12,6 +12,7 @@ use criterion::Criterion;
 pub mod data;
 pub mod emit;
 pub mod floor;
+pub mod threads;
 
 /// Quick mode (`FERMION_BENCH_QUICK=1`): fewer, shorter samples; the same ratios.
 pub fn quick() -> bool {
