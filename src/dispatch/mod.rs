@@ -245,7 +245,7 @@ impl Dispatcher {
     /// its kind. Events of a type this crate does not know go to no endpoint.
     pub async fn emit_event(&self, event: WebhookEvent) -> Result<Emitted, DispatchError> {
         let body = event.to_json();
-        self.store_for_subscribers(&event, body).await
+        self.store_for_subscribers(event, body).await
     }
 
     /// Emits an event given as JSON text, sending exactly these bytes (after checking that they
@@ -254,7 +254,7 @@ impl Dispatcher {
     pub async fn emit_json(&self, body: impl Into<String>) -> Result<Emitted, DispatchError> {
         let body = body.into();
         let event = WebhookEvent::from_json(body.as_bytes())?;
-        self.store_for_subscribers(&event, body).await
+        self.store_for_subscribers(event, body).await
     }
 
     /// Sends a realistic sample of `kind` with `isTestEvent: true` to one endpoint, whether or
@@ -268,23 +268,23 @@ impl Dispatcher {
         let mut event = WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now());
         event.is_test_event = true;
         let body = event.to_json();
-        self.store_and_wake(&event, body, &[&endpoint]).await
+        self.store_and_wake(event, body, &[&endpoint]).await
     }
 
     /// Logs the event for the endpoints subscribed to its kind and hands their deliveries over.
     async fn store_for_subscribers(
         &self,
-        event: &WebhookEvent,
+        event: WebhookEvent,
         body: String,
     ) -> Result<Emitted, DispatchError> {
         let endpoints = self.inner.endpoint_list();
-        self.store_and_wake(event, body, &subscribers(&endpoints, event))
-            .await
+        let targets = subscribers(&endpoints, &event);
+        self.store_and_wake(event, body, &targets).await
     }
 
     async fn store_and_wake(
         &self,
-        event: &WebhookEvent,
+        event: WebhookEvent,
         body: String,
         targets: &[&Endpoint],
     ) -> Result<Emitted, DispatchError> {
@@ -309,8 +309,8 @@ impl Dispatcher {
             .collect();
         // Not `StoredEvent::new`, which would serialise the event a second time.
         let entry = StoredEvent {
-            event_unique_id: event.event_unique_id.clone(),
             event_type: event.event_type().to_owned(),
+            event_unique_id: event.event_unique_id,
             timestamp: event.timestamp,
             is_test_event: event.is_test_event,
             body,
@@ -318,22 +318,20 @@ impl Dispatcher {
         };
         let body: Arc<str> = Arc::from(entry.body.as_str());
         let is_test_event = entry.is_test_event;
-        let fresh: Vec<DueDelivery> = entry
-            .deliveries
-            .iter()
-            .map(|delivery| DueDelivery {
-                event_unique_id: entry.event_unique_id.clone(),
-                endpoint_id: delivery.endpoint_id.clone(),
-                url: delivery.url.clone(),
-                next_attempt_at: now,
-                attempts_made: 0,
-            })
-            .collect();
         // Written by `to_json`, or parsed by `from_json` in `emit_json`: valid JSON.
         self.inner
             .store
             .append_known_json(entry, KnownJson::vouch())
             .await?;
+        // The first attempts, from the ids `emitted` holds anyway.
+        let fresh = emitted.endpoint_ids.iter().map(|endpoint_id| DueDelivery {
+            event_unique_id: emitted.event_unique_id.clone(),
+            endpoint_id: endpoint_id.clone(),
+            // Not read: an attempt goes to the endpoint's current URL.
+            url: String::new(),
+            next_attempt_at: now,
+            attempts_made: 0,
+        });
         if self.inner.queue_first_attempts(fresh, &body, is_test_event) {
             self.inner.wake.notify_one();
         }

@@ -225,7 +225,7 @@ impl Inner {
     /// Returns whether the queue was full, leaving some for the worker's next log query.
     pub(super) fn queue_first_attempts(
         &self,
-        fresh: Vec<DueDelivery>,
+        fresh: impl Iterator<Item = DueDelivery>,
         body: &Arc<str>,
         is_test_event: bool,
     ) -> bool {

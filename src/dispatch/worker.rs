@@ -215,7 +215,7 @@ async fn deliver(
         .record_attempt(AttemptRecord {
             event_unique_id: due.event_unique_id,
             endpoint_id: due.endpoint_id,
-            attempt: outcome.to_attempt(trigger),
+            attempt: outcome.into_attempt(trigger),
             state,
             next_attempt_at,
         })

@@ -66,14 +66,32 @@ impl SendOutcome {
         match &self.result {
             SendResult::Response {
                 status, snippet, ..
-            } => Attempt::response(self.started_at, self.duration, *status, snippet, trigger),
+            } => Attempt::response(
+                self.started_at,
+                self.duration,
+                *status,
+                snippet.as_str(),
+                trigger,
+            ),
             SendResult::Failed { kind, message } => Attempt::transport_error(
                 self.started_at,
                 self.duration,
                 *kind,
-                message.clone(),
+                message.as_str(),
                 trigger,
             ),
+        }
+    }
+
+    /// The attempt to record in the log, taking the snippet or message instead of copying it.
+    pub fn into_attempt(self, trigger: AttemptTrigger) -> Attempt {
+        match self.result {
+            SendResult::Response {
+                status, snippet, ..
+            } => Attempt::response(self.started_at, self.duration, status, snippet, trigger),
+            SendResult::Failed { kind, message } => {
+                Attempt::transport_error(self.started_at, self.duration, kind, message, trigger)
+            }
         }
     }
 

@@ -131,7 +131,7 @@ impl Attempt {
         started_at: DateTime<Utc>,
         duration: Duration,
         status: u16,
-        snippet: &str,
+        snippet: impl Into<String>,
         trigger: AttemptTrigger,
     ) -> Self {
         Self {
@@ -139,7 +139,7 @@ impl Attempt {
             duration,
             outcome: AttemptOutcome::Response {
                 status,
-                snippet: cap_snippet(snippet).to_owned(),
+                snippet: capped(snippet.into()),
             },
             trigger,
         }
@@ -153,13 +153,12 @@ impl Attempt {
         message: impl Into<String>,
         trigger: AttemptTrigger,
     ) -> Self {
-        let message = message.into();
         Self {
             started_at,
             duration,
             outcome: AttemptOutcome::TransportError {
                 kind,
-                message: cap_snippet(&message).to_owned(),
+                message: capped(message.into()),
             },
             trigger,
         }
@@ -245,6 +244,13 @@ impl TryFrom<AttemptWire> for Attempt {
 }
 
 /// `text` cut to at most [`RESPONSE_SNIPPET_LIMIT`] bytes, on a character boundary.
+/// `text` cut as [`cap_snippet`] cuts it, in place.
+fn capped(mut text: String) -> String {
+    let len = cap_snippet(&text).len();
+    text.truncate(len);
+    text
+}
+
 pub(crate) fn cap_snippet(text: &str) -> &str {
     if text.len() <= RESPONSE_SNIPPET_LIMIT {
         return text;

@@ -253,7 +253,9 @@ impl HttpSender {
                 }
                 SendResult::Response {
                     status: response.status,
-                    snippet: String::from_utf8_lossy(&response.snippet).into_owned(),
+                    // Valid UTF-8 (the usual case) keeps its buffer: no copy.
+                    snippet: String::from_utf8(response.snippet)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
                     retry_after: response.retry_after,
                 }
             }

@@ -215,8 +215,7 @@ impl LogStore for FileLogStore {
     async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
         // Checked and encoded here, in parallel with other callers, not in the writer thread.
         let event = PreparedEvent::new(event, BodyJson::Unchecked)?;
-        self.send(|reply| Request::Append(Box::new(event), reply))
-            .await
+        self.send(|reply| Request::Append(event, reply)).await
     }
 
     async fn append_known_json(
@@ -225,14 +224,12 @@ impl LogStore for FileLogStore {
         _proof: KnownJson,
     ) -> Result<(), LogError> {
         let event = PreparedEvent::new(event, BodyJson::Known)?;
-        self.send(|reply| Request::Append(Box::new(event), reply))
-            .await
+        self.send(|reply| Request::Append(event, reply)).await
     }
 
     async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
         let attempt = PreparedAttempt::new(record);
-        self.send(|reply| Request::Attempt(Box::new(attempt), reply))
-            .await
+        self.send(|reply| Request::Attempt(attempt, reply)).await
     }
 
     async fn due_deliveries(

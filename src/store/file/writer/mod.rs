@@ -44,9 +44,12 @@ const MAX_OPEN_FILES: usize = 8;
 
 type Reply<T> = oneshot::Sender<Result<T, LogError>>;
 
+/// Not boxed: a box per request would be one more allocation on the caller's thread and one
+/// more free on the writer's, and glibc serialises frees of another thread's memory on that
+/// thread's arena lock (BENCHMARKS.md, sixth session).
 pub(super) enum Request {
-    Append(Box<PreparedEvent>, Reply<()>),
-    Attempt(Box<PreparedAttempt>, Reply<()>),
+    Append(PreparedEvent, Reply<()>),
+    Attempt(PreparedAttempt, Reply<()>),
     DeleteBefore(DateTime<Utc>, Reply<u64>),
 }
 
@@ -103,7 +106,7 @@ impl PreparedAttempt {
 
 /// A change to apply to the index once its line is on disk.
 enum Staged {
-    Event(Box<EventSummary>, Day, SideRecord, u32),
+    Event(EventSummary, Day, SideRecord, u32),
     Attempt(Slot, u32, u16, DeliveryState, Option<i64>),
 }
 
@@ -120,6 +123,8 @@ struct DayBatch {
 
 #[derive(Default)]
 struct Batch {
+    /// How many requests it is sized for: its vectors never grow while it is staged.
+    room: usize,
     days: BTreeMap<Day, DayBatch>,
     changes: Vec<Staged>,
     /// Hashes of the ids of the batch's new events.
@@ -191,7 +196,7 @@ impl Writer {
     }
 
     fn process(&mut self, requests: Vec<Request>) {
-        let mut batch = Batch::default();
+        let mut batch = Batch::with_room(requests.len());
         for request in requests {
             if let Some(reason) = &self.poisoned {
                 let error = LogError::Poisoned {
@@ -208,7 +213,7 @@ impl Writer {
                 continue;
             }
             match request {
-                Request::Append(event, reply) => match self.stage_append(&mut batch, *event) {
+                Request::Append(event, reply) => match self.stage_append(&mut batch, event) {
                     Ok(()) => batch.replies.push(reply),
                     Err(error) => {
                         let _ = reply.send(Err(error));
@@ -220,7 +225,7 @@ impl Writer {
                     if batch.new_ids.contains(&record.id_hash) {
                         self.commit(std::mem::take(&mut batch));
                     }
-                    match self.stage_attempt(&mut batch, *record) {
+                    match self.stage_attempt(&mut batch, record) {
                         Ok(()) => batch.replies.push(reply),
                         Err(error) => {
                             let _ = reply.send(Err(error));

@@ -23,12 +23,19 @@ struct State {
 impl State {
     fn take(&mut self, max: usize) -> Vec<Request> {
         if self.requests.len() <= max {
-            std::mem::take(&mut self.requests)
+            // Room for as many again: the next batch is likely as large, and callers' threads
+            // then never grow (reallocate) memory this thread will free.
+            let room = self.requests.len();
+            std::mem::replace(&mut self.requests, Vec::with_capacity(room))
         } else {
             self.requests.drain(..max).collect()
         }
     }
 }
+
+/// The writer thread has stopped: a request can no longer be queued.
+#[derive(Debug)]
+pub(in crate::store::file) struct WriterStopped;
 
 /// Requests waiting for the writer thread.
 #[derive(Default)]
@@ -53,11 +60,11 @@ impl RequestQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a request; gives it back if the writer has stopped.
-    pub(in crate::store::file) fn push(&self, request: Request) -> Result<(), Request> {
+    /// Queues a request; fails, dropping it, if the writer has stopped.
+    pub(in crate::store::file) fn push(&self, request: Request) -> Result<(), WriterStopped> {
         let mut state = self.lock();
         if state.closed {
-            return Err(request);
+            return Err(WriterStopped);
         }
         state.requests.push(request);
         let enough = state.wake_at != 0 && state.requests.len() >= state.wake_at;

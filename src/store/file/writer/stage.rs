@@ -1,14 +1,14 @@
 //! Staging a request into the batch: checks against the index, the lines to write, their
 //! sidecar records, and the index changes to make once they are on disk.
 
-use super::{Batch, PreparedAttempt, PreparedEvent, Staged, Writer};
+use super::{Batch, DayBatch, PreparedAttempt, PreparedEvent, Staged, Writer};
 use crate::store::LogError;
 use crate::store::file::index::Index;
 use crate::store::file::io_error;
 use crate::store::file::lock_index;
 use crate::store::file::records::{attempt_record, event_record, read_summary};
 use crate::store::file::segment::{Day, SegmentReader, segment_file_name};
-use crate::store::file::sidecar::SideRecord;
+use crate::store::file::sidecar::{RECORD_LEN, SideRecord};
 use crate::store::record::AttemptRecord;
 
 impl Writer {
@@ -37,7 +37,7 @@ impl Writer {
         batch.new_ids.insert(id_hash);
         batch
             .changes
-            .push(Staged::Event(Box::new(summary), day, record, record_number));
+            .push(Staged::Event(summary, day, record, record_number));
         Ok(())
     }
 
@@ -142,8 +142,23 @@ impl Batch {
             })
     }
 
+    /// An empty batch with room for `room` requests.
+    pub(super) fn with_room(room: usize) -> Self {
+        Self {
+            room,
+            changes: Vec::with_capacity(room),
+            replies: Vec::with_capacity(room),
+            ..Self::default()
+        }
+    }
+
     fn stage(&mut self, day: Day, line: Vec<u8>, record: &SideRecord) {
-        let staged = self.days.entry(day).or_default();
+        let room = self.room;
+        let staged = self.days.entry(day).or_insert_with(|| DayBatch {
+            lines: Vec::with_capacity(room),
+            sidecar: Vec::with_capacity(room * RECORD_LEN),
+            ..DayBatch::default()
+        });
         staged.bytes += line.len() as u64;
         staged.lines.push(line);
         record.encode(&mut staged.sidecar);
