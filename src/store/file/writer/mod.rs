@@ -132,6 +132,24 @@ struct Batch {
     replies: Vec<Reply<()>>,
 }
 
+/// A committed batch's memory: its callers' lines and event summaries, made on their threads.
+/// The next caller to queue a request frees it, on its own thread, instead of this thread:
+/// glibc frees another thread's memory under that thread's arena lock, and with this thread
+/// freeing a whole batch of it at once, the callers' threads slept on their own locks
+/// (BENCHMARKS.md, sixth session). It also keeps the frees off the writer's path.
+pub(super) struct Spent {
+    #[expect(dead_code, reason = "held only to be dropped on a caller's thread")]
+    days: BTreeMap<Day, DayBatch>,
+    changes: Vec<Staged>,
+}
+
+impl Spent {
+    /// How many records it holds.
+    fn records(&self) -> usize {
+        self.changes.len()
+    }
+}
+
 /// Counts of what the writer has done, shared with the store for [`super::WriteStats`].
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -146,6 +164,8 @@ pub(super) struct Writer {
     files: HashMap<Day, File>,
     sidecars: HashMap<Day, File>,
     poisoned: Option<String>,
+    /// Where a commit's spent memory goes to be freed by the next caller (see [`Spent`]).
+    spent_to: Option<Arc<RequestQueue>>,
     /// Held for the writer's whole life: the lock that keeps other processes out.
     _lock: File,
 }
@@ -164,6 +184,7 @@ impl Writer {
             files: HashMap::new(),
             sidecars: HashMap::new(),
             poisoned: None,
+            spent_to: None,
             _lock: lock,
         }
     }
@@ -176,6 +197,7 @@ impl Writer {
                 self.0.abandon();
             }
         }
+        self.spent_to = Some(requests.clone());
         let requests = AbandonOnExit(requests);
         // How many callers the last commit answered: they are likely to write again soon.
         // Waiting, briefly, for most of them lets one fsync carry them instead of alternating
@@ -324,7 +346,11 @@ impl Writer {
         }
         // The lock goes before the batch's memory is freed: readers need not wait for that.
         drop(index);
-        drop((days, changes));
+        let spent = Spent { days, changes };
+        match &self.spent_to {
+            Some(queue) => queue.discard(spent),
+            None => drop(spent),
+        }
     }
 
     /// Deletes every segment whose whole day ends at or before `cutoff`.

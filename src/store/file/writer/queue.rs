@@ -8,11 +8,18 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::Request;
+use super::{Request, Spent};
+
+/// The most records spent batches may hold while they wait for a caller to free them: past
+/// it (no caller came for a while), the writer frees its batches itself.
+const MAX_SPENT_RECORDS: usize = 1024;
 
 #[derive(Default)]
 struct State {
     requests: Vec<Request>,
+    /// Committed batches for the next caller to free.
+    spent: Vec<Spent>,
+    spent_records: usize,
     closed: bool,
     /// Waiting for a first request.
     waiting_for_any: bool,
@@ -67,13 +74,35 @@ impl RequestQueue {
             return Err(WriterStopped);
         }
         state.requests.push(request);
+        let spent = if state.spent.is_empty() {
+            Vec::new()
+        } else {
+            state.spent_records = 0;
+            std::mem::take(&mut state.spent)
+        };
         let enough = state.wake_at != 0 && state.requests.len() >= state.wake_at;
         if state.waiting_for_any || enough {
             state.waiting_for_any = false;
             state.wake_at = 0;
             self.arrived.notify_one();
         }
+        // Freed once the queue is unlocked.
+        drop(state);
+        drop(spent);
         Ok(())
+    }
+
+    /// Leaves a committed batch for the next caller to free (see [`Spent`]); frees it here if
+    /// enough is already waiting or the queue is closed.
+    pub(super) fn discard(&self, spent: Spent) {
+        let mut state = self.lock();
+        if state.closed || state.spent_records + spent.records() > MAX_SPENT_RECORDS {
+            drop(state);
+            drop(spent);
+            return;
+        }
+        state.spent_records += spent.records();
+        state.spent.push(spent);
     }
 
     /// Stops the queue: later pushes fail, and the writer ends once the queue is empty.
@@ -170,6 +199,27 @@ mod tests {
         assert_eq!(batch.map(|b| b.len()), Some(3));
         assert!(started.elapsed() < Duration::from_secs(5));
         pusher.join().expect("the pusher");
+    }
+
+    fn spent() -> Spent {
+        Spent {
+            days: std::collections::BTreeMap::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_committed_batch_is_freed_by_the_next_caller_and_never_after_the_queue_closes() {
+        let queue = RequestQueue::default();
+        queue.discard(spent());
+        queue.discard(spent());
+        assert_eq!(queue.lock().spent.len(), 2);
+        // The next request takes them along, to free them on its own thread.
+        assert!(queue.push(request().0).is_ok());
+        assert!(queue.lock().spent.is_empty());
+        queue.close();
+        queue.discard(spent());
+        assert!(queue.lock().spent.is_empty());
     }
 
     #[test]
