@@ -1,5 +1,6 @@
 //! The event log: every emitted event with its exact body, deliveries and attempts.
 
+mod attempt;
 mod file;
 mod memory;
 mod query;
