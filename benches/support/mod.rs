@@ -36,11 +36,47 @@ pub fn criterion() -> Criterion {
     criterion.configure_from_args()
 }
 
-/// Median nanoseconds per call of each routine, measured interleaved: every round times a
-/// batch of each routine, in a shuffled order, so a burst of load from elsewhere on the machine
-/// hits all of them alike instead of skewing one. Criterion's own report gives the detailed statistics;
-/// these medians feed the summary ratios.
+/// Median nanoseconds per call of each routine over [`interleaved_rounds`].
 pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64> {
+    medians(&interleaved_rounds(routines))
+}
+
+/// Each routine's median over its rounds.
+pub fn medians(rounds: &[Vec<f64>]) -> Vec<f64> {
+    rounds.iter().map(|values| median(values.clone())).collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Each routine's time relative to the others, paired by round: in every round, each routine's
+/// time over the mean of all of them in that round; per routine, the median of those over the
+/// rounds. For routines that do the same work (the secret check's cases), this is the steady
+/// figure on this machine, whose speed moves between a quiet mode and one about 45 % slower
+/// while another tenant is busy. A round's batches run within about 10 ms of each other, so
+/// they share a mode and dividing by their mean cancels it; a median or a minimum over all the
+/// rounds of one routine does not. In 16 runs with a figure of each kind, the five cases'
+/// medians spread by up to 11.5 % and their minimums, in five later runs, by up to 19.7 %
+/// (BENCHMARKS.md, sixth session).
+pub fn relative_medians(rounds: &[Vec<f64>]) -> Vec<f64> {
+    let count = rounds.first().map_or(0, Vec::len);
+    let mut relative: Vec<Vec<f64>> = vec![Vec::with_capacity(count); rounds.len()];
+    for round in 0..count {
+        let mean = rounds.iter().map(|times| times[round]).sum::<f64>() / rounds.len() as f64;
+        for (routine, times) in rounds.iter().enumerate() {
+            relative[routine].push(times[round] / mean);
+        }
+    }
+    relative.into_iter().map(median).collect()
+}
+
+/// Nanoseconds per call of each routine in each round, measured interleaved: every round times
+/// a batch of each routine, in a shuffled order, so a burst of load from elsewhere on the
+/// machine hits all of them alike instead of skewing one. Criterion's own report gives the
+/// detailed statistics; these feed the summary ratios.
+pub fn interleaved_rounds(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<Vec<f64>> {
     let rounds = if quick() { 15 } else { 101 };
     // Size each batch to take about 2 ms, so timer resolution does not matter.
     let batches: Vec<u64> = routines
@@ -78,12 +114,6 @@ pub fn interleaved_medians(routines: &mut [(&str, &mut dyn FnMut())]) -> Vec<f64
         }
     }
     samples
-        .into_iter()
-        .map(|mut values| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        })
-        .collect()
 }
 
 /// Of rounds that each measured the subject and the baseline back to back, the round
