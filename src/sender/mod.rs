@@ -63,24 +63,7 @@ pub enum SendResult {
 impl SendOutcome {
     /// The attempt to record in the log.
     pub fn to_attempt(&self, trigger: AttemptTrigger) -> Attempt {
-        match &self.result {
-            SendResult::Response {
-                status, snippet, ..
-            } => Attempt::response(
-                self.started_at,
-                self.duration,
-                *status,
-                snippet.as_str(),
-                trigger,
-            ),
-            SendResult::Failed { kind, message } => Attempt::transport_error(
-                self.started_at,
-                self.duration,
-                *kind,
-                message.as_str(),
-                trigger,
-            ),
-        }
+        self.clone().into_attempt(trigger)
     }
 
     /// The attempt to record in the log, taking the snippet or message instead of copying it.

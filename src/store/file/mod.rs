@@ -102,12 +102,17 @@ impl FileLogStore {
         let (index, recovery) = load(&dir, true)?;
         let index = Arc::new(Mutex::new(index));
         let requests = Arc::new(RequestQueue::default());
-        let queue = requests.clone();
         let counters = Arc::new(Counters::default());
-        let writer = Writer::new(dir.clone(), index.clone(), counters.clone(), lock);
+        let writer = Writer::new(
+            dir.clone(),
+            index.clone(),
+            counters.clone(),
+            lock,
+            requests.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("fermion-log-writer".into())
-            .spawn(move || writer.run(queue))
+            .spawn(move || writer.run())
             .map_err(|e| io_error(&dir, e))?;
         Ok(Self {
             dir,

@@ -164,8 +164,9 @@ pub(super) struct Writer {
     files: HashMap<Day, File>,
     sidecars: HashMap<Day, File>,
     poisoned: Option<String>,
-    /// Where a commit's spent memory goes to be freed by the next caller (see [`Spent`]).
-    spent_to: Option<Arc<RequestQueue>>,
+    /// The queue it serves, where a commit's spent memory also goes to be freed by the next
+    /// caller (see [`Spent`]).
+    requests: Arc<RequestQueue>,
     /// Held for the writer's whole life: the lock that keeps other processes out.
     _lock: File,
 }
@@ -176,6 +177,7 @@ impl Writer {
         index: Arc<Mutex<Index>>,
         counters: Arc<Counters>,
         lock: File,
+        requests: Arc<RequestQueue>,
     ) -> Self {
         Self {
             dir,
@@ -184,12 +186,12 @@ impl Writer {
             files: HashMap::new(),
             sidecars: HashMap::new(),
             poisoned: None,
-            spent_to: None,
+            requests,
             _lock: lock,
         }
     }
 
-    pub(super) fn run(mut self, requests: Arc<RequestQueue>) {
+    pub(super) fn run(mut self) {
         // However the thread ends (a panic included), callers must not wait for ever.
         struct AbandonOnExit(Arc<RequestQueue>);
         impl Drop for AbandonOnExit {
@@ -197,8 +199,7 @@ impl Writer {
                 self.0.abandon();
             }
         }
-        self.spent_to = Some(requests.clone());
-        let requests = AbandonOnExit(requests);
+        let requests = AbandonOnExit(self.requests.clone());
         // How many callers the last commit answered: they are likely to write again soon.
         // Waiting, briefly, for most of them lets one fsync carry them instead of alternating
         // between two half batches: an fsync costs far more CPU than the wait (BENCHMARKS.md
@@ -346,11 +347,7 @@ impl Writer {
         }
         // The lock goes before the batch's memory is freed: readers need not wait for that.
         drop(index);
-        let spent = Spent { days, changes };
-        match &self.spent_to {
-            Some(queue) => queue.discard(spent),
-            None => drop(spent),
-        }
+        self.requests.discard(Spent { days, changes });
     }
 
     /// Deletes every segment whose whole day ends at or before `cutoff`.

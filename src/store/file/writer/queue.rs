@@ -19,7 +19,6 @@ struct State {
     requests: Vec<Request>,
     /// Committed batches for the next caller to free.
     spent: Vec<Spent>,
-    spent_records: usize,
     closed: bool,
     /// Waiting for a first request.
     waiting_for_any: bool,
@@ -74,12 +73,7 @@ impl RequestQueue {
             return Err(WriterStopped);
         }
         state.requests.push(request);
-        let spent = if state.spent.is_empty() {
-            Vec::new()
-        } else {
-            state.spent_records = 0;
-            std::mem::take(&mut state.spent)
-        };
+        let spent = std::mem::take(&mut state.spent);
         let enough = state.wake_at != 0 && state.requests.len() >= state.wake_at;
         if state.waiting_for_any || enough {
             state.waiting_for_any = false;
@@ -96,12 +90,12 @@ impl RequestQueue {
     /// enough is already waiting or the queue is closed.
     pub(super) fn discard(&self, spent: Spent) {
         let mut state = self.lock();
-        if state.closed || state.spent_records + spent.records() > MAX_SPENT_RECORDS {
+        let waiting: usize = state.spent.iter().map(Spent::records).sum();
+        if state.closed || waiting + spent.records() > MAX_SPENT_RECORDS {
             drop(state);
             drop(spent);
             return;
         }
-        state.spent_records += spent.records();
         state.spent.push(spent);
     }
 
