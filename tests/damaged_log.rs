@@ -21,13 +21,30 @@ fn healthy_segment() -> (Vec<u8>, Vec<(StoredEvent, u64)>) {
             let kind = EventKind::ALL[i % 4];
             let event = stored(kind, &format!("2026-11-28T10:{i:02}:00Z"), &["crm"]);
             store.append(event.clone()).await.unwrap();
-            let end_of_event_line = std::fs::metadata(&path).unwrap().len();
             let done = delivered(&event, "crm", at("2026-11-28T11:00:00Z"));
             store.record_attempt(done).await.unwrap();
-            events.push((event, end_of_event_line));
+            events.push(event);
         }
         drop(store);
-        (std::fs::read(&path).unwrap(), events)
+        let bytes = std::fs::read(&path).unwrap();
+        // Lines alternate: an event, then its attempt. (Read once the writer has closed the
+        // file: while it writes, the file runs on past its lines with zeros.)
+        let line_ends: Vec<u64> = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+        assert_eq!(
+            line_ends.len(),
+            24,
+            "an event and an attempt line per event"
+        );
+        let events = events
+            .into_iter()
+            .zip(line_ends.iter().step_by(2).copied())
+            .collect();
+        (bytes, events)
     })
 }
 

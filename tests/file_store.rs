@@ -17,6 +17,19 @@ fn segment(dir: &TempDir, day: &str) -> std::path::PathBuf {
     dir.path().join(format!("{day}.jsonl"))
 }
 
+/// The lines of a segment a writer has open: the file runs on past them with zero bytes, the
+/// writer's padding, and with nothing else.
+fn live_lines(path: &std::path::Path) -> String {
+    let mut bytes = std::fs::read(path).unwrap();
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    assert!(
+        bytes[end..].iter().all(|b| *b == 0),
+        "only padding follows the last line"
+    );
+    bytes.truncate(end);
+    String::from_utf8(bytes).unwrap()
+}
+
 async fn count(store: &FileLogStore) -> usize {
     store
         .query(&LogFilter::default(), None, usize::MAX)
@@ -92,7 +105,12 @@ async fn the_files_are_human_readable_json_lines_with_the_body_verbatim() {
     let mut odd = stored(EventKind::PaidCourseSale, "2026-11-28T11:00:00Z", &["crm"]);
     odd.body = "{\n  \"pretty\": true\n}".to_owned();
     store.append(odd.clone()).await.unwrap();
-    let text = std::fs::read_to_string(segment(&dir, "2026-11-28")).unwrap();
+    let path = segment(&dir, "2026-11-28");
+    let text = live_lines(&path);
+    assert!(
+        std::fs::metadata(&path).unwrap().len() > text.len() as u64,
+        "a segment being written is padded ahead of its lines"
+    );
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2);
     for line in &lines {
@@ -109,6 +127,9 @@ async fn the_files_are_human_readable_json_lines_with_the_body_verbatim() {
         odd.body
     );
     assert!(!text.contains("secret"));
+    // Closed, the file is its lines and nothing more.
+    drop(store);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 }
 
 #[tokio::test]
@@ -138,7 +159,7 @@ async fn emitted_bodies_are_embedded_verbatim_and_a_pretty_printed_one_is_kept_e
     for day in std::fs::read_dir(dir.path()).unwrap() {
         let path = day.unwrap().path();
         if path.extension().is_some_and(|e| e == "jsonl") {
-            for line in std::fs::read_to_string(path).unwrap().lines() {
+            for line in live_lines(&path).lines() {
                 let record: serde_json::Value = serde_json::from_str(line).unwrap();
                 let id = record["eventUniqueId"].as_str().unwrap();
                 if id == typed.event_unique_id {

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::io_error;
-use super::recovery::{DamagedLine, TornTail, set_aside_torn_tail};
+use super::recovery::{DamagedLine, TornTail, cut_back, set_aside_torn_tail};
 use super::segment::{EventSummary, Line, SegmentReader, parse_line, read_line_at, read_lines};
 use super::sidecar::{
     EVENT_IS_TEST, EVENT_STARTS_PENDING, RECORD_LEN, RecordKind, SideRecord, id_hash, kind_code,
@@ -152,16 +152,19 @@ pub(super) fn load_segment(
         }
     }
     if let Some(torn) = loaded.torn.as_mut().filter(|_| repair) {
-        // Only the torn bytes, not the whole segment.
+        // Only the torn bytes, not the whole segment nor the padding after them.
         let mut bytes = Vec::new();
         std::fs::File::open(segment)
             .and_then(|mut file| {
                 use std::io::{Read, Seek, SeekFrom};
                 file.seek(SeekFrom::Start(torn.offset))?;
-                file.read_to_end(&mut bytes)
+                file.take(torn.bytes).read_to_end(&mut bytes)
             })
             .map_err(|e| io_error(segment, e))?;
         torn.saved_to = Some(set_aside_torn_tail(dir, segment, torn.offset, &bytes)?);
+    } else if repair && segment_len > loaded.len {
+        // Only zeros after the lines: the padding of a writer that did not close the file.
+        cut_back(segment, loaded.len)?;
     }
     // Rewrite from the first record not already there, cutting off anything damaged after.
     let up_to_date = kept == loaded.records.len() && sidecar_bytes == (kept * RECORD_LEN) as u64;

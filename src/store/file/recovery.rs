@@ -274,14 +274,16 @@ pub(super) fn set_aside_torn_tail(
     file.write_all(torn)
         .and_then(|()| file.sync_all())
         .map_err(|e| io_error(&saved, e))?;
-    let segment_file = OpenOptions::new()
+    sync_dir(dir)?;
+    cut_back(segment, len)?;
+    Ok(saved)
+}
+
+/// Cuts the segment back to `len`, durably.
+pub(super) fn cut_back(segment: &Path, len: u64) -> Result<(), LogError> {
+    OpenOptions::new()
         .write(true)
         .open(segment)
-        .map_err(|e| io_error(segment, e))?;
-    segment_file
-        .set_len(len)
-        .and_then(|()| segment_file.sync_all())
-        .map_err(|e| io_error(segment, e))?;
-    sync_dir(dir)?;
-    Ok(saved)
+        .and_then(|file| file.set_len(len).and_then(|()| file.sync_all()))
+        .map_err(|e| io_error(segment, e))
 }

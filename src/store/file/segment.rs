@@ -9,7 +9,7 @@
 //! "nextAttemptAt":…}`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -230,8 +230,13 @@ fn corrupt(path: &Path, offset: u64, error: impl std::fmt::Display) -> io::Error
 }
 
 /// Reads a segment line by line from `start`, calling `each` with every complete line and its
-/// offset. Returns the length of the complete lines, and the bytes after the last newline (a
-/// torn write, if not empty).
+/// offset. Returns the length of the complete lines, and the bytes after them that a crash
+/// left (a torn write, if not empty).
+///
+/// The lines end at the end of the file or at the first zero byte, where the writer's padding
+/// starts (`writer/padded.rs`); a zero byte is never part of a line. The torn bytes run from
+/// the last complete line to the last byte that is not zero: after a crash, a batch's pages may
+/// have reached the disk in any order.
 pub(super) fn read_lines(
     path: &Path,
     start: u64,
@@ -247,6 +252,17 @@ pub(super) fn read_lines(
         let read = reader.read_until(b'\n', &mut line)?;
         if read == 0 {
             return Ok((offset, Vec::new()));
+        }
+        if line.contains(&0) {
+            let zero = line.iter().position(|b| *b == 0).unwrap_or(line.len());
+            let mut rest = line.split_off(zero);
+            reader.read_to_end(&mut rest)?;
+            let data_end = rest
+                .iter()
+                .rposition(|b| *b != 0)
+                .map_or(0, |last| last + 1);
+            line.extend_from_slice(&rest[..data_end]);
+            return Ok((offset, line));
         }
         if line.last() != Some(&b'\n') {
             return Ok((offset, std::mem::take(&mut line)));

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
+use std::io::Write;
 use std::path::Path;
 
+use super::padded::PaddedSegment;
 use super::{DayBatch, MAX_OPEN_FILES, Writer};
 use crate::store::LogError;
-use crate::store::file::io_error;
 use crate::store::file::segment::{Day, segment_file_name};
 use crate::store::file::sidecar::sidecar_path;
+use crate::store::file::{io_error, lock_index};
 
 impl Writer {
     /// Writes the batch's lines to their segments and fsyncs each segment once (and the
@@ -34,7 +35,8 @@ impl Writer {
             if !self.files.contains_key(day) {
                 let path = self.dir.join(segment_file_name(*day));
                 created |= !path.exists();
-                let file = open_append(&path)?;
+                let end = lock_index(&self.index).segment_len(*day);
+                let file = PaddedSegment::open(&path, end).map_err(|e| io_error(&path, e))?;
                 self.files.insert(*day, file);
             }
         }
@@ -45,8 +47,7 @@ impl Writer {
                 .files
                 .get_mut(day)
                 .ok_or_else(|| failed(std::io::Error::other("segment file not open")))?;
-            write_all_lines(file, &staged.lines).map_err(failed)?;
-            file.sync_data().map_err(failed)?;
+            file.append_durably(&staged.lines).map_err(failed)?;
         }
         if created {
             sync_dir(&self.dir)?;
@@ -72,21 +73,6 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-/// Writes every line, in order, with as few `writev` calls as the kernel allows.
-fn write_all_lines(file: &mut File, lines: &[Vec<u8>]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = lines.iter().map(|line| IoSlice::new(line)).collect();
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        match file.write_vectored(remaining) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(written) => IoSlice::advance_slices(&mut remaining, written),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn open_append(path: &Path) -> Result<File, LogError> {

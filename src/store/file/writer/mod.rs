@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 mod files;
+mod padded;
 mod queue;
 mod stage;
 
@@ -161,7 +162,7 @@ pub(super) struct Writer {
     dir: PathBuf,
     index: Arc<Mutex<Index>>,
     counters: Arc<Counters>,
-    files: HashMap<Day, File>,
+    files: HashMap<Day, padded::PaddedSegment>,
     sidecars: HashMap<Day, File>,
     poisoned: Option<String>,
     /// The queue it serves, where a commit's spent memory also goes to be freed by the next
