@@ -42,6 +42,11 @@ use super::{KnownJson, LogError, LogStore};
 /// - **Append-only**: one segment file per UTC day of event timestamps (`2026-11-28.jsonl`);
 ///   an attempt is appended to its event's segment. Nothing is rewritten in place; retention
 ///   ([`delete_before`](LogStore::delete_before)) deletes whole segments.
+/// - **Padded while written**: the segment being appended to runs on past its last line with
+///   up to a mebibyte of zero bytes, written ahead so that a commit's fsync rewrites blocks
+///   instead of growing the file. The writer cuts them off when it closes the file and the
+///   next open cuts off any a crash left, so a segment at rest is plain JSON Lines; readers
+///   ([`open_read_only`](Self::open_read_only)) stop at the zeros.
 /// - **Bounded memory**: bodies and attempts stay on disk; a writer holds 56 bytes per event
 ///   plus the details of pending deliveries, a reader nothing until it looks events up, and a
 ///   scan or export one segment's index records at a time. Beside each segment, a binary
