@@ -78,8 +78,8 @@ pub use receive::{
 pub use receive::{FermionWebhook, WebhookRejection};
 pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};
 pub use sender::{
-    DeliveryRequest, HttpSender, HttpSenderBuilder, HttpSenderError, SendOutcome, SendResult,
-    Sender, is_global_address,
+    DEFAULT_ATTEMPT_TIMEOUT, DeliveryRequest, HttpSender, HttpSenderBuilder, HttpSenderError,
+    SendOutcome, SendResult, Sender, is_global_address,
 };
 pub use store::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Cursor, DamagedLine, Delivery,

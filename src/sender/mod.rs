@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::secret::WebhookSecret;
 use crate::store::{Attempt, AttemptTrigger, TransportErrorKind};
 
-pub use self::http::{HttpSender, HttpSenderBuilder, HttpSenderError};
+pub use self::http::{DEFAULT_ATTEMPT_TIMEOUT, HttpSender, HttpSenderBuilder, HttpSenderError};
 pub use self::ssrf::is_global_address;
 
 /// One attempt to deliver a body.

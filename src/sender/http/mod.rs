@@ -24,7 +24,7 @@ use super::{DeliveryRequest, SendOutcome, SendResult, Sender};
 use crate::store::TransportErrorKind;
 
 /// The default time limit for one attempt, connection to last byte read.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 const AGENT: &str = concat!("fermion-webhooks/", env!("CARGO_PKG_VERSION"));
 
@@ -109,7 +109,7 @@ impl HttpSender {
     /// Starts configuring a sender.
     pub fn builder() -> HttpSenderBuilder {
         HttpSenderBuilder {
-            timeout: DEFAULT_TIMEOUT,
+            timeout: DEFAULT_ATTEMPT_TIMEOUT,
             allow_private_networks: false,
             overrides: HashMap::new(),
             extra_roots: Vec::new(),
@@ -118,7 +118,8 @@ impl HttpSender {
 }
 
 impl HttpSenderBuilder {
-    /// The time limit for one attempt (default 15 s).
+    /// The time limit for one attempt, connection to last byte read (default
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT), 15 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -217,6 +217,38 @@ mod tests {
     }
 
     #[test]
+    fn spent_batches_past_the_cap_are_freed_at_once_instead_of_waiting() {
+        let queue = RequestQueue::default();
+        let spent_with = |records: usize| Spent {
+            days: std::collections::BTreeMap::new(),
+            changes: (0..records)
+                .map(|_| {
+                    super::super::Staged::Attempt(
+                        0,
+                        0,
+                        0,
+                        crate::store::record::DeliveryState::Pending,
+                        None,
+                    )
+                })
+                .collect(),
+        };
+        let waiting =
+            |queue: &RequestQueue| -> usize { queue.lock().spent.iter().map(Spent::records).sum() };
+        queue.discard(spent_with(600));
+        queue.discard(spent_with(MAX_SPENT_RECORDS - 600));
+        assert_eq!(
+            waiting(&queue),
+            MAX_SPENT_RECORDS,
+            "up to the cap, batches wait"
+        );
+        // No caller came: one more record would pass the cap, so this batch is freed here.
+        queue.discard(spent_with(1));
+        assert_eq!(waiting(&queue), MAX_SPENT_RECORDS);
+        assert_eq!(queue.lock().spent.len(), 2);
+    }
+
+    #[test]
     fn a_closed_queue_refuses_pushes_and_ends_the_writer_once_drained() {
         let queue = RequestQueue::default();
         assert!(queue.push(request().0).is_ok());
