@@ -16,6 +16,14 @@ pub(crate) fn iso_millis(timestamp: &DateTime<Utc>) -> String {
     String::from_utf8(text).unwrap_or_default()
 }
 
+/// The timestamp as text, written over `buf`: for a caller formatting many, one buffer
+/// instead of an allocation each.
+pub(crate) fn iso_millis_in<'b>(buf: &'b mut Vec<u8>, timestamp: &DateTime<Utc>) -> &'b str {
+    buf.clear();
+    write_iso_millis(buf, timestamp);
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
 /// Appends the timestamp as a JSON string, quotes included.
 pub(crate) fn push_iso_millis(out: &mut Vec<u8>, timestamp: &DateTime<Utc>) {
     out.push(b'"');

@@ -11,7 +11,7 @@ mod wire;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::value::RawValue;
 
-pub(crate) use iso_time::{iso_millis, push_iso_millis};
+pub(crate) use iso_time::{iso_millis, iso_millis_in, push_iso_millis};
 pub use kind::{EventKind, UnknownEventKind};
 pub(crate) use loose::PAYLOAD_KEYS;
 pub use parse::ParseError;

@@ -129,6 +129,7 @@ impl Drop for CsvPipeline<'_> {
 }
 
 fn format_batches(queue: &Mutex<Receiver<Job>>, done: &Sender<Formatted>, escape: bool) {
+    let mut timestamp = Vec::with_capacity(24);
     loop {
         let job = queue
             .lock()
@@ -139,7 +140,7 @@ fn format_batches(queue: &Mutex<Receiver<Job>>, done: &Sender<Formatted>, escape
         };
         let mut bytes = Vec::with_capacity(rows.len() * 1024);
         for row in &rows {
-            write_csv_row(&mut bytes, row, escape);
+            write_csv_row(&mut bytes, &mut timestamp, row, escape);
         }
         if done.send((number, bytes, rows.len())).is_err() {
             return;

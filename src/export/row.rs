@@ -39,10 +39,15 @@ fn own_layout_payload<'a>(
     Some((Some(raw), cells))
 }
 
-/// Appends the CSV row for `event` to `out`.
-pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas: bool) {
-    let timestamp = crate::event::iso_millis(&event.timestamp);
-    let (payload_raw, payload) = match own_layout_payload(event, &timestamp) {
+/// Appends the CSV row for `event` to `out`. `timestamp` is a buffer reused from row to row.
+pub(super) fn write_csv_row(
+    out: &mut Vec<u8>,
+    timestamp: &mut Vec<u8>,
+    event: &EventRow,
+    escape_formulas: bool,
+) {
+    let timestamp = crate::event::iso_millis_in(timestamp, &event.timestamp);
+    let (payload_raw, payload) = match own_layout_payload(event, timestamp) {
         Some(found) => found,
         None => {
             let raw = serde_json::from_str::<BodyPayload>(&event.body)
@@ -58,19 +63,18 @@ pub(super) fn write_csv_row(out: &mut Vec<u8>, event: &EventRow, escape_formulas
         Some(raw) => raw.into(),
         None => "".into(),
     };
-    let attempts = event.attempts.to_string();
-    let last_status = event
-        .last_response_status
-        .map(|status| status.to_string())
-        .unwrap_or_default();
+    let mut attempts = itoa::Buffer::new();
+    let mut last_status = itoa::Buffer::new();
     let cells: [&str; 19] = [
         &event.event_unique_id,
-        &timestamp,
+        timestamp,
         &event.event_type,
         if event.is_test_event { "true" } else { "false" },
         event.status.as_str(),
-        &attempts,
-        &last_status,
+        attempts.format(event.attempts),
+        event
+            .last_response_status
+            .map_or("", |status| last_status.format(status)),
         &payload.user_id.0,
         &payload.user_fullname.0,
         &payload.user_email.0,
@@ -150,7 +154,7 @@ mod tests {
             body: body.into(),
         };
         let mut out = Vec::new();
-        write_csv_row(&mut out, &event, true);
+        write_csv_row(&mut out, &mut Vec::new(), &event, true);
         String::from_utf8(out).unwrap()
     }
 
