@@ -186,6 +186,16 @@ mod tests {
     use super::PayloadCells;
     use crate::event::{EventKind, EventPayload, WebhookEvent};
 
+    #[test]
+    fn the_payload_columns_are_the_payload_keys_in_wire_order() {
+        // Two lists that must agree: the export's header, and the keys `PayloadCells` reads
+        // into its cells (every payload key but `eventType`, which has its own column).
+        assert_eq!(
+            crate::export::CSV_COLUMNS[7..18],
+            crate::event::PAYLOAD_KEYS[1..]
+        );
+    }
+
     fn cells_of(cells: &PayloadCells<'_>) -> Vec<String> {
         [
             &cells.user_id,
