@@ -189,3 +189,86 @@ async fn a_reader_beside_a_writer_sees_its_lines_and_no_damage_in_the_padding() 
     assert!(!text.contains('\0'));
     assert_eq!(text.lines().count(), 1 + events.len() + 1, "{text}");
 }
+
+/// The child: appends under a file size limit well below the padding's mebibyte, printing
+/// `appended <n> <bytes>` once done.
+#[tokio::test]
+#[ignore = "run by appends_that_fit_succeed_where_the_padding_does_not in a child process"]
+async fn child_appends_under_a_file_size_limit() {
+    let dir = PathBuf::from(std::env::var("FERMION_PADDING_DIR").unwrap());
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let limit: u64 = limits
+        .lines()
+        .find(|line| line.starts_with("Max file size"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .expect("a file size limit in bytes");
+    assert!(
+        limit < MIB as u64 / 2,
+        "the limit is below the padding: {limit}"
+    );
+    let store = FileLogStore::open(&dir).unwrap();
+    // Lines under 1 KiB, half the limit's worth: every one fits, the padding never does.
+    let count = limit / 2 / 1024;
+    for i in 0..count {
+        let event = support::stored(
+            fermion_webhooks::EventKind::PaidCourseSale,
+            &format!("2026-11-28T10:{:02}:{:02}Z", i / 60, i % 60),
+            &["crm"],
+        );
+        assert!(event.body.len() < 700, "a line stays under 1 KiB");
+        store.append(event).await.unwrap();
+    }
+    drop(store);
+    let bytes = std::fs::metadata(dir.join("2026-11-28.jsonl"))
+        .unwrap()
+        .len();
+    assert!(bytes < limit / 2, "{bytes} bytes of lines, no padding left");
+    println!("appended {count} {bytes}");
+}
+
+#[test]
+fn appends_that_fit_succeed_where_the_padding_does_not() {
+    // A full disk refuses the padding before it refuses lines; a file size limit (ulimit -f)
+    // is the same refusal, and needs no special file system. `trap '' XFSZ` makes a write
+    // past the limit fail instead of killing the process.
+    let dir = TempDir::new("padding-limit");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 256; exec \"$0\" --ignored --exact --nocapture child_appends_under_a_file_size_limit")
+        .arg(std::env::current_exe().unwrap())
+        .env("FERMION_PADDING_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let appended: usize = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("appended "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the child's count");
+    assert!(appended > 50, "{stdout}");
+    let store = FileLogStore::open(dir.path()).unwrap();
+    assert!(
+        store.recovery_report().is_clean(),
+        "{:?}",
+        store.recovery_report()
+    );
+    assert_eq!(
+        block_on(ids(&store)).len(),
+        appended,
+        "every acknowledged append is in the log"
+    );
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}

@@ -64,26 +64,33 @@ impl PaddedSegment {
         let bytes: u64 = lines.iter().map(|line| line.len() as u64).sum();
         let new_end = self.end + bytes;
         if new_end > self.padded_to {
-            self.pad_past(new_end)?;
+            self.pad_past(new_end);
         }
         write_all_lines(&mut self.file, lines)?;
         self.end = new_end;
+        self.padded_to = self.padded_to.max(new_end);
         // One fdatasync covers the lines and, when the file was just extended, its new zeros
         // and size.
         self.file.sync_data()
     }
 
-    /// Extends the file with zeros to the first multiple of `PADDING` past `needed`.
-    fn pad_past(&mut self, needed: u64) -> std::io::Result<()> {
+    /// Extends the file with zeros to the first multiple of `PADDING` past `needed`, as far as
+    /// it can. Only an optimisation, so a failure is not an error: with no room for the zeros
+    /// (a full disk, a file size limit), the lines still go in as they would without padding,
+    /// and fail only if they do not fit themselves.
+    fn pad_past(&mut self, needed: u64) {
         let target = (needed / PADDING + 1) * PADDING;
-        let mut at = self.padded_to;
-        while at < target {
-            let block = (target - at).min(ZEROS.len() as u64) as usize;
-            self.file.write_all_at(&ZEROS[..block], at)?;
-            at += block as u64;
+        while self.padded_to < target {
+            let block = (target - self.padded_to).min(ZEROS.len() as u64) as usize;
+            if self
+                .file
+                .write_all_at(&ZEROS[..block], self.padded_to)
+                .is_err()
+            {
+                return;
+            }
+            self.padded_to += block as u64;
         }
-        self.padded_to = target;
-        Ok(())
     }
 }
 
@@ -93,9 +100,8 @@ impl Drop for PaddedSegment {
     /// Neither fsynced nor checked: padding that outlives a crash or a failure here is cut off
     /// when the log is next opened.
     fn drop(&mut self) {
-        if self.padded_to > self.end {
-            let _ = self.file.set_len(self.end);
-        }
+        // Even when `padded_to` is `end`: a block of zeros cut short may lie past both.
+        let _ = self.file.set_len(self.end);
     }
 }
 
