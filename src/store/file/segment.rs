@@ -253,6 +253,8 @@ pub(super) fn read_lines(
         if read == 0 {
             return Ok((offset, Vec::new()));
         }
+        // `contains` searches a vector at a time, for every line; `position` only runs on the
+        // one line that has a zero.
         if line.contains(&0) {
             let zero = line.iter().position(|b| *b == 0).unwrap_or(line.len());
             let mut rest = line.split_off(zero);
