@@ -26,7 +26,8 @@ pub(super) struct PaddedSegment {
     file: File,
     /// Where the next line goes: the end of the last line written.
     end: u64,
-    /// The file's length. From `end` to here, the file holds only zeros.
+    /// How far the file holds zeros: from `end` to here, and nothing else to the file's end
+    /// (which lies here, or a little further when padding was refused part way).
     padded_to: u64,
 }
 
