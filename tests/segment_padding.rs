@@ -22,15 +22,18 @@ fn append_raw(path: &Path, bytes: &[u8]) {
     file.write_all(bytes).unwrap();
 }
 
+/// The ids of every event in the log, sorted.
 async fn ids(store: &FileLogStore) -> Vec<String> {
-    store
+    let mut ids: Vec<String> = store
         .query(&LogFilter::default(), None, usize::MAX)
         .await
         .unwrap()
         .events
         .into_iter()
         .map(|event| event.event_unique_id)
-        .collect()
+        .collect();
+    ids.sort();
+    ids
 }
 
 fn sorted_ids(events: &[StoredEvent]) -> Vec<String> {
@@ -54,9 +57,7 @@ async fn padding_left_by_a_crash_is_cut_off_on_open_and_reported_as_nothing() {
         "{:?}",
         reader.recovery_report()
     );
-    let mut seen = ids(&reader).await;
-    seen.sort();
-    assert_eq!(seen, sorted_ids(&events));
+    assert_eq!(ids(&reader).await, sorted_ids(&events));
     assert_eq!(
         std::fs::metadata(&path).unwrap().len(),
         (lines.len() + MIB) as u64
@@ -111,9 +112,7 @@ async fn a_torn_line_before_the_padding_is_set_aside_without_the_zeros() {
         "the torn bytes, not the padding"
     );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), intact);
-    let mut seen = ids(&store).await;
-    seen.sort();
-    assert_eq!(seen, sorted_ids(&events));
+    assert_eq!(ids(&store).await, sorted_ids(&events));
 }
 
 #[tokio::test]
@@ -147,9 +146,7 @@ async fn bytes_past_a_gap_of_zeros_are_set_aside_too() {
         .unwrap();
     assert!(std::fs::read(saved).unwrap().ends_with(stray));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), intact);
-    let mut seen = ids(&store).await;
-    seen.sort();
-    assert_eq!(seen, sorted_ids(&events));
+    assert_eq!(ids(&store).await, sorted_ids(&events));
 }
 
 #[tokio::test]
@@ -227,8 +224,8 @@ async fn child_appends_under_a_file_size_limit() {
     println!("appended {count} {bytes}");
 }
 
-#[test]
-fn appends_that_fit_succeed_where_the_padding_does_not() {
+#[tokio::test]
+async fn appends_that_fit_succeed_where_the_padding_does_not() {
     // A full disk refuses the padding before it refuses lines; a file size limit (ulimit -f)
     // is the same refusal, and needs no special file system. `trap '' XFSZ` makes a write
     // past the limit fail instead of killing the process.
@@ -260,15 +257,8 @@ fn appends_that_fit_succeed_where_the_padding_does_not() {
         store.recovery_report()
     );
     assert_eq!(
-        block_on(ids(&store)).len(),
+        ids(&store).await.len(),
         appended,
         "every acknowledged append is in the log"
     );
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
