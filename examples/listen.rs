@@ -20,10 +20,8 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use fermion_webhooks::{
-    DEFAULT_MAX_BODY_BYTES, DuplicateGuard, FermionWebhook, Receiver, WebhookRejection,
-    WebhookSecret,
-};
+use fermion_webhooks::receive::{DEFAULT_MAX_BODY_BYTES, FermionWebhook, WebhookRejection};
+use fermion_webhooks::{DuplicateGuard, Receiver, WebhookSecret};
 use serde::Serialize;
 
 const USAGE: &str = "usage: listen --secret S [--addr 127.0.0.1:8787] [--path /webhooks/fermion] \

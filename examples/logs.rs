@@ -23,10 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use fermion_webhooks::{
-    Attempt, Cursor, DeliveryState, EventKind, ExportOptions, FileLogStore, LogFilter, LogStore,
-    export_csv, export_jsonl,
-};
+use fermion_webhooks::export::{ExportOptions, export_jsonl};
+use fermion_webhooks::store::{Attempt, Cursor, DeliveryState, LogFilter};
+use fermion_webhooks::{EventKind, FileLogStore, LogStore, export_csv};
 use lexopt::prelude::*;
 use serde::Serialize;
 
@@ -369,7 +368,7 @@ async fn main() -> ExitCode {
     }
     let store = match FileLogStore::open_read_only(&log_dir) {
         Ok(store) => store,
-        Err(error @ fermion_webhooks::LogError::MissingDirectory { .. }) => {
+        Err(error @ fermion_webhooks::store::LogError::MissingDirectory { .. }) => {
             eprintln!("logs: {error}; pass the directory the emitter writes to with --log-dir");
             return ExitCode::from(2);
         }
@@ -452,7 +451,7 @@ async fn retrigger(
         sender,
         endpoints,
         config,
-        std::sync::Arc::new(fermion_webhooks::SystemClock),
+        std::sync::Arc::new(fermion_webhooks::clock::SystemClock),
     ) {
         Ok(dispatcher) => dispatcher,
         Err(error) => return fail(2, error.to_string()),

@@ -16,10 +16,14 @@ use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::post;
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::export::ExportOptions;
+use fermion_webhooks::receive::FermionWebhook;
+use fermion_webhooks::sender::DeliveryRequest;
+use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
-    DeliveryRequest, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, ExportOptions,
-    FermionWebhook, FileLogStore, HttpSender, LogFilter, LogStore, Receiver, RetrySchedule, Sender,
-    SystemClock, WebhookEvent, WebhookSecret, export_csv,
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
+    LogStore, Receiver, RetrySchedule, Sender, WebhookEvent, WebhookSecret, export_csv,
 };
 
 #[derive(Clone)]

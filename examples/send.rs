@@ -17,9 +17,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
     DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
-    LogFilter, LogStore, RetrySchedule, SystemClock, WebhookEvent, WebhookSecret,
+    LogStore, RetrySchedule, WebhookEvent, WebhookSecret,
 };
 use lexopt::prelude::*;
 use support::{ResultLine, parse_duration};
@@ -217,7 +219,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
     }
     config.poll_interval = Duration::from_millis(50);
     // Deliveries a previous run left pending are resumed by the dispatcher as soon as it starts.
-    let pending = LogFilter::default().status(fermion_webhooks::DeliveryState::Pending);
+    let pending = LogFilter::default().status(fermion_webhooks::store::DeliveryState::Pending);
     let mut ids = Vec::new();
     store
         .scan(&pending, &mut |event| {
@@ -242,7 +244,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
     )
     .map_err(|e| e.to_string())?;
     let mut all_ok = true;
-    let mut finish = |event: &fermion_webhooks::StoredEvent| {
+    let mut finish = |event: &fermion_webhooks::store::StoredEvent| {
         let line = ResultLine::of(event);
         all_ok &= !line.failed();
         line.print();

@@ -31,7 +31,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use fermion_webhooks::{Clock, ManualClock};
+/// use fermion_webhooks::clock::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new("2026-11-28T10:00:00Z".parse().unwrap());
 /// clock.advance(Duration::from_secs(3600));

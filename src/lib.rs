@@ -8,25 +8,35 @@
 //! **Receiving** (an integrator's server): [`Receiver`] checks the secret in constant time
 //! before the body is read, then parses the body into a typed [`WebhookEvent`]; every failure
 //! is a [`ReceiveError`] that knows its HTTP status; [`DuplicateGuard`] skips retried and
-//! re-triggered events. With the `axum` feature, `FermionWebhook` does all of it as an
-//! extractor.
+//! re-triggered events. With the `axum` feature, `receive::FermionWebhook` does all of it as
+//! an extractor.
 //!
-//! **Emitting** (a platform backend): a [`Dispatcher`] stores each event in a durable
-//! [`LogStore`] ([`FileLogStore`] or [`MemoryLogStore`]) with one delivery per subscribed
-//! [`Endpoint`], then delivers it in the background through a [`Sender`] ([`HttpSender`], with
-//! an SSRF guard), retrying on a [`RetrySchedule`]. Test events, re-triggers,
-//! [`CheckoutTracker`] for abandoned checkouts, and [`export_csv`] complete the dashboard's
-//! features.
+//! **Emitting** (a platform backend, feature `emit`): a [`Dispatcher`] stores each event in a
+//! durable [`LogStore`] ([`FileLogStore`] or [`MemoryLogStore`]) with one delivery per
+//! subscribed [`Endpoint`], then delivers it in the background through a [`Sender`]
+//! ([`HttpSender`], on reqwest, with an SSRF guard), retrying on a [`RetrySchedule`]. Test
+//! events, re-triggers, [`CheckoutTracker`] for abandoned checkouts, and [`export_csv`]
+//! complete the dashboard's features.
+//!
+//! # Features
+//!
+//! - `receive`: the receiving side only: events, secrets, [`Receiver`], [`DuplicateGuard`],
+//!   schemas. `default-features = false, features = ["receive"]` builds just this.
+//! - `emit` (default): the emitting side: dispatcher, log stores, HTTP sender, export,
+//!   checkout tracker.
+//! - `axum`: the `receive::FermionWebhook` extractor.
+//!
+//! The everyday types are re-exported here; the rest live in modules by topic: [`event`],
+//! [`receive`], [`dispatch`], [`sender`], [`store`], [`export`], [`checkout`].
 //!
 //! ```
-//! use fermion_webhooks::{EventPayload, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret};
-//! use http::HeaderMap;
+//! use fermion_webhooks::http::HeaderMap;
+//! use fermion_webhooks::{EventKind, EventPayload, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret};
 //!
 //! let receiver = Receiver::new(WebhookSecret::new("s3cr3t").unwrap());
 //!
 //! // What Fermion sends (here, built from a sample):
-//! let body = WebhookEvent::new(EventPayload::sample(fermion_webhooks::EventKind::PaidCourseSale))
-//!     .to_json();
+//! let body = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale)).to_json();
 //! let mut headers = HeaderMap::new();
 //! headers.insert(SECRET_HEADER, "s3cr3t".parse().unwrap());
 //!
@@ -44,51 +54,51 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod checkout;
-mod clock;
-mod dispatch;
+#[cfg(feature = "emit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
+pub mod checkout;
+pub mod clock;
+#[cfg(feature = "emit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
+pub mod dispatch;
+#[cfg(feature = "emit")]
 mod endpoint;
-mod event;
-mod export;
-mod random;
-mod receive;
-mod secret;
-mod sender;
-mod store;
+pub mod event;
+#[cfg(feature = "emit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
+pub mod export;
+#[cfg(feature = "receive")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receive")))]
+pub mod receive;
+pub mod secret;
+#[cfg(feature = "emit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
+pub mod sender;
+#[cfg(feature = "emit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
+pub mod store;
 
-pub use checkout::{
-    Checkout, CheckoutStore, CheckoutTracker, DEFAULT_ABANDON_AFTER, FileCheckoutStore,
-    MemoryCheckoutStore,
-};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use dispatch::{
-    DispatchConfig, DispatchError, Dispatcher, Emitted, Retriggered, RetrySchedule,
-};
-pub use endpoint::{Endpoint, EndpointError};
-pub use event::{
-    Course, EventKind, EventPayload, FreeCourseEnrollment, Order, PaidCourseSale, ParseError,
-    PaymentFailed, PaymentInitiatedNotCompleted, UnknownEventKind, UnknownPayload, User,
-    WebhookEvent,
-};
-pub use export::{CSV_COLUMNS, ExportError, ExportOptions, export_csv, export_jsonl};
-pub use receive::{
-    DEFAULT_MAX_BODY_BYTES, DuplicateGuard, ReceiveError, Receiver, ReceiverBuilder,
-};
-#[cfg(feature = "axum")]
-pub use receive::{FermionWebhook, WebhookRejection};
-pub use secret::{MAX_SECRET_LEN, SECRET_HEADER, SecretError, WebhookSecret};
-pub use sender::{
-    DEFAULT_ATTEMPT_TIMEOUT, DeliveryRequest, HttpSender, HttpSenderBuilder, HttpSenderError,
-    SendOutcome, SendResult, Sender, is_global_address,
-};
-pub use store::{
-    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Cursor, DamagedLine, Delivery,
-    DeliveryState, DueDelivery, EventRow, FileLogStore, LogError, LogFilter, LogStore,
-    MemoryLogStore, Page, RESPONSE_SNIPPET_LIMIT, RecoveryReport, StoredEvent, TornTail,
-    TransportErrorKind, WriteStats,
-};
+/// The `http` crate this one uses, so callers need no matching version of their own.
+pub use http;
+
+pub use event::{EventKind, EventPayload, WebhookEvent};
+pub use secret::{SECRET_HEADER, WebhookSecret};
+
+#[cfg(feature = "receive")]
+pub use receive::{DuplicateGuard, ReceiveError, Receiver};
+
+#[cfg(feature = "emit")]
+pub use checkout::CheckoutTracker;
+#[cfg(feature = "emit")]
+pub use dispatch::{DispatchConfig, Dispatcher, Endpoint, RetrySchedule};
+#[cfg(feature = "emit")]
+pub use export::export_csv;
+#[cfg(feature = "emit")]
+pub use sender::{HttpSender, Sender};
+#[cfg(feature = "emit")]
+pub use store::{FileLogStore, LogStore, MemoryLogStore};
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.
-#[cfg(all(doctest, feature = "axum"))]
+#[cfg(all(doctest, feature = "axum", feature = "emit"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

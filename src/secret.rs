@@ -103,6 +103,17 @@ impl WebhookSecret {
     pub fn expose_secret(&self) -> &str {
         &self.value
     }
+
+    /// The secret as a header value, marked sensitive (so `http`'s `Debug` hides it and HTTP/2
+    /// never indexes it).
+    pub fn header_value(&self) -> http::HeaderValue {
+        // `new` admits only header-safe text, so this conversion cannot fail; an empty value
+        // is an unreachable fallback rather than a panic.
+        let mut value = http::HeaderValue::from_str(&self.value)
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
 }
 
 impl fmt::Debug for WebhookSecret {

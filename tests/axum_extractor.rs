@@ -11,9 +11,8 @@ use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::routing::post;
 use common::{head, post_json, read_response, send_raw};
-use fermion_webhooks::{
-    EventKind, EventPayload, FermionWebhook, Receiver, WebhookEvent, WebhookSecret,
-};
+use fermion_webhooks::receive::FermionWebhook;
+use fermion_webhooks::{EventKind, EventPayload, Receiver, WebhookEvent, WebhookSecret};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::TestReceiver;
+use fermion_webhooks::checkout::{Checkout, FileCheckoutStore, MemoryCheckoutStore};
+use fermion_webhooks::clock::ManualClock;
+use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
-    Checkout, CheckoutTracker, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload,
-    FileCheckoutStore, FileLogStore, HttpSender, LogFilter, LogStore, ManualClock,
-    MemoryCheckoutStore, MemoryLogStore, WebhookEvent, WebhookSecret,
+    CheckoutTracker, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore,
+    HttpSender, LogStore, MemoryLogStore, WebhookEvent, WebhookSecret,
 };
 use support::{TempDir, at};
 
@@ -197,7 +199,7 @@ async fn a_crash_between_emitting_and_forgetting_does_not_fire_twice() {
     let first = tracker.fire_due().await.unwrap();
     assert_eq!(first.len(), 1);
     // As if the process died after the event was logged but before the checkout was forgotten.
-    use fermion_webhooks::CheckoutStore;
+    use fermion_webhooks::checkout::CheckoutStore;
     checkouts.insert(checkout("ord_7")).await.unwrap();
     drop(tracker);
     let reopened = Arc::new(FileCheckoutStore::open(dir.path()).unwrap());

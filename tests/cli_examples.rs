@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::receiver::{Reply, TestReceiver};
-use fermion_webhooks::{FileLogStore, LogFilter, LogStore};
+use fermion_webhooks::store::LogFilter;
+use fermion_webhooks::{FileLogStore, LogStore};
 use support::{TempDir, example_binary};
 
 fn run(name: &str, args: &[&str]) -> Output {
@@ -126,9 +127,13 @@ async fn send_resumes_deliveries_left_pending_by_an_earlier_run() {
         let event = fermion_webhooks::WebhookEvent::new(fermion_webhooks::EventPayload::sample(
             fermion_webhooks::EventKind::FreeCourseEnrollment,
         ));
-        let delivery = fermion_webhooks::Delivery::pending("send-cli", down.url(), event.timestamp);
+        let delivery =
+            fermion_webhooks::store::Delivery::pending("send-cli", down.url(), event.timestamp);
         store
-            .append(fermion_webhooks::StoredEvent::new(&event, vec![delivery]))
+            .append(fermion_webhooks::store::StoredEvent::new(
+                &event,
+                vec![delivery],
+            ))
             .await
             .unwrap();
     }
@@ -211,7 +216,7 @@ async fn logs_retrigger_resends_the_stored_body_and_records_it() {
     let event = store.get(&id).await.unwrap().unwrap();
     assert_eq!(
         event.deliveries[0].attempts[1].trigger,
-        fermion_webhooks::AttemptTrigger::ManualRetrigger
+        fermion_webhooks::store::AttemptTrigger::ManualRetrigger
     );
     let missing_secret = run("logs", &["--log-dir", log_dir, "retrigger", &id]);
     assert_eq!(missing_secret.status.code(), Some(2));

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::TestReceiver;
+use fermion_webhooks::checkout::{Checkout, FileCheckoutStore};
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::store::{DeliveryState, LogError, LogFilter};
 use fermion_webhooks::{
-    Checkout, CheckoutTracker, DeliveryState, DispatchConfig, Dispatcher, EventKind, EventPayload,
-    FileCheckoutStore, FileLogStore, LogError, LogFilter, LogStore, RetrySchedule, SystemClock,
-    WebhookEvent,
+    CheckoutTracker, DispatchConfig, Dispatcher, EventKind, EventPayload, FileLogStore, LogStore,
+    RetrySchedule, WebhookEvent,
 };
 use support::{TempDir, ids_in_log};
 

@@ -3,7 +3,8 @@
 
 mod support;
 
-use fermion_webhooks::{EventKind, FileLogStore, LogStore, StoredEvent};
+use fermion_webhooks::store::StoredEvent;
+use fermion_webhooks::{EventKind, FileLogStore, LogStore};
 use proptest::prelude::*;
 use support::{TempDir, at, delivered, stored};
 

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::{Reply, TestReceiver};
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::store::{
+    AttemptTrigger, Delivery, DeliveryState, StoredEvent, TransportErrorKind,
+};
 use fermion_webhooks::{
-    AttemptTrigger, Delivery, DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind,
-    EventPayload, FileLogStore, HttpSender, LogStore, MemoryLogStore, Receiver, RetrySchedule,
-    SECRET_HEADER, StoredEvent, SystemClock, TransportErrorKind, WebhookEvent, WebhookSecret,
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
+    LogStore, MemoryLogStore, Receiver, RetrySchedule, SECRET_HEADER, WebhookEvent, WebhookSecret,
 };
 use support::TempDir;
 
@@ -59,7 +62,7 @@ fn start(store: Arc<dyn LogStore>, endpoints: Vec<Endpoint>, delays_ms: &[u64]) 
 async fn emit_and_wait(
     dispatcher: &Dispatcher,
     kind: EventKind,
-) -> (fermion_webhooks::Emitted, StoredEvent) {
+) -> (fermion_webhooks::dispatch::Emitted, StoredEvent) {
     let emitted = dispatcher.emit(EventPayload::sample(kind)).await.unwrap();
     let logged = dispatcher
         .wait_until_final(&emitted.event_unique_id, WAIT)
@@ -211,7 +214,7 @@ async fn a_timeout_is_recorded_as_such() {
     assert!(
         matches!(
             &attempt.outcome,
-            fermion_webhooks::AttemptOutcome::TransportError {
+            fermion_webhooks::store::AttemptOutcome::TransportError {
                 kind: TransportErrorKind::Timeout,
                 ..
             }
@@ -294,7 +297,7 @@ async fn private_addresses_are_refused_by_default_in_every_spelling() {
         assert!(
             matches!(
                 &delivery.attempts[0].outcome,
-                fermion_webhooks::AttemptOutcome::TransportError {
+                fermion_webhooks::store::AttemptOutcome::TransportError {
                     kind: TransportErrorKind::BlockedAddress,
                     ..
                 }
@@ -471,7 +474,7 @@ async fn shutdown_leaves_undelivered_work_pending_for_the_next_start() {
         .unwrap_err();
     assert!(matches!(
         error,
-        fermion_webhooks::DispatchError::ShuttingDown
+        fermion_webhooks::dispatch::DispatchError::ShuttingDown
     ));
     let logged = store.get(&emitted.event_unique_id).await.unwrap().unwrap();
     assert_eq!(
@@ -590,14 +593,14 @@ struct AttemptsFail(MemoryLogStore);
 
 #[async_trait::async_trait]
 impl LogStore for AttemptsFail {
-    async fn append(&self, event: StoredEvent) -> Result<(), fermion_webhooks::LogError> {
+    async fn append(&self, event: StoredEvent) -> Result<(), fermion_webhooks::store::LogError> {
         self.0.append(event).await
     }
     async fn record_attempt(
         &self,
-        _: fermion_webhooks::AttemptRecord,
-    ) -> Result<(), fermion_webhooks::LogError> {
-        Err(fermion_webhooks::LogError::Poisoned {
+        _: fermion_webhooks::store::AttemptRecord,
+    ) -> Result<(), fermion_webhooks::store::LogError> {
+        Err(fermion_webhooks::store::LogError::Poisoned {
             reason: "disk full (simulated)".into(),
         })
     }
@@ -605,31 +608,34 @@ impl LogStore for AttemptsFail {
         &self,
         now: chrono::DateTime<chrono::Utc>,
         limit: usize,
-    ) -> Result<Vec<fermion_webhooks::DueDelivery>, fermion_webhooks::LogError> {
+    ) -> Result<Vec<fermion_webhooks::store::DueDelivery>, fermion_webhooks::store::LogError> {
         self.0.due_deliveries(now, limit).await
     }
-    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, fermion_webhooks::LogError> {
+    async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<StoredEvent>, fermion_webhooks::store::LogError> {
         self.0.get(id).await
     }
     async fn query(
         &self,
-        filter: &fermion_webhooks::LogFilter,
-        cursor: Option<&fermion_webhooks::Cursor>,
+        filter: &fermion_webhooks::store::LogFilter,
+        cursor: Option<&fermion_webhooks::store::Cursor>,
         limit: usize,
-    ) -> Result<fermion_webhooks::Page, fermion_webhooks::LogError> {
+    ) -> Result<fermion_webhooks::store::Page, fermion_webhooks::store::LogError> {
         self.0.query(filter, cursor, limit).await
     }
     async fn scan(
         &self,
-        filter: &fermion_webhooks::LogFilter,
+        filter: &fermion_webhooks::store::LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> std::ops::ControlFlow<()> + Send),
-    ) -> Result<u64, fermion_webhooks::LogError> {
+    ) -> Result<u64, fermion_webhooks::store::LogError> {
         self.0.scan(filter, visit).await
     }
     async fn delete_before(
         &self,
         cutoff: chrono::DateTime<chrono::Utc>,
-    ) -> Result<u64, fermion_webhooks::LogError> {
+    ) -> Result<u64, fermion_webhooks::store::LogError> {
         self.0.delete_before(cutoff).await
     }
 }
@@ -642,13 +648,13 @@ struct CountingSender(std::sync::atomic::AtomicUsize);
 impl fermion_webhooks::Sender for CountingSender {
     async fn send(
         &self,
-        _: fermion_webhooks::DeliveryRequest<'_>,
-    ) -> fermion_webhooks::SendOutcome {
+        _: fermion_webhooks::sender::DeliveryRequest<'_>,
+    ) -> fermion_webhooks::sender::SendOutcome {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        fermion_webhooks::SendOutcome {
+        fermion_webhooks::sender::SendOutcome {
             started_at: chrono::Utc::now(),
             duration: Duration::from_millis(1),
-            result: fermion_webhooks::SendResult::Response {
+            result: fermion_webhooks::sender::SendResult::Response {
                 status: 200,
                 snippet: String::new(),
                 retry_after: None,
@@ -689,8 +695,37 @@ fn starting_outside_a_runtime_is_a_typed_error_not_a_panic() {
     )
     .unwrap_err();
     assert!(
-        matches!(error, fermion_webhooks::DispatchError::NoRuntime),
+        matches!(error, fermion_webhooks::dispatch::DispatchError::NoRuntime),
         "{error:?}"
     );
     assert!(error.to_string().contains("tokio runtime"));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_at_emit_and_never_logged() {
+    let store = Arc::new(MemoryLogStore::new());
+    let mut config = config(&[]);
+    config.max_body_bytes = 2048;
+    let dispatcher = Dispatcher::start_with(
+        store.clone(),
+        loopback_sender(Duration::from_secs(5)),
+        vec![endpoint("e", "http://127.0.0.1:9/")],
+        config,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let mut payload = EventPayload::sample(EventKind::PaymentFailed);
+    if let EventPayload::PaymentFailed(failed) = &mut payload {
+        failed.failure_reason = Some("x".repeat(4096));
+    }
+    let error = dispatcher.emit(payload).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            fermion_webhooks::dispatch::DispatchError::BodyTooLarge { max: 2048, len, .. } if len > 4096
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("max_body_bytes"), "{error}");
+    assert!(support::ids_in_log(store.as_ref()).await.is_empty());
 }

@@ -5,11 +5,13 @@ mod support;
 
 use std::time::Duration;
 
+use fermion_webhooks::event::{Course, FreeCourseEnrollment, PaidCourseSale, PaymentFailed, User};
+use fermion_webhooks::export::{CSV_COLUMNS, ExportOptions, export_jsonl};
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, LogFilter, StoredEvent,
+};
 use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, CSV_COLUMNS, Course, Delivery, DeliveryState,
-    EventKind, EventPayload, ExportOptions, FileLogStore, FreeCourseEnrollment, LogFilter,
-    LogStore, MemoryLogStore, PaidCourseSale, PaymentFailed, StoredEvent, User, WebhookEvent,
-    export_csv, export_jsonl,
+    EventKind, EventPayload, FileLogStore, LogStore, MemoryLogStore, WebhookEvent, export_csv,
 };
 use support::{TempDir, at};
 
@@ -42,7 +44,7 @@ fn golden_events() -> Vec<StoredEvent> {
         slug: "rust-101".into(),
         name: "Rust, \"Advanced\" Edition".into(),
     };
-    let order = fermion_webhooks::Order {
+    let order = fermion_webhooks::event::Order {
         id: "ord_1".into(),
         amount_in_smallest_unit: 499_900,
         currency: "INR".into(),

@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::store::{
+    AttemptOutcome, DeliveryState, RESPONSE_SNIPPET_LIMIT, StoredEvent, TransportErrorKind,
+};
 use fermion_webhooks::{
-    AttemptOutcome, DeliveryState, DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload,
-    HttpSender, MemoryLogStore, RESPONSE_SNIPPET_LIMIT, RetrySchedule, StoredEvent, SystemClock,
-    TransportErrorKind, WebhookSecret,
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, HttpSender, MemoryLogStore,
+    RetrySchedule, WebhookSecret,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -7,10 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, EventKind, FileLogStore, LogError,
-    LogFilter, LogStore,
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, LogError, LogFilter,
 };
+use fermion_webhooks::{EventKind, FileLogStore, LogStore};
 use support::{TempDir, at, logged_sales, stored};
 
 fn segment(dir: &TempDir, day: &str) -> std::path::PathBuf {

@@ -5,58 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fermion_webhooks::{DeliveryRequest, HttpSender, SendResult, Sender, WebhookSecret};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+mod raw_server;
 
-/// Reads one request (head and `content-length` body); `None` once the client closed.
-async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while data.len() < end + 4 + length {
-                let read = stream.read(&mut chunk).await.ok()?;
-                if read == 0 {
-                    return None;
-                }
-                data.extend_from_slice(&chunk[..read]);
-            }
-            return Some(data);
-        }
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        data.extend_from_slice(&chunk[..read]);
-    }
-}
-
-/// Listens on 127.0.0.1 and serves each connection with `serve`, on its own task. Returns the
-/// address and how many connections were accepted.
-async fn listen<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(stream));
-        }
-    });
-    (address, connections)
-}
+use fermion_webhooks::HttpSender;
+use fermion_webhooks::sender::{HttpSenderError, SendResult};
+use raw_server::{listen, loopback_sender, read_request, send, test_ca, tls_acceptor};
+use tokio::io::AsyncWriteExt;
 
 type Requests = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
@@ -84,27 +38,6 @@ async fn server(
     .await;
     let url = format!("http://{address}/hooks?source=test");
     (url, connections, requests)
-}
-
-async fn send(sender: &HttpSender, url: &str) -> SendResult {
-    let secret = WebhookSecret::new("wire-secret").unwrap();
-    sender
-        .send(DeliveryRequest {
-            url,
-            secret: &secret,
-            body: br#"{"eventUniqueId":"e1"}"#,
-            event_unique_id: "e1",
-        })
-        .await
-        .result
-}
-
-fn loopback_sender() -> HttpSender {
-    HttpSender::builder()
-        .allow_private_networks(true)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
 }
 
 fn status_and_snippet(result: &SendResult) -> (u16, &str) {
@@ -197,6 +130,7 @@ async fn the_request_is_one_post_with_the_four_headers_and_the_exact_body() {
     assert_eq!(
         headers,
         [
+            "accept: */*".to_owned(),
             format!("content-length: {}", body.len()),
             "content-type: application/json".to_owned(),
             format!("host: 127.0.0.1:{port}"),
@@ -250,24 +184,9 @@ async fn an_answer_that_says_close_or_has_no_length_is_not_kept() {
     assert_eq!(connections.load(Ordering::SeqCst), 4);
 }
 
-/// A TLS server for 127.0.0.1 with the test CA's certificate (`tests/fixtures/tls`), answering
-/// every request on a connection with `OK`. Counts connections.
+/// A TLS server answering every request on a connection with `OK`. Counts connections.
 async fn tls_server() -> (String, Arc<AtomicUsize>) {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
-    let cert = std::fs::read(format!("{fixtures}server.der")).unwrap();
-    let key = std::fs::read(format!("{fixtures}server.key.der")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tls_acceptor();
     let (address, connections) = listen(move |stream| {
         let acceptor = acceptor.clone();
         async move {
@@ -283,14 +202,6 @@ async fn tls_server() -> (String, Arc<AtomicUsize>) {
     })
     .await;
     (format!("https://{address}/hooks"), connections)
-}
-
-fn test_ca() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tls/ca.der"
-    ))
-    .unwrap()
 }
 
 #[tokio::test]
@@ -316,7 +227,7 @@ async fn an_https_endpoint_signed_by_an_unknown_authority_is_a_tls_error() {
     };
     assert_eq!(
         *kind,
-        fermion_webhooks::TransportErrorKind::Tls,
+        fermion_webhooks::store::TransportErrorKind::Tls,
         "{message}"
     );
     assert!(message.contains("certificate"), "{message}");
@@ -328,5 +239,9 @@ fn a_root_certificate_that_cannot_be_read_fails_the_build() {
         .add_root_certificate(b"not a certificate")
         .build()
         .unwrap_err();
-    assert!(error.to_string().contains("could not build"), "{error}");
+    assert!(
+        matches!(error, HttpSenderError::RootCertificate { index: 0, .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("root certificate 0"), "{error}");
 }

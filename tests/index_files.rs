@@ -7,10 +7,11 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DueDelivery, EventKind, EventRow,
-    FileLogStore, LogFilter, LogStore, StoredEvent,
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, DueDelivery, EventRow, LogFilter,
+    StoredEvent,
 };
+use fermion_webhooks::{EventKind, FileLogStore, LogStore};
 use support::{TempDir, at, delivered, logged_sales, stored};
 
 /// Everything a caller can read: events newest first, rows oldest first, due deliveries.

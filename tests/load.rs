@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fermion_webhooks::store::DeliveryState;
 use fermion_webhooks::{
-    DeliveryState, DispatchConfig, Dispatcher, EventKind, EventPayload, FileLogStore, LogStore,
-    WebhookEvent,
+    DispatchConfig, Dispatcher, EventKind, EventPayload, FileLogStore, LogStore, WebhookEvent,
 };
 use support::{TempDir, ids_in_log, loopback_dispatcher};
 

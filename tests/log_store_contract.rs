@@ -7,10 +7,11 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, Cursor, Delivery, DeliveryState, EventKind, EventRow,
-    FileLogStore, LogError, LogFilter, LogStore, MemoryLogStore, StoredEvent, TransportErrorKind,
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, Cursor, Delivery, DeliveryState, EventRow, LogError,
+    LogFilter, StoredEvent, TransportErrorKind,
 };
+use fermion_webhooks::{EventKind, FileLogStore, LogStore, MemoryLogStore};
 use support::{TempDir, at, stored};
 
 struct Backend {

@@ -8,10 +8,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, EventKind, ExportOptions, FileLogStore,
-    LogFilter, LogStore, StoredEvent, export_csv,
+use fermion_webhooks::export::ExportOptions;
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, DeliveryState, LogFilter, StoredEvent,
 };
+use fermion_webhooks::{EventKind, FileLogStore, LogStore, export_csv};
 use support::{TempDir, at, example_binary, stored};
 
 fn logs(dir: &Path, args: &[&str]) -> Output {

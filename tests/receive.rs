@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fermion_webhooks::clock::ManualClock;
+use fermion_webhooks::event::ParseError;
+use fermion_webhooks::secret::SecretError;
 use fermion_webhooks::{
-    DuplicateGuard, EventKind, EventPayload, ManualClock, ParseError, ReceiveError, Receiver,
-    SECRET_HEADER, SecretError, WebhookEvent, WebhookSecret,
+    DuplicateGuard, EventKind, EventPayload, ReceiveError, Receiver, SECRET_HEADER, WebhookEvent,
+    WebhookSecret,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use proptest::prelude::*;

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::{Reply, TestReceiver};
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::export::{ExportOptions, export_jsonl};
+use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
-    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, ExportOptions, FileLogStore,
-    HttpSender, LogFilter, LogStore, Receiver, RetrySchedule, SECRET_HEADER, SystemClock,
-    WebhookSecret, export_csv, export_jsonl,
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
+    LogStore, Receiver, RetrySchedule, SECRET_HEADER, WebhookSecret, export_csv,
 };
 use http::HeaderMap;
 use support::TempDir;
@@ -133,13 +135,14 @@ async fn the_secret_appears_in_no_debug_output_error_log_file_or_export() {
     assert!(format!("{echoed:?}").contains("<redacted>"), "{echoed:?}");
 
     // The abandoned-checkout journal lives in the same directory.
-    let checkouts = Arc::new(fermion_webhooks::FileCheckoutStore::open(dir.path()).unwrap());
+    let checkouts =
+        Arc::new(fermion_webhooks::checkout::FileCheckoutStore::open(dir.path()).unwrap());
     let tracker = fermion_webhooks::CheckoutTracker::new(
         checkouts,
         dispatcher.clone(),
         Arc::new(SystemClock),
     );
-    let mut checkout = fermion_webhooks::Checkout {
+    let mut checkout = fermion_webhooks::checkout::Checkout {
         order_id: "ord".into(),
         amount_in_smallest_unit: 1,
         currency: "INR".into(),

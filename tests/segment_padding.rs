@@ -7,7 +7,8 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use fermion_webhooks::{FileLogStore, LogFilter, LogStore, StoredEvent};
+use fermion_webhooks::store::{LogFilter, StoredEvent};
+use fermion_webhooks::{FileLogStore, LogStore};
 use support::{TempDir, logged_sales};
 
 const MIB: usize = 1 << 20;
@@ -176,7 +177,7 @@ async fn a_reader_beside_a_writer_sees_its_lines_and_no_damage_in_the_padding() 
         &reader,
         &LogFilter::default(),
         &mut exported,
-        &fermion_webhooks::ExportOptions::default(),
+        &fermion_webhooks::export::ExportOptions::default(),
         &mut |_| {},
     )
     .await

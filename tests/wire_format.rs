@@ -1,9 +1,10 @@
 //! The exact JSON on the wire: golden bytes per kind, round trips, lenient reading, unknown types.
 
-use fermion_webhooks::{
-    Course, EventKind, EventPayload, FreeCourseEnrollment, Order, PaidCourseSale, ParseError,
-    PaymentFailed, PaymentInitiatedNotCompleted, User, WebhookEvent,
+use fermion_webhooks::event::{
+    Course, FreeCourseEnrollment, Order, PaidCourseSale, ParseError, PaymentFailed,
+    PaymentInitiatedNotCompleted, User,
 };
+use fermion_webhooks::{EventKind, EventPayload, WebhookEvent};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));

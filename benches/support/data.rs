@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, EventKind, EventPayload,
-    FileLogStore, LogStore, StoredEvent, WebhookEvent,
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, StoredEvent,
 };
+use fermion_webhooks::{EventKind, EventPayload, FileLogStore, LogStore, WebhookEvent};
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -27,9 +27,9 @@ pub fn export_all(
     runtime
         .block_on(fermion_webhooks::export_csv(
             store,
-            &fermion_webhooks::LogFilter::default(),
+            &fermion_webhooks::store::LogFilter::default(),
             out,
-            &fermion_webhooks::ExportOptions::default(),
+            &fermion_webhooks::export::ExportOptions::default(),
             &mut |_| {},
         ))
         .expect("an export")

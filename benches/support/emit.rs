@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
+use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::{
     DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
-    LogStore, MemoryLogStore, SECRET_HEADER, SystemClock, WebhookEvent, WebhookSecret,
+    LogStore, MemoryLogStore, SECRET_HEADER, WebhookEvent, WebhookSecret,
 };
 
 use super::data::{runtime, scratch_dir};

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fermion_webhooks::{DeliveryRequest, HttpSender, SendResult, Sender, WebhookSecret};
+use fermion_webhooks::sender::{DeliveryRequest, SendResult};
+use fermion_webhooks::{HttpSender, Sender, WebhookSecret};
 use tokio::sync::oneshot;
 
 type Waiting = Vec<(Vec<u8>, oneshot::Sender<()>)>;

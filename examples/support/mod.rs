@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fermion_webhooks::{DeliveryState, StoredEvent};
+use fermion_webhooks::store::{DeliveryState, StoredEvent};
 use serde::Serialize;
 
 /// Parses `500ms`, `10s`, `2m` or `1h`.

@@ -12,13 +12,14 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::{Clock, SystemClock};
-use crate::endpoint::{Endpoint, EndpointError, validate_all};
+use crate::endpoint::validate_all;
 use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
 use crate::store::{
     Delivery, DeliveryState, DueDelivery, KnownJson, LogError, LogStore, StoredEvent,
 };
 
+pub use crate::endpoint::{Endpoint, EndpointError};
 pub use retry::RetrySchedule;
 
 /// Why the dispatcher could not do what was asked.
@@ -55,6 +56,19 @@ pub enum DispatchError {
     /// The JSON given to [`Dispatcher::emit_json`] is not a valid event.
     #[error("not a valid event: {0}")]
     InvalidEvent(#[from] crate::event::ParseError),
+    /// The event's body is larger than [`DispatchConfig::max_body_bytes`].
+    #[error(
+        "event {id} is {len} bytes of JSON, over the {max}-byte limit for a webhook body; send \
+         less (receivers refuse large bodies), or raise DispatchConfig::max_body_bytes"
+    )]
+    BodyTooLarge {
+        /// The event id.
+        id: String,
+        /// The body's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Waiting for an event's deliveries took longer than allowed.
     #[error("event {id} still has pending deliveries after {waited:?}")]
     WaitTimedOut {
@@ -111,7 +125,15 @@ pub struct DispatchConfig {
     /// it is asked directly, such as [`Dispatcher::retrigger`]: for a one-off tool that must
     /// not touch the rest of a shared log.
     pub background_delivery: bool,
+    /// The largest body `emit` accepts, in bytes (default [`DEFAULT_MAX_BODY_BYTES`], 256 KiB,
+    /// the receiving side's default limit too). A Fermion event is about 500 bytes; a larger
+    /// one is refused at `emit` with [`DispatchError::BodyTooLarge`] rather than sent to
+    /// endpoints that would refuse it.
+    pub max_body_bytes: usize,
 }
+
+/// The default of [`DispatchConfig::max_body_bytes`]: 256 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 
 impl Default for DispatchConfig {
     fn default() -> Self {
@@ -120,6 +142,7 @@ impl Default for DispatchConfig {
             max_in_flight: 64,
             poll_interval: Duration::from_millis(250),
             background_delivery: true,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -301,6 +324,14 @@ impl Dispatcher {
         };
         if targets.is_empty() {
             return Ok(emitted);
+        }
+        let max = self.inner.config.max_body_bytes;
+        if body.len() > max {
+            return Err(DispatchError::BodyTooLarge {
+                id: emitted.event_unique_id,
+                len: body.len(),
+                max,
+            });
         }
         let now = self.inner.clock.now();
         let deliveries = targets

@@ -59,7 +59,7 @@ impl WebhookEvent {
     /// of the wire format).
     pub fn at(payload: EventPayload, timestamp: DateTime<Utc>) -> Self {
         Self {
-            event_unique_id: crate::random::uuid_v4_string(),
+            event_unique_id: uuid::Uuid::new_v4().to_string(),
             timestamp: timestamp.trunc_subsecs(3),
             is_test_event: false,
             payload,

@@ -80,7 +80,8 @@ impl WebhookEvent {
     /// Parses an event from JSON bytes.
     ///
     /// ```
-    /// use fermion_webhooks::{ParseError, WebhookEvent};
+    /// use fermion_webhooks::WebhookEvent;
+    /// use fermion_webhooks::event::ParseError;
     ///
     /// let body = br#"{"eventUniqueId":"e1","timestampIsoString":"2026-11-28T21:11:17.123Z",
     ///   "isTestEvent":false,"payload":{"eventType":"free-course-enrollment","userId":"u1"}}"#;

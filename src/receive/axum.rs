@@ -19,7 +19,8 @@ use crate::event::WebhookEvent;
 ///
 /// ```no_run
 /// use axum::{Router, routing::post};
-/// use fermion_webhooks::{FermionWebhook, Receiver, WebhookSecret};
+/// use fermion_webhooks::{Receiver, WebhookSecret};
+/// use fermion_webhooks::receive::FermionWebhook;
 ///
 /// async fn handle(FermionWebhook(event): FermionWebhook) -> &'static str {
 ///     println!("{} {}", event.event_unique_id, event.event_type());

@@ -98,9 +98,7 @@ impl From<ParseError> for ReceiveError {
 /// before the body is looked at.
 ///
 /// ```
-/// use fermion_webhooks::{
-///     EventKind, EventPayload, ReceiveError, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret,
-/// };
+/// use fermion_webhooks::{EventKind, EventPayload, ReceiveError, Receiver, SECRET_HEADER, WebhookEvent, WebhookSecret};
 /// use http::{HeaderMap, StatusCode};
 ///
 /// let receiver = Receiver::new(WebhookSecret::new("s3cr3t").unwrap());

@@ -1,4 +1,5 @@
-//! Sending one delivery attempt: the pluggable [`Sender`] trait and its HTTP implementation.
+//! Sending one delivery attempt: the pluggable [`Sender`] trait, its HTTP implementation, and
+//! the parts a custom sender reuses.
 
 mod http;
 mod resolver;
@@ -6,14 +7,26 @@ mod ssrf;
 
 use std::time::Duration;
 
+use ::http::{HeaderMap, HeaderValue, header};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::secret::WebhookSecret;
-use crate::store::{Attempt, AttemptTrigger, TransportErrorKind};
+use crate::secret::{SECRET_HEADER, WebhookSecret};
+use crate::store::{Attempt, AttemptTrigger, RESPONSE_SNIPPET_LIMIT, TransportErrorKind};
 
-pub use self::http::{DEFAULT_ATTEMPT_TIMEOUT, HttpSender, HttpSenderBuilder, HttpSenderError};
+pub use self::http::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, HttpSender, HttpSenderBuilder, HttpSenderError,
+    MAX_ATTEMPT_TIMEOUT,
+};
+pub use self::resolver::{GuardedResolver, ResolveError};
 pub use self::ssrf::is_global_address;
+pub use reqwest;
+
+/// What stands in a snippet or message where the secret was.
+const REDACTED: &str = "<redacted>";
+
+/// The `User-Agent` every delivery carries: `fermion-webhooks/<version>`.
+pub const USER_AGENT: &str = concat!("fermion-webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// One attempt to deliver a body.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +39,22 @@ pub struct DeliveryRequest<'a> {
     pub body: &'a [u8],
     /// The event's id (for a sender's own logging).
     pub event_unique_id: &'a str,
+}
+
+impl DeliveryRequest<'_> {
+    /// The request headers every delivery carries: `Content-Type: application/json`,
+    /// `User-Agent: fermion-webhooks/<version>` and `X-Fermion-Webhook-Secret` (marked
+    /// sensitive, so `http`'s and reqwest's `Debug` hide it).
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(3);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        headers.insert(SECRET_HEADER, self.secret.header_value());
+        headers
+    }
 }
 
 /// What one attempt came to. A 4xx or 5xx answer is an outcome like any other, not an error.
@@ -79,8 +108,11 @@ impl SendOutcome {
     }
 
     /// Replaces every occurrence of `secret` in the snippet or error message with
-    /// `<redacted>`, so an endpoint that echoes request headers cannot put the secret into the
-    /// log. The dispatcher does this before recording any attempt.
+    /// `<redacted>`, and so does a start of the secret at the very end, where the snippet's
+    /// 4 KiB cut may have split a copy of it. An endpoint that echoes request headers thus
+    /// cannot put the secret into the log. The dispatcher does this before recording any
+    /// attempt. Only the literal secret is found: an echo that encodes it (base64, another
+    /// case) is not.
     pub fn redact(&mut self, secret: &WebhookSecret) {
         let value = secret.expose_secret();
         let text = match &mut self.result {
@@ -88,7 +120,25 @@ impl SendOutcome {
             SendResult::Failed { message, .. } => message,
         };
         if text.contains(value) {
-            *text = text.replace(value, "<redacted>");
+            *text = text.replace(value, REDACTED);
+        }
+        // A snippet as long as the cap may have been cut inside a copy of the secret: then
+        // the longest start of the secret it ends with goes too, however short, since any
+        // prefix narrows a guess. A shorter text ended where the endpoint's answer ended.
+        if text.len() + 4 < RESPONSE_SNIPPET_LIMIT {
+            return;
+        }
+        let cut = (1..value.len().min(text.len() + 1))
+            .rev()
+            .find(|&len| value.is_char_boundary(len) && text.ends_with(&value[..len]));
+        if let Some(len) = cut {
+            // Room for the marker within the cap, so the recorded snippet still shows it.
+            let mut end = (text.len() - len).min(RESPONSE_SNIPPET_LIMIT - REDACTED.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str(REDACTED);
         }
     }
 
@@ -101,11 +151,201 @@ impl SendOutcome {
     }
 }
 
-/// Delivers one attempt. Pluggable: [`HttpSender`] is the real one; tests and other transports
-/// implement their own. Object-safe, so a dispatcher holds an `Arc<dyn Sender>`.
+/// Delivers one attempt. Pluggable: [`HttpSender`] is the real one; tests, other transports
+/// and platforms with their own HTTP client implement their own. Object-safe, so a dispatcher
+/// holds an `Arc<dyn Sender>`.
+///
+/// # Contract
+///
+/// An implementation of `send`:
+/// - sends **one** `POST` of exactly `request.body` to `request.url`, with the headers of
+///   [`DeliveryRequest::headers`] (`Content-Type`, `User-Agent`, `X-Fermion-Webhook-Secret`);
+/// - does **not follow redirects**: a 3xx is the attempt's answer, which the dispatcher records
+///   as a failure (a redirect could lead past the SSRF guard, and the secret with it);
+/// - keeps to a **time limit** from connecting to the last byte read, and reports running out
+///   as [`TransportErrorKind::Timeout`];
+/// - keeps at most the first [`RESPONSE_SNIPPET_LIMIT`](crate::store::RESPONSE_SNIPPET_LIMIT)
+///   bytes of the answer's body as the snippet, and stops reading a long body early;
+/// - reads `Retry-After` (with [`parse_retry_after`]) so the dispatcher can honour it;
+/// - refuses non-global addresses unless told otherwise: IP literals with
+///   [`is_global_address`], names through a [`GuardedResolver`];
+/// - **never panics and never retries**: every failure is a [`SendResult::Failed`] with its
+///   [`TransportErrorKind`] (retries are the dispatcher's job), and no message holds the secret.
+///
+/// # Example: a sender on your own reqwest client
+///
+/// For a client with your own settings (here an extra header), keeping the guard:
+///
+/// ```
+/// use std::sync::Arc;
+/// use fermion_webhooks::sender::{
+///     DeliveryRequest, GuardedResolver, SendOutcome, SendResult, Sender, is_global_address,
+///     parse_retry_after, reqwest,
+/// };
+/// use fermion_webhooks::store::TransportErrorKind;
+///
+/// #[derive(Debug)]
+/// struct MySender(reqwest::Client);
+///
+/// impl MySender {
+///     fn new() -> reqwest::Result<Self> {
+///         let client = reqwest::Client::builder()
+///             .dns_resolver(Arc::new(GuardedResolver::new()))
+///             .redirect(reqwest::redirect::Policy::none())
+///             .timeout(std::time::Duration::from_secs(15))
+///             .no_proxy()
+///             .build()?;
+///         Ok(Self(client))
+///     }
+/// }
+///
+/// #[async_trait::async_trait]
+/// impl Sender for MySender {
+///     async fn send(&self, request: DeliveryRequest<'_>) -> SendOutcome {
+///         let started_at = chrono::Utc::now();
+///         let clock = std::time::Instant::now();
+///         let literal = request.url.parse::<reqwest::Url>().ok().and_then(|url| {
+///             url.host_str()?.trim_matches(['[', ']']).parse().ok()
+///         });
+///         let result = match literal.filter(|ip| !is_global_address(*ip)) {
+///             Some(ip) => SendResult::failed(TransportErrorKind::BlockedAddress, ip.to_string()),
+///             None => match self.0.post(request.url).headers(request.headers())
+///                 .header("x-platform", "acme").body(request.body.to_vec()).send().await
+///             {
+///                 Ok(answer) => SendResult::Response {
+///                     status: answer.status().as_u16(),
+///                     retry_after: answer.headers().get("retry-after")
+///                         .and_then(|v| parse_retry_after(v.to_str().ok()?, started_at)),
+///                     snippet: answer.text().await.unwrap_or_default(),
+///                 },
+///                 Err(e) => SendResult::failed(TransportErrorKind::Other, e.to_string()),
+///             },
+///         };
+///         SendOutcome { started_at, duration: clock.elapsed(), result }
+///     }
+/// }
+/// ```
+///
+/// (`SendOutcome`'s snippet is cut to 4 KiB when it is recorded; a production sender also
+/// stops reading long bodies early, as [`HttpSender`] does.)
 #[async_trait]
 pub trait Sender: Send + Sync + std::fmt::Debug {
-    /// POSTs `request.body` to `request.url` with the secret header, once, and reports what
-    /// happened. Never panics and never retries: retries are the dispatcher's job.
+    /// POSTs `request.body` to `request.url` with the request headers, once, and reports what
+    /// happened, as the trait's contract says.
     async fn send(&self, request: DeliveryRequest<'_>) -> SendOutcome;
+}
+
+impl SendResult {
+    /// A transport failure of `kind`, described by `message`.
+    pub fn failed(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        SendResult::Failed {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads a `Retry-After` value: delay-seconds, or an HTTP date (how long after `now` it is).
+/// `None` for anything else, or a date already past.
+///
+/// ```
+/// use std::time::Duration;
+/// use fermion_webhooks::sender::parse_retry_after;
+///
+/// let now = chrono::Utc::now();
+/// assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&Utc) - now).to_std().ok()
+}
+
+/// `error` and each of its sources, joined by `: `, for a recorded failure's message.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(current) = source {
+        let part = current.to_string();
+        // Some errors repeat their source's text in their own: say it once.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = current.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::SubsecRound;
+
+    fn outcome(snippet: &str) -> SendOutcome {
+        SendOutcome {
+            started_at: Utc::now(),
+            duration: Duration::ZERO,
+            result: SendResult::Response {
+                status: 200,
+                snippet: snippet.to_owned(),
+                retry_after: None,
+            },
+        }
+    }
+
+    fn redacted(snippet: &str) -> String {
+        let mut outcome = outcome(snippet);
+        outcome.redact(&WebhookSecret::new("s3cr3t-value").unwrap());
+        match outcome.result {
+            SendResult::Response { snippet, .. } => snippet,
+            SendResult::Failed { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_secret_echoed_whole_is_redacted_wherever_it_is() {
+        assert_eq!(redacted("got s3cr3t-value ok"), "got <redacted> ok");
+        assert_eq!(redacted("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_start_of_the_secret_where_a_full_snippet_was_cut_is_redacted_within_the_cap() {
+        for tail in ["s3cr3t-va", "s"] {
+            let cut = format!("{}{tail}", "x".repeat(RESPONSE_SNIPPET_LIMIT - tail.len()));
+            let snippet = redacted(&cut);
+            assert!(snippet.len() <= RESPONSE_SNIPPET_LIMIT);
+            assert!(
+                snippet.ends_with("xx<redacted>"),
+                "{tail}: {}",
+                &snippet[4000..]
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_answer_ending_like_the_secret_starts_is_left_alone() {
+        let mut outcome = outcome("status: s");
+        outcome.redact(&WebhookSecret::new("s3cr3t-value").unwrap());
+        assert_eq!(outcome.status(), Some(200));
+        assert!(
+            matches!(outcome.result, SendResult::Response { ref snippet, .. } if snippet == "status: s")
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = Utc::now().trunc_subsecs(0);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let soon = (now + chrono::TimeDelta::seconds(90)).to_rfc2822();
+        assert_eq!(parse_retry_after(&soon, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            None
+        );
+    }
 }

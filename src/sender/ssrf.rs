@@ -3,6 +3,11 @@
 //! A webhook URL is chosen by a course creator, so without this guard it could point the
 //! platform's servers at their own internal network (SSRF): `http://169.254.169.254/` (cloud
 //! metadata), `http://localhost:6379/`, or a public name that resolves to `10.0.0.5`.
+//!
+//! The ranges are those of IANA's IPv4 and IPv6 Special-Purpose Address Registries
+//! (<https://www.iana.org/assignments/iana-ipv4-special-registry/>,
+//! <https://www.iana.org/assignments/iana-ipv6-special-registry/>) that are not globally
+//! reachable, plus multicast: keep the list in step with those registries.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -12,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// the IPv4 address they carry.
 ///
 /// ```
-/// use fermion_webhooks::is_global_address;
+/// use fermion_webhooks::sender::is_global_address;
 ///
 /// assert!(is_global_address("93.184.215.14".parse().unwrap()));
 /// assert!(!is_global_address("169.254.169.254".parse().unwrap()));
@@ -73,6 +78,8 @@ fn is_global_v6(address: Ipv6Addr) -> bool {
         || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
         || (segments[0] == 0x2001 && segments[1] < 0x0200)  // IETF protocol assignments, Teredo
         || (segments[0] == 0x0100 && segments[1..4] == [0, 0, 0]) // discard-only
+        || (segments[..3] == [0x64, 0xff9b, 1])           // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
+        || (segments[0] == 0x3fff && segments[1] < 0x1000) // documentation 3fff::/20 (RFC 9637)
         || segments[0] == 0; // other reserved ::/16 forms
     !blocked
 }
@@ -122,6 +129,10 @@ mod tests {
             "2001:db8::1",
             "2001::1",
             "100::1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::1",
+            "3fff::1",
+            "3fff:fff:ffff::1",
         ] {
             assert!(!global(blocked), "{blocked} must be blocked");
         }
@@ -142,6 +153,7 @@ mod tests {
             "2a00:1450:4001::200e",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "3fff:1000::1",
         ] {
             assert!(global(public), "{public} must be allowed");
         }

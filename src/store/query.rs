@@ -9,7 +9,8 @@ use crate::event::EventKind;
 /// Which events to read. The default matches every event.
 ///
 /// ```
-/// use fermion_webhooks::{DeliveryState, EventKind, LogFilter};
+/// use fermion_webhooks::EventKind;
+/// use fermion_webhooks::store::{DeliveryState, LogFilter};
 ///
 /// let filter = LogFilter::default()
 ///     .between("2026-11-01T00:00:00Z".parse().unwrap(), "2026-12-01T00:00:00Z".parse().unwrap())

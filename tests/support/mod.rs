@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
-use fermion_webhooks::{
-    Attempt, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, EventKind, EventPayload,
-    StoredEvent, WebhookEvent,
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, StoredEvent,
 };
+use fermion_webhooks::{EventKind, EventPayload, WebhookEvent};
 
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
@@ -116,10 +116,13 @@ pub fn example_binary(name: &str) -> PathBuf {
 pub async fn ids_in_log(store: &dyn fermion_webhooks::LogStore) -> Vec<String> {
     let mut ids = Vec::new();
     store
-        .scan(&fermion_webhooks::LogFilter::default(), &mut |event| {
-            ids.push(event.event_unique_id);
-            std::ops::ControlFlow::Continue(())
-        })
+        .scan(
+            &fermion_webhooks::store::LogFilter::default(),
+            &mut |event| {
+                ids.push(event.event_unique_id);
+                std::ops::ControlFlow::Continue(())
+            },
+        )
         .await
         .unwrap();
     ids
@@ -133,7 +136,8 @@ pub fn loopback_dispatcher(
     secret: &str,
     config: fermion_webhooks::DispatchConfig,
 ) -> fermion_webhooks::Dispatcher {
-    use fermion_webhooks::{Endpoint, HttpSender, SystemClock, WebhookSecret};
+    use fermion_webhooks::clock::SystemClock;
+    use fermion_webhooks::{Endpoint, HttpSender, WebhookSecret};
     let sender = HttpSender::builder()
         .allow_private_networks(true)
         .build()

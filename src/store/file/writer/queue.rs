@@ -154,7 +154,7 @@ mod tests {
 
     fn request() -> (
         Request,
-        tokio::sync::oneshot::Receiver<Result<u64, crate::LogError>>,
+        tokio::sync::oneshot::Receiver<Result<u64, crate::store::LogError>>,
     ) {
         let (reply, answer) = tokio::sync::oneshot::channel();
         (
