@@ -293,3 +293,44 @@ async fn jsonl_export_writes_the_exact_bodies_one_per_line() {
         .collect();
     assert_eq!(text.lines().collect::<Vec<_>>(), expected);
 }
+
+#[tokio::test]
+async fn the_payload_json_cell_is_compact_whatever_the_spacing_of_the_stored_body() {
+    let compact = WebhookEvent::at(
+        EventPayload::sample(EventKind::PaidCourseSale),
+        at("2026-11-28T09:00:00Z"),
+    );
+    let spaced = compact
+        .to_json()
+        .replace("\":", "\": ")
+        .replace(",\"", ", \"");
+    let pretty = compact
+        .to_json()
+        .replace("{\"", "{\n  \"")
+        .replace(",\"", ",\n  \"")
+        .replace("\":", "\" : ");
+    let mut cells = Vec::new();
+    for (n, body) in [compact.to_json(), spaced, pretty].into_iter().enumerate() {
+        let mut event = WebhookEvent::from_json(body.as_bytes()).unwrap();
+        event.event_unique_id = format!("evt-{n}");
+        let mut stored = StoredEvent::new(
+            &event,
+            vec![Delivery::pending(
+                "crm",
+                "https://crm.example.com/hook",
+                at("2026-11-28T09:00:00Z"),
+            )],
+        );
+        stored.body = body.replace(&compact.event_unique_id, &event.event_unique_id);
+        let store = MemoryLogStore::new();
+        store.append(stored).await.unwrap();
+        let csv = csv_of(&store, &the_day(), &ExportOptions::default()).await;
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let row = reader.records().next().unwrap().unwrap();
+        cells.push(row[CSV_COLUMNS.len() - 1].to_owned());
+    }
+    let wire = compact.to_json();
+    let (_, payload) = wire.split_once(",\"payload\":").unwrap();
+    let payload = payload.strip_suffix('}').unwrap();
+    assert_eq!(cells, [payload, payload, payload]);
+}

@@ -45,7 +45,7 @@ pub struct Checkout {
     /// The course's name.
     pub course_name: String,
     /// When the purchase was started.
-    #[serde(with = "crate::store::time_serde::iso_millis")]
+    #[serde(with = "crate::event::time_serde::iso_millis")]
     pub initiated_at: DateTime<Utc>,
 }
 

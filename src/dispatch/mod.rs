@@ -15,9 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::endpoint::validate_all;
 use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
-use crate::store::{
-    Delivery, DeliveryState, DueDelivery, KnownJson, LogError, LogStore, StoredEvent,
-};
+use crate::store::{Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent};
 
 pub use crate::endpoint::{Endpoint, EndpointError};
 pub use retry::RetrySchedule;
@@ -349,11 +347,7 @@ impl Dispatcher {
         };
         let body: Arc<str> = Arc::from(entry.body.as_str());
         let is_test_event = entry.is_test_event;
-        // Written by `to_json`, or parsed by `from_json` in `emit_json`: valid JSON.
-        self.inner
-            .store
-            .append_known_json(entry, KnownJson::vouch())
-            .await?;
+        self.inner.store.append(entry).await?;
         // The first attempts, from the ids `emitted` holds anyway.
         let fresh = emitted.endpoint_ids.iter().map(|endpoint_id| DueDelivery {
             event_unique_id: emitted.event_unique_id.clone(),

@@ -1,21 +1,19 @@
 //! The events Fermion sends: the shared envelope, the typed payloads, and their exact JSON.
 
-mod iso_time;
 mod kind;
 mod loose;
 mod parse;
 mod sample;
 mod schema;
-mod wire;
+pub(crate) mod time_serde;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
-pub(crate) use iso_time::{iso_millis, iso_millis_in, push_iso_millis};
 pub use kind::{EventKind, UnknownEventKind};
-pub(crate) use loose::PAYLOAD_KEYS;
 pub use parse::ParseError;
-pub(crate) use wire::push_str;
+pub(crate) use time_serde::iso_millis_text;
 
 /// One Fermion webhook event: the envelope every event shares, and its payload.
 ///
@@ -35,12 +33,14 @@ pub(crate) use wire::push_str;
 /// assert_eq!(back, event);
 /// assert_eq!(back.kind(), Some(EventKind::PaidCourseSale));
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WebhookEvent {
     /// `eventUniqueId`: unique per event, and kept when an event is retried or re-triggered, so it
     /// is the key for spotting duplicates.
     pub event_unique_id: String,
     /// `timestampIsoString`: when the event happened (not when it was delivered).
+    #[serde(rename = "timestampIsoString", with = "time_serde::iso_millis")]
     pub timestamp: DateTime<Utc>,
     /// `isTestEvent`: true for events sent with the dashboard's test button.
     pub is_test_event: bool,
@@ -83,22 +83,42 @@ impl WebhookEvent {
     pub fn event_type(&self) -> &str {
         self.payload.event_type()
     }
+
+    /// The event as the exact JSON text Fermion sends.
+    pub fn to_json(&self) -> String {
+        // Strings, numbers, timestamps and JSON already checked: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The event as the exact JSON bytes Fermion sends.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        self.to_json().into_bytes()
+    }
 }
 
 /// What happened: one variant per known [`EventKind`], and [`Unknown`](Self::Unknown) for the rest.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Serialised, `eventType` comes first, then the payload's fields in the order of its
+/// TypeScript type (the struct fields' order).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "eventType")]
 #[non_exhaustive]
 pub enum EventPayload {
     /// `free-course-enrollment`.
+    #[serde(rename = "free-course-enrollment")]
     FreeCourseEnrollment(FreeCourseEnrollment),
     /// `paid-course-sale`.
+    #[serde(rename = "paid-course-sale")]
     PaidCourseSale(PaidCourseSale),
     /// `payment-failed`.
+    #[serde(rename = "payment-failed")]
     PaymentFailed(PaymentFailed),
     /// `payment-initiated-not-completed`.
+    #[serde(rename = "payment-initiated-not-completed")]
     PaymentInitiatedNotCompleted(PaymentInitiatedNotCompleted),
     /// An `eventType` this crate does not know (Fermion also sends lab and video events, and may
     /// add more). The payload is kept verbatim and serialises back byte for byte.
+    #[serde(untagged)]
     Unknown(UnknownPayload),
 }
 
@@ -156,31 +176,40 @@ impl EventPayload {
 }
 
 /// The user fields every known payload carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct User {
     /// `userId`.
+    #[serde(rename = "userId")]
     pub id: String,
     /// `userFullname`.
+    #[serde(rename = "userFullname")]
     pub fullname: String,
     /// `userEmail`.
+    #[serde(rename = "userEmail")]
     pub email: String,
-    /// `userPhoneNumber`: `null` on the wire when the user gave none.
+    /// `userPhoneNumber`: `null` on the wire when the user gave none (never omitted: the
+    /// TypeScript type is `string | null`, not optional).
+    #[serde(rename = "userPhoneNumber")]
     pub phone_number: Option<String>,
 }
 
 /// The course fields every known payload carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Course {
     /// `courseSlug`: the course's URL name.
+    #[serde(rename = "courseSlug")]
     pub slug: String,
     /// `courseName`: the course's title.
+    #[serde(rename = "courseName")]
     pub name: String,
 }
 
 /// The order fields of the three payment payloads.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Order {
     /// `orderId`.
+    #[serde(rename = "orderId")]
     pub id: String,
     /// `amountInSmallestUnit`: the amount in the currency's smallest unit (paise for INR, cents
     /// for USD), so `49900` INR is ₹499.00.
@@ -190,48 +219,64 @@ pub struct Order {
 }
 
 /// `free-course-enrollment`: a user enrolled in a free course.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FreeCourseEnrollment {
     /// Who enrolled.
+    #[serde(flatten)]
     pub user: User,
     /// In which course.
+    #[serde(flatten)]
     pub course: Course,
 }
 
 /// `paid-course-sale`: a user bought a paid course.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PaidCourseSale {
     /// Who bought.
+    #[serde(flatten)]
     pub user: User,
     /// Which course.
+    #[serde(flatten)]
     pub course: Course,
     /// The order that was paid.
+    #[serde(flatten)]
     pub order: Order,
 }
 
 /// `payment-failed`: a user's payment failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PaymentFailed {
     /// Who tried to pay.
+    #[serde(flatten)]
     pub user: User,
     /// For which course.
+    #[serde(flatten)]
     pub course: Course,
     /// The order whose payment failed.
+    #[serde(flatten)]
     pub order: Order,
     /// `failureReason`: why, when the payment provider said; `null` on the wire otherwise.
     pub failure_reason: Option<String>,
 }
 
 /// `payment-initiated-not-completed`: a purchase started and not completed within 60 minutes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PaymentInitiatedNotCompleted {
     /// Who started the purchase.
+    #[serde(flatten)]
     pub user: User,
     /// For which course.
+    #[serde(flatten)]
     pub course: Course,
     /// The order that was left unpaid.
+    #[serde(flatten)]
     pub order: Order,
     /// `initiatedAtIsoString`: when the purchase was started.
+    #[serde(rename = "initiatedAtIsoString", with = "time_serde::iso_millis")]
     pub initiated_at: DateTime<Utc>,
 }
 
@@ -254,6 +299,13 @@ impl UnknownPayload {
         // The raw text was validated as a JSON object when it was parsed, so this cannot fail;
         // `Null` is an unreachable fallback rather than a panic.
         serde_json::from_str(self.raw.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The raw payload, byte for byte.
+impl Serialize for UnknownPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
     }
 }
 

@@ -1,7 +1,5 @@
 //! Exporting the event log: CSV for spreadsheets and scripts, JSON Lines of the exact bodies.
 
-mod cells;
-mod pipeline;
 mod row;
 
 use std::io::Write;
@@ -81,16 +79,19 @@ pub async fn export_csv(
     options: &ExportOptions,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ExportError> {
-    {
-        let mut header = csv::WriterBuilder::new().from_writer(&mut *out);
-        header
-            .write_record(CSV_COLUMNS)
-            .and_then(|()| header.flush().map_err(csv::Error::from))
-            .map_err(|e| ExportError::Write(e.into()))?;
-    }
-    let mut pipeline = pipeline::CsvPipeline::new(out, options.escape_formulas);
-    write_each(store, filter, progress, |row| pipeline.push(row)).await?;
-    let rows = pipeline.finish().map_err(ExportError::Write)?;
+    let mut writer = csv::Writer::from_writer(&mut *out);
+    writer
+        .write_record(CSV_COLUMNS)
+        .map_err(|e| ExportError::Write(e.into()))?;
+    let mut rows = 0;
+    write_each(store, filter, progress, |event| {
+        row::write_csv_row(&mut writer, &event, options.escape_formulas)?;
+        rows += 1;
+        Ok(rows)
+    })
+    .await?;
+    writer.flush().map_err(ExportError::Write)?;
+    drop(writer);
     progress(rows);
     out.flush().map_err(ExportError::Write)?;
     Ok(rows)
@@ -108,7 +109,16 @@ pub async fn export_jsonl(
     let mut lines = 0;
     write_each(store, filter, progress, |event| {
         if has_line_break(&event.body) {
-            compact(&event.body).and_then(|body| writeln!(out, "{body}"))?;
+            let body = row::compact_json(&event.body).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "event {} has a body that is not JSON",
+                        event.event_unique_id
+                    ),
+                )
+            })?;
+            writeln!(out, "{body}")?;
         } else {
             writeln!(out, "{}", event.body)?;
         }
@@ -142,9 +152,4 @@ async fn write_each(
         })
         .await?;
     failure.map_or(Ok(()), |error| Err(ExportError::Write(error)))
-}
-
-fn compact(json: &str) -> std::io::Result<String> {
-    let value: serde_json::Value = serde_json::from_str(json)?;
-    Ok(value.to_string())
 }

@@ -137,7 +137,7 @@ impl Attempt {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AttemptWire {
-    #[serde(with = "super::time_serde::iso_millis")]
+    #[serde(with = "crate::event::time_serde::iso_millis")]
     started_at: DateTime<Utc>,
     duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,6 @@ mod file;
 mod memory;
 mod query;
 mod record;
-pub(crate) mod time_serde;
 
 use std::ops::ControlFlow;
 
@@ -160,41 +159,11 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
             .await
     }
 
-    /// [`append`](Self::append), for an event whose body this crate wrote
-    /// ([`WebhookEvent::to_json`](crate::WebhookEvent::to_json)) or has just parsed as an
-    /// event, so it is known to be valid JSON. The dispatcher appends through this; a backend
-    /// that checks a body before embedding it in its own records may skip the check (the file
-    /// log does: the check cost about a twentieth of an emit's CPU). The default appends as
-    /// usual.
-    ///
-    /// Hidden, and callable only inside this crate (nobody else can make a [`KnownJson`]): a
-    /// caller could otherwise vouch for a body that is not JSON, and damage the log.
-    #[doc(hidden)]
-    async fn append_known_json(
-        &self,
-        event: StoredEvent,
-        _proof: KnownJson,
-    ) -> Result<(), LogError> {
-        self.append(event).await
-    }
-
     /// Deletes events older than `cutoff` (retention); returns how many were deleted.
     ///
     /// [`FileLogStore`] deletes whole daily segments, so it only deletes events from UTC days
     /// that end at or before `cutoff`; [`MemoryLogStore`] deletes exactly.
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError>;
-}
-
-/// That an event's body is valid JSON, vouched for by this crate, which alone can make one
-/// (its field is private and this type is not exported): see [`LogStore::append_known_json`].
-#[derive(Clone, Copy, Debug)]
-pub struct KnownJson(());
-
-impl KnownJson {
-    /// For a body from `WebhookEvent::to_json`, or one `WebhookEvent::from_json` accepted.
-    pub(crate) fn vouch() -> Self {
-        Self(())
-    }
 }
 
 /// Whether `text` holds a line break (vectorised: this runs over every body exported or

@@ -64,7 +64,7 @@ pub struct Delivery {
     /// Where the delivery stands.
     pub state: DeliveryState,
     /// When the next attempt is due, while pending.
-    #[serde(with = "super::time_serde::iso_millis_option")]
+    #[serde(with = "crate::event::time_serde::iso_millis_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Every attempt so far, oldest first.
     pub attempts: Vec<Attempt>,
@@ -188,7 +188,7 @@ pub struct AttemptRecord {
     /// The delivery's state after it.
     pub state: DeliveryState,
     /// When the next attempt is due, if the delivery stays pending.
-    #[serde(with = "super::time_serde::iso_millis_option")]
+    #[serde(with = "crate::event::time_serde::iso_millis_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 

@@ -20,7 +20,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use self::encode::BodyJson;
 use self::index::Index;
 use self::recovery::{check, load, take_lock};
 use self::scan::Visitor;
@@ -29,7 +28,7 @@ use self::writer::{Counters, PreparedAttempt, PreparedEvent, Request, RequestQue
 pub use self::recovery::{DamagedLine, RecoveryReport, TornTail};
 use super::query::{Cursor, EventRow, LogFilter, Page};
 use super::record::{AttemptRecord, DueDelivery, StoredEvent};
-use super::{KnownJson, LogError, LogStore};
+use super::{LogError, LogStore};
 
 /// An event log in a directory of human-readable JSON Lines files.
 ///
@@ -224,16 +223,7 @@ impl Drop for FileLogStore {
 impl LogStore for FileLogStore {
     async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
         // Checked and encoded here, in parallel with other callers, not in the writer thread.
-        let event = PreparedEvent::new(event, BodyJson::Unchecked)?;
-        self.send(|reply| Request::Append(event, reply)).await
-    }
-
-    async fn append_known_json(
-        &self,
-        event: StoredEvent,
-        _proof: KnownJson,
-    ) -> Result<(), LogError> {
-        let event = PreparedEvent::new(event, BodyJson::Known)?;
+        let event = PreparedEvent::new(event)?;
         self.send(|reply| Request::Append(event, reply)).await
     }
 

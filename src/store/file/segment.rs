@@ -55,7 +55,7 @@ pub(super) fn parse_segment_file_name(name: &str) -> Option<Day> {
 #[serde(rename_all = "camelCase")]
 pub(super) struct EventSummary {
     pub(super) event_unique_id: String,
-    #[serde(with = "crate::store::time_serde::iso_millis")]
+    #[serde(with = "crate::event::time_serde::iso_millis")]
     pub(super) timestamp_iso_string: DateTime<Utc>,
     pub(super) event_type: String,
     pub(super) is_test_event: bool,
@@ -68,7 +68,7 @@ pub(super) struct EventSummary {
 #[serde(rename_all = "camelCase")]
 struct EventLineFull {
     event_unique_id: String,
-    #[serde(with = "crate::store::time_serde::iso_millis")]
+    #[serde(with = "crate::event::time_serde::iso_millis")]
     timestamp_iso_string: DateTime<Utc>,
     event_type: String,
     is_test_event: bool,

@@ -23,7 +23,7 @@ mod stage;
 pub(super) use files::sync_dir;
 pub(super) use queue::RequestQueue;
 
-use super::encode::{BodyJson, encode_attempt_line, encode_event_line};
+use super::encode::{encode_attempt_line, encode_event_line};
 use super::index::{Index, MixKey, Slot};
 use super::records::read_id_at;
 use super::segment::{Day, EventSummary, day_end, day_of, segment_file_name};
@@ -66,9 +66,9 @@ pub(super) struct PreparedEvent {
 }
 
 impl PreparedEvent {
-    pub(super) fn new(event: StoredEvent, json: BodyJson) -> Result<Self, LogError> {
+    pub(super) fn new(event: StoredEvent) -> Result<Self, LogError> {
         validate_new_entry(&event)?;
-        let (line, body_start) = encode_event_line(&event, json);
+        let (line, body_start) = encode_event_line(&event);
         Ok(Self {
             id_hash: id_hash(&event.event_unique_id),
             day: day_of(event.timestamp),

@@ -1,11 +1,19 @@
-//! Timestamps in the log's JSON: UTC with milliseconds, like the wire format.
+//! Timestamps as JavaScript's `toISOString()` writes them: UTC, milliseconds, `Z`
+//! (`2026-11-28T10:00:00.000Z`), the form of every time on the wire and in the log.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// The timestamp as text.
+pub(crate) fn iso_millis_text(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
 pub(crate) mod iso_millis {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::event::iso_millis(at))
+        s.serialize_str(&super::iso_millis_text(at))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
