@@ -121,8 +121,8 @@ async fn handle_webhook(
     let event = match webhook {
         Ok(FermionWebhook(event)) => event,
         Err(WebhookRejection(error)) => {
-            say(format_args!("refused a webhook: {error}"));
-            return json_error(error.status(), &error.to_string());
+            say(format_args!("refused a webhook: {}", error.explain()));
+            return json_error(error.status(), &error.explain());
         }
     };
     // Printing cannot fail in a way the sender could fix, so the event counts as handled here.

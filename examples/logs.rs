@@ -242,7 +242,7 @@ fn iso(at: &DateTime<Utc>) -> String {
 async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
-    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let fail = |e: &dyn std::error::Error| support::explain(e);
     match command {
         Command::List { filter, limit } => {
             let mut cursor: Option<Cursor> = None;
@@ -369,11 +369,14 @@ async fn main() -> ExitCode {
     let store = match FileLogStore::open_read_only(&log_dir) {
         Ok(store) => store,
         Err(error @ fermion_webhooks::store::LogError::MissingDirectory { .. }) => {
-            eprintln!("logs: {error}; pass the directory the emitter writes to with --log-dir");
+            eprintln!(
+                "logs: {}; pass the directory the emitter writes to with --log-dir",
+                support::explain(&error)
+            );
             return ExitCode::from(2);
         }
         Err(error) => {
-            eprintln!("logs: {error}");
+            eprintln!("logs: {}", support::explain(&error));
             return ExitCode::from(1);
         }
     };
@@ -417,16 +420,16 @@ async fn retrigger(
     }
     let secret = match fermion_webhooks::WebhookSecret::new(secret) {
         Ok(secret) => secret,
-        Err(error) => return fail(2, error.to_string()),
+        Err(error) => return fail(2, support::explain(&error)),
     };
     let store = match FileLogStore::open(log_dir) {
         Ok(store) => std::sync::Arc::new(store),
-        Err(error) => return fail(1, error.to_string()),
+        Err(error) => return fail(1, support::explain(&error)),
     };
     let event = match store.get(id).await {
         Ok(Some(event)) => event,
         Ok(None) => return fail(1, format!("no event {id} in {}", log_dir.display())),
-        Err(error) => return fail(1, error.to_string()),
+        Err(error) => return fail(1, support::explain(&error)),
     };
     let mut endpoints = Vec::new();
     for delivery in &event.deliveries {
@@ -434,7 +437,7 @@ async fn retrigger(
         match fermion_webhooks::Endpoint::new(delivery.endpoint_id.clone(), target, secret.clone())
         {
             Ok(endpoint) => endpoints.push(endpoint),
-            Err(error) => return fail(2, error.to_string()),
+            Err(error) => return fail(2, support::explain(&error)),
         }
     }
     let sender = match fermion_webhooks::HttpSender::builder()
@@ -442,7 +445,7 @@ async fn retrigger(
         .build()
     {
         Ok(sender) => std::sync::Arc::new(sender),
-        Err(error) => return fail(1, error.to_string()),
+        Err(error) => return fail(1, support::explain(&error)),
     };
     let mut config = fermion_webhooks::DispatchConfig::default();
     config.background_delivery = false; // touch only this event
@@ -454,10 +457,10 @@ async fn retrigger(
         std::sync::Arc::new(fermion_webhooks::clock::SystemClock),
     ) {
         Ok(dispatcher) => dispatcher,
-        Err(error) => return fail(2, error.to_string()),
+        Err(error) => return fail(2, support::explain(&error)),
     };
     if let Err(error) = dispatcher.retrigger(id, None).await {
-        return fail(1, error.to_string());
+        return fail(1, support::explain(&error));
     }
     match store.get(id).await {
         Ok(Some(event)) => {

@@ -71,7 +71,7 @@ enum What {
 fn value(parser: &mut lexopt::Parser) -> Result<String, String> {
     parser
         .value()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| support::explain(&e))?
         .into_string()
         .map_err(|_| "arguments must be valid UTF-8".to_owned())
 }
@@ -110,16 +110,18 @@ fn parse() -> Result<Options, String> {
     let mut allow_private = false;
     let mut retry = None;
     let mut timeout = Duration::from_secs(15);
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = parser.next().map_err(|e| support::explain(&e))? {
         match arg {
             Long("url") => url = Some(value(&mut parser)?),
             Long("secret") => {
-                secret = Some(WebhookSecret::new(value(&mut parser)?).map_err(|e| e.to_string())?)
+                secret = Some(
+                    WebhookSecret::new(value(&mut parser)?).map_err(|e| support::explain(&e))?,
+                )
             }
             Long("event") => {
                 let kind = value(&mut parser)?
                     .parse::<EventKind>()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| support::explain(&e))?;
                 what = Some(What::Sample(kind));
             }
             Long("payload") => what = Some(read_payload(&value(&mut parser)?)?),
@@ -207,12 +209,12 @@ async fn main() -> ExitCode {
 
 /// Returns whether every delivery succeeded.
 async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
-    let store = Arc::new(FileLogStore::open(&options.log_dir).map_err(|e| e.to_string())?);
+    let store = Arc::new(FileLogStore::open(&options.log_dir).map_err(|e| support::explain(&e))?);
     let sender = HttpSender::builder()
         .allow_private_networks(options.allow_private)
         .timeout(options.timeout)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| support::explain(&e))?;
     let mut config = DispatchConfig::default();
     if let Some(delays) = options.retry.clone() {
         config.retry = RetrySchedule::fixed(delays);
@@ -227,7 +229,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
             std::ops::ControlFlow::Continue(())
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| support::explain(&e))?;
     if !ids.is_empty() {
         eprintln!(
             "resuming {} event(s) left pending in {}",
@@ -242,7 +244,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
         config,
         Arc::new(SystemClock),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| support::explain(&e))?;
     let mut all_ok = true;
     let mut finish = |event: &fermion_webhooks::store::StoredEvent| {
         let line = ResultLine::of(event);
@@ -257,7 +259,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
         let event = dispatcher
             .wait_until_final(&id, wait)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| support::explain(&e))?;
         finish(&event);
     }
     // Emit everything first (each is durable once `emit` returns), then wait for them all.
@@ -273,7 +275,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
             }
             (None, _) => break,
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| support::explain(&e))?;
         if emitted.is_unsubscribed() {
             let event_type = match &options.what {
                 Some(What::Sample(kind)) => kind.as_str().to_owned(),
@@ -296,7 +298,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
         let event = dispatcher
             .wait_until_final(&id, wait)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| support::explain(&e))?;
         finish(&event);
     }
     dispatcher.shutdown(Duration::from_secs(5)).await;

@@ -7,6 +7,19 @@ use std::time::Duration;
 use fermion_webhooks::store::{DeliveryState, StoredEvent};
 use serde::Serialize;
 
+/// An error's message and each of its causes, joined by `: ` (the crate's errors keep their
+/// cause in `source()`, not in their message).
+pub fn explain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses `500ms`, `10s`, `2m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

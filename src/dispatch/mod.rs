@@ -52,7 +52,7 @@ pub enum DispatchError {
     #[error("the dispatcher is shutting down and takes no new events")]
     ShuttingDown,
     /// The JSON given to [`Dispatcher::emit_json`] is not a valid event.
-    #[error("not a valid event: {0}")]
+    #[error("not a valid event")]
     InvalidEvent(#[from] crate::event::ParseError),
     /// The event's body is larger than [`DispatchConfig::max_body_bytes`].
     #[error(

@@ -22,7 +22,7 @@ use super::{
 #[non_exhaustive]
 pub enum ParseError {
     /// The bytes are not JSON (or not UTF-8, or nested deeper than 128 levels).
-    #[error("the body is not valid JSON: {source}; a Fermion event is a UTF-8 JSON object")]
+    #[error("the body is not valid JSON; a Fermion event is a UTF-8 JSON object")]
     NotJson {
         /// What serde_json found wrong, with line and column.
         #[source]

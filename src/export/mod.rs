@@ -35,10 +35,10 @@ pub const CSV_COLUMNS: [&str; 19] = [
 #[non_exhaustive]
 pub enum ExportError {
     /// Reading the log failed.
-    #[error("reading the event log failed: {0}")]
+    #[error("reading the event log failed")]
     Log(#[from] LogError),
     /// Writing the output failed.
-    #[error("writing the export failed: {0}")]
+    #[error("writing the export failed")]
     Write(#[source] std::io::Error),
 }
 

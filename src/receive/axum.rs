@@ -49,7 +49,7 @@ impl From<ReceiveError> for WebhookRejection {
 
 impl IntoResponse for WebhookRejection {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.0.to_string() }).to_string();
+        let body = serde_json::json!({ "error": self.0.explain() }).to_string();
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.0.status();
         response
@@ -84,10 +84,7 @@ where
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.is::<LengthLimitError>() => return Err(too_large.into()),
             Err(error) => {
-                return Err(ReceiveError::BodyUnreadable {
-                    reason: error.to_string(),
-                }
-                .into());
+                return Err(ReceiveError::BodyUnreadable(error).into());
             }
         };
         Ok(FermionWebhook(receiver.parse_verified_body(&bytes)?))

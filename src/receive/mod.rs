@@ -48,13 +48,10 @@ pub enum ReceiveError {
         limit: usize,
     },
     /// The body could not be read (the connection broke, for example).
-    #[error("the request body could not be read: {reason}")]
-    BodyUnreadable {
-        /// What went wrong.
-        reason: String,
-    },
+    #[error("the request body could not be read")]
+    BodyUnreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The body is not a valid Fermion event.
-    #[error("invalid webhook body: {0}")]
+    #[error("invalid webhook body")]
     InvalidBody(#[source] ParseError),
     /// The event's timestamp is further from now than the configured tolerance.
     #[error(
@@ -79,10 +76,25 @@ impl ReceiveError {
             | ReceiveError::RepeatedSecret
             | ReceiveError::WrongSecret => StatusCode::UNAUTHORIZED,
             ReceiveError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ReceiveError::BodyUnreadable { .. }
+            ReceiveError::BodyUnreadable(_)
             | ReceiveError::InvalidBody(_)
             | ReceiveError::TimestampOutOfTolerance { .. } => StatusCode::BAD_REQUEST,
         }
+    }
+}
+
+impl ReceiveError {
+    /// The message and each of its causes, joined by `: `: the text to answer the sender with,
+    /// such as `invalid webhook body: field `payload.userEmail` is missing; ...`.
+    pub fn explain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 }
 

@@ -24,7 +24,7 @@ pub use record::{
 #[non_exhaustive]
 pub enum LogError {
     /// A file operation failed.
-    #[error("event log I/O failed on {path}: {source}")]
+    #[error("event log I/O failed on {path}")]
     Io {
         /// The file or directory.
         path: std::path::PathBuf,
