@@ -103,6 +103,47 @@ pub trait CheckoutStore: Send + Sync + std::fmt::Debug {
 /// cancel it: the buyer may still retry, and `payment-failed` is the platform's own event.
 /// Call [`fire_due`](Self::fire_due) periodically, or [`run`](Self::run) it in the background.
 /// Time comes from the injected [`Clock`], so tests move it instead of waiting an hour.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use fermion_webhooks::checkout::{Checkout, MemoryCheckoutStore};
+/// use fermion_webhooks::clock::{Clock, ManualClock};
+/// use fermion_webhooks::dispatch::DispatchConfig;
+/// use fermion_webhooks::{CheckoutTracker, Dispatcher, HttpSender, MemoryLogStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clock = Arc::new(ManualClock::new("2026-11-28T10:00:00Z".parse()?));
+/// let dispatcher = Dispatcher::start_with(
+///     Arc::new(MemoryLogStore::new()),
+///     Arc::new(HttpSender::new()?),
+///     vec![], // no endpoint here: the event is only emitted
+///     DispatchConfig::default(),
+///     clock.clone(),
+/// )?;
+/// let tracker = CheckoutTracker::new(Arc::new(MemoryCheckoutStore::new()), dispatcher, clock.clone());
+/// tracker
+///     .initiated(Checkout {
+///         order_id: "order_1".into(),
+///         amount_in_smallest_unit: 49_900,
+///         currency: "INR".into(),
+///         user_id: "u1".into(),
+///         user_fullname: "Asha Rao".into(),
+///         user_email: "asha@example.com".into(),
+///         user_phone_number: None,
+///         course_slug: "rust-101".into(),
+///         course_name: "Rust 101".into(),
+///         initiated_at: clock.now(),
+///     })
+///     .await?;
+/// assert!(tracker.fire_due().await?.is_empty()); // not yet an hour
+/// clock.advance(Duration::from_secs(60 * 60));
+/// assert_eq!(tracker.fire_due().await?.len(), 1); // payment-initiated-not-completed
+/// assert!(tracker.fire_due().await?.is_empty()); // exactly once
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct CheckoutTracker {
     store: Arc<dyn CheckoutStore>,

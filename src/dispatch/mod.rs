@@ -152,6 +152,41 @@ impl Default for DispatchConfig {
 /// task then delivers it with at most `max_in_flight` attempts at once, retrying on the
 /// schedule. On start, deliveries left pending by an earlier run are resumed.
 ///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use fermion_webhooks::{
+///     Dispatcher, Endpoint, EventKind, EventPayload, HttpSender, MemoryLogStore, WebhookSecret,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let crm = Endpoint::new(
+///     "crm",
+///     "https://crm.example.com/hooks/fermion",
+///     WebhookSecret::generate()?,
+/// )?
+/// .subscribe_only([EventKind::PaidCourseSale]);
+/// let sender = HttpSender::new()?;
+/// # // The doctest sends nothing: the name resolves to a documentation address, which the
+/// # // SSRF guard refuses.
+/// # let sender = HttpSender::builder().resolve("crm.example.com", &["192.0.2.1".parse()?]);
+/// # let sender = sender.build()?;
+/// let dispatcher = Dispatcher::start(Arc::new(MemoryLogStore::new()), Arc::new(sender), vec![crm])?;
+///
+/// // Durable (with a durable log) when `emit` returns; delivered in the background.
+/// let emitted = dispatcher.emit(EventPayload::sample(EventKind::PaidCourseSale)).await?;
+/// assert_eq!(emitted.endpoint_ids, ["crm"]);
+/// // Not subscribed: nothing to deliver, nothing logged.
+/// let skipped = dispatcher.emit(EventPayload::sample(EventKind::PaymentFailed)).await?;
+/// assert!(skipped.is_unsubscribed());
+///
+/// // What is still pending stays in the log for the next start.
+/// dispatcher.shutdown(Duration::from_millis(100)).await;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// [`FileLogStore`]: crate::FileLogStore
 #[derive(Clone, Debug)]
 pub struct Dispatcher {

@@ -72,6 +72,28 @@ impl ExportOptions {
 /// Writes the events matching `filter` as CSV (header row first, oldest event first), one row
 /// per event, streaming: memory stays constant however many events match. `progress` is called
 /// with the number of rows written so far. Returns the number of rows.
+///
+/// ```
+/// use fermion_webhooks::export::{CSV_COLUMNS, ExportOptions};
+/// use fermion_webhooks::store::{Delivery, LogFilter, StoredEvent};
+/// use fermion_webhooks::{EventKind, EventPayload, LogStore, MemoryLogStore, WebhookEvent, export_csv};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryLogStore::new();
+/// let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
+/// let delivery = Delivery::pending("crm", "https://crm.example.com/hook", event.timestamp);
+/// store.append(StoredEvent::new(&event, vec![delivery])).await?;
+///
+/// let sales = LogFilter::default().kinds([EventKind::PaidCourseSale]);
+/// let mut csv = Vec::new();
+/// let rows = export_csv(&store, &sales, &mut csv, &ExportOptions::default(), &mut |_| {}).await?;
+/// assert_eq!(rows, 1);
+/// let text = String::from_utf8(csv)?;
+/// assert!(text.starts_with(&CSV_COLUMNS.join(",")));
+/// # Ok(())
+/// # }
+/// ```
 pub async fn export_csv(
     store: &dyn LogStore,
     filter: &LogFilter,

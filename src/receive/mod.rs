@@ -14,6 +14,7 @@ use crate::event::{ParseError, WebhookEvent};
 use crate::secret::{PaddedSecret, SECRET_HEADER, WebhookSecret, matches_any};
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use self::axum::{FermionWebhook, WebhookRejection};
 pub use duplicates::DuplicateGuard;
 

@@ -164,7 +164,7 @@ impl SendOutcome {
 ///   as a failure (a redirect could lead past the SSRF guard, and the secret with it);
 /// - keeps to a **time limit** from connecting to the last byte read, and reports running out
 ///   as [`TransportErrorKind::Timeout`];
-/// - keeps at most the first [`RESPONSE_SNIPPET_LIMIT`](crate::store::RESPONSE_SNIPPET_LIMIT)
+/// - keeps at most the first [`RESPONSE_SNIPPET_LIMIT`]
 ///   bytes of the answer's body as the snippet, and stops reading a long body early;
 /// - reads `Retry-After` (with [`parse_retry_after`]) so the dispatcher can honour it;
 /// - refuses non-global addresses unless told otherwise: IP literals with

@@ -106,6 +106,27 @@ pub enum LogError {
 ///
 /// Backends: [`MemoryLogStore`] for tests and development; [`FileLogStore`] for production,
 /// durable across crashes. The same contract test suite runs against both.
+///
+/// ```
+/// use fermion_webhooks::store::{Delivery, DeliveryState, LogFilter, StoredEvent};
+/// use fermion_webhooks::{EventKind, EventPayload, LogStore, MemoryLogStore, WebhookEvent};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), fermion_webhooks::store::LogError> {
+/// let store = MemoryLogStore::new();
+/// let event = WebhookEvent::new(EventPayload::sample(EventKind::FreeCourseEnrollment));
+/// let delivery = Delivery::pending("crm", "https://crm.example.com/hook", event.timestamp);
+/// store.append(StoredEvent::new(&event, vec![delivery])).await?;
+///
+/// let logged = store.get(&event.event_unique_id).await?.expect("just appended");
+/// assert_eq!(logged.body, event.to_json()); // the exact bytes that are sent
+///
+/// let pending = LogFilter::default().status(DeliveryState::Pending);
+/// let page = store.query(&pending, None, 50).await?;
+/// assert_eq!(page.events.len(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[async_trait]
 pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// Stores an event together with its pending deliveries, atomically: after `Ok` the whole

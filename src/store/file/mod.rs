@@ -54,6 +54,29 @@ use super::{LogError, LogStore};
 ///   editing a segment by hand).
 /// - **One writer**: a `LOCK` file keeps a second process from opening the directory for
 ///   writing ([`LogError::Locked`]); [`open_read_only`](Self::open_read_only) reads alongside.
+///
+/// ```
+/// use fermion_webhooks::store::{Delivery, StoredEvent};
+/// use fermion_webhooks::{EventKind, EventPayload, FileLogStore, LogStore, WebhookEvent};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("fermion-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
+/// {
+///     let log = FileLogStore::open(&dir)?;
+///     let delivery = Delivery::pending("crm", "https://crm.example.com/hook", event.timestamp);
+///     // Fsynced before `append` returns.
+///     log.append(StoredEvent::new(&event, vec![delivery])).await?;
+/// }
+/// // Another process (the `logs` tool, say) reads beside the writer, or after it.
+/// let reader = FileLogStore::open_read_only(&dir)?;
+/// assert!(reader.get(&event.event_unique_id).await?.is_some());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct FileLogStore {
     dir: PathBuf,
