@@ -229,6 +229,5 @@ async fn deliver(
 
 /// A random number in `[0, 1)` for retry jitter.
 fn random_unit() -> f64 {
-    // Without randomness from the system, jitter falls back to the middle of its range.
-    getrandom::u64().map_or(0.5, |bits| (bits >> 11) as f64 / (1u64 << 53) as f64)
+    rand::random::<f64>()
 }

@@ -86,8 +86,13 @@ impl WebhookEvent {
 
     /// The event as the exact JSON text Fermion sends.
     pub fn to_json(&self) -> String {
-        // Strings, numbers, timestamps and JSON already checked: serialising cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        // Sized for a typical event up front: growing from serde_json's small default buffer
+        // would copy the text three times.
+        let mut json = Vec::with_capacity(768);
+        // Strings, numbers, timestamps and JSON already checked: serialising cannot fail, and
+        // serde_json writes only UTF-8.
+        let _ = serde_json::to_writer(&mut json, self);
+        String::from_utf8(json).unwrap_or_default()
     }
 
     /// The event as the exact JSON bytes Fermion sends.
