@@ -26,7 +26,7 @@ fn main() {
             queues[i % 64].push(entry(i));
         }
         let rate = runtime().block_on(async {
-            let store = Arc::new(FileLogStore::open(&dir).expect("a log"));
+            let store = Arc::new(FileLogStore::open(&dir).await.expect("a log"));
             let start = Instant::now();
             let tasks: Vec<_> = queues
                 .into_iter()

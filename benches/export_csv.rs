@@ -11,7 +11,9 @@ use support::data::{cached_log, export_all, runtime};
 fn main() {
     let count = if support::quick() { 20_000 } else { 1_000_000 };
     let dir = cached_log(count);
-    let store = FileLogStore::open_read_only(&dir).expect("the bench log");
+    let store = runtime()
+        .block_on(FileLogStore::open_read_only(&dir))
+        .expect("the bench log");
     let runtime = runtime();
     let mut csv_bytes = Vec::new();
     assert_eq!(export_all(&runtime, &store, &mut csv_bytes), count as u64);

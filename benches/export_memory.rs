@@ -10,7 +10,9 @@ use support::data::{cached_log, child_task, export_all, peak_rss_mib, run_child,
 fn main() {
     if let Some(task) = child_task() {
         let dir = task.strip_prefix("export:").expect("an export task");
-        let store = FileLogStore::open_read_only(dir).expect("the bench log");
+        let store = runtime()
+            .block_on(FileLogStore::open_read_only(dir))
+            .expect("the bench log");
         export_all(&runtime(), &store, &mut std::io::sink());
         println!("{:.1}", peak_rss_mib());
         return;

@@ -276,7 +276,7 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
         Command::Retrigger { .. } => return Err("retrigger runs on its own path".into()),
         Command::Show { id } => {
             let Some(event) = store.get(&id).await.map_err(|e| fail(&e))? else {
-                eprintln!("logs: no event {id} in {}", store.dir().display());
+                eprintln!("logs: no event {id} in {}", store.path().display());
                 return Ok(ExitCode::from(1));
             };
             stdout
@@ -285,7 +285,7 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
         }
         Command::Attempts { id } => {
             let Some(event) = store.get(&id).await.map_err(|e| fail(&e))? else {
-                eprintln!("logs: no event {id} in {}", store.dir().display());
+                eprintln!("logs: no event {id} in {}", store.path().display());
                 return Ok(ExitCode::from(1));
             };
             for delivery in &event.deliveries {
@@ -366,7 +366,7 @@ async fn main() -> ExitCode {
     {
         return retrigger(&log_dir, &id, &secret, url, allow_private).await;
     }
-    let store = match FileLogStore::open_read_only(&log_dir) {
+    let store = match FileLogStore::open_read_only(&log_dir).await {
         Ok(store) => store,
         Err(error @ fermion_webhooks::store::LogError::MissingDirectory { .. }) => {
             eprintln!(
@@ -380,14 +380,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    for damaged in &store.recovery_report().damaged_lines {
-        eprintln!(
-            "logs: warning: skipped a damaged record in {} at offset {}: {}",
-            damaged.segment.display(),
-            damaged.offset,
-            damaged.reason
-        );
-    }
     match run(store, command).await {
         Ok(code) => code,
         Err(message) => {
@@ -422,7 +414,7 @@ async fn retrigger(
         Ok(secret) => secret,
         Err(error) => return fail(2, support::explain(&error)),
     };
-    let store = match FileLogStore::open(log_dir) {
+    let store = match FileLogStore::open(log_dir).await {
         Ok(store) => std::sync::Arc::new(store),
         Err(error) => return fail(1, support::explain(&error)),
     };

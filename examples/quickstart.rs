@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log_dir = std::env::temp_dir().join(format!("fermion-quickstart-{}", std::process::id()));
-    let store = Arc::new(FileLogStore::open(&log_dir)?);
+    let store = Arc::new(FileLogStore::open(&log_dir).await?);
     println!("   event log: {}", log_dir.display());
     let endpoints = vec![
         Endpoint::new(

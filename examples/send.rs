@@ -209,7 +209,11 @@ async fn main() -> ExitCode {
 
 /// Returns whether every delivery succeeded.
 async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
-    let store = Arc::new(FileLogStore::open(&options.log_dir).map_err(|e| support::explain(&e))?);
+    let store = Arc::new(
+        FileLogStore::open(&options.log_dir)
+            .await
+            .map_err(|e| support::explain(&e))?,
+    );
     let sender = HttpSender::builder()
         .allow_private_networks(options.allow_private)
         .timeout(options.timeout)

@@ -150,7 +150,7 @@ async fn pending_checkouts_survive_a_restart_and_fire_once() {
     let receiver = TestReceiver::ok().await;
     let clock = Arc::new(ManualClock::new(at("2026-11-28T10:00:00.250Z")));
     {
-        let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+        let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
         let dispatcher = dispatcher(store, &receiver, clock.clone());
         let tracker = CheckoutTracker::new(
             Arc::new(FileCheckoutStore::open(dir.path()).unwrap()),
@@ -166,7 +166,7 @@ async fn pending_checkouts_survive_a_restart_and_fire_once() {
         dispatcher.shutdown(Duration::from_secs(1)).await;
     }
     clock.advance(MINUTE * 90); // the process was down past the deadline
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     let dispatcher = dispatcher(store.clone(), &receiver, clock.clone());
     let checkouts = Arc::new(FileCheckoutStore::open(dir.path()).unwrap());
     let tracker = CheckoutTracker::new(checkouts, dispatcher.clone(), clock.clone());
@@ -191,7 +191,7 @@ async fn a_crash_between_emitting_and_forgetting_does_not_fire_twice() {
     let dir = TempDir::new("checkout-crash");
     let receiver = TestReceiver::ok().await;
     let clock = Arc::new(ManualClock::new(at("2026-11-28T11:30:00Z")));
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     let dispatcher = dispatcher(store.clone(), &receiver, clock.clone());
     let checkouts = Arc::new(FileCheckoutStore::open(dir.path()).unwrap());
     let tracker = CheckoutTracker::new(checkouts.clone(), dispatcher.clone(), clock.clone());

@@ -123,7 +123,7 @@ async fn send_resumes_deliveries_left_pending_by_an_earlier_run() {
     let down = TestReceiver::start(|_| Reply::Status(503)).await;
     // An earlier run whose retries were still pending when it ended.
     {
-        let store = std::sync::Arc::new(FileLogStore::open(dir.path()).unwrap());
+        let store = std::sync::Arc::new(FileLogStore::open(dir.path()).await.unwrap());
         let event = fermion_webhooks::WebhookEvent::new(fermion_webhooks::EventPayload::sample(
             fermion_webhooks::EventKind::FreeCourseEnrollment,
         ));
@@ -212,7 +212,7 @@ async fn logs_retrigger_resends_the_stored_body_and_records_it() {
         requests[0].body, requests[1].body,
         "the exact stored bytes again"
     );
-    let store = FileLogStore::open_read_only(dir.path()).unwrap();
+    let store = FileLogStore::open_read_only(dir.path()).await.unwrap();
     let event = store.get(&id).await.unwrap().unwrap();
     assert_eq!(
         event.deliveries[0].attempts[1].trigger,
@@ -295,7 +295,7 @@ async fn quickstart_runs_the_whole_round_trip_and_exports_csv() {
     let csv = std::fs::read_to_string(csv_path).unwrap();
     assert_eq!(csv.lines().filter(|l| l.contains(",delivered,")).count(), 5);
     let log_dir = Path::new(csv_path).parent().unwrap();
-    let store = FileLogStore::open_read_only(log_dir).unwrap();
+    let store = FileLogStore::open_read_only(log_dir).await.unwrap();
     assert_eq!(
         store
             .query(&LogFilter::default(), None, 100)

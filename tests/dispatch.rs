@@ -366,14 +366,14 @@ async fn reopened_with_pending(
     due: chrono::DateTime<chrono::Utc>,
 ) -> Arc<FileLogStore> {
     {
-        let store = FileLogStore::open(dir.path()).unwrap();
+        let store = FileLogStore::open(dir.path()).await.unwrap();
         let delivery = Delivery::pending("crm", url, due);
         store
             .append(StoredEvent::new(event, vec![delivery]))
             .await
             .unwrap();
     }
-    Arc::new(FileLogStore::open(dir.path()).unwrap())
+    Arc::new(FileLogStore::open(dir.path()).await.unwrap())
 }
 
 #[tokio::test]
@@ -454,7 +454,7 @@ async fn no_more_requests_than_max_in_flight_reach_an_endpoint_at_once() {
 async fn shutdown_leaves_undelivered_work_pending_for_the_next_start() {
     let dir = TempDir::new("shutdown");
     let receiver = TestReceiver::start(|_| Reply::Status(500)).await;
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     let dispatcher = start(
         store.clone(),
         vec![endpoint("crm", &receiver.url())],
@@ -600,8 +600,9 @@ impl LogStore for AttemptsFail {
         &self,
         _: fermion_webhooks::store::AttemptRecord,
     ) -> Result<(), fermion_webhooks::store::LogError> {
-        Err(fermion_webhooks::store::LogError::Poisoned {
-            reason: "disk full (simulated)".into(),
+        Err(fermion_webhooks::store::LogError::Database {
+            what: "recording an attempt".into(),
+            source: "disk full (simulated)".into(),
         })
     }
     async fn due_deliveries(

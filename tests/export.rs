@@ -166,7 +166,7 @@ async fn both_backends_export_the_same_bytes() {
     let memory = MemoryLogStore::new();
     fill(&memory).await;
     let dir = TempDir::new("export");
-    let file = FileLogStore::open(dir.path()).unwrap();
+    let file = FileLogStore::open(dir.path()).await.unwrap();
     fill(&file).await;
     for options in [
         ExportOptions::default(),

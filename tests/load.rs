@@ -29,7 +29,7 @@ async fn concurrent_emitters_all_get_delivered_exactly_once_in_the_log() {
     let (url, received) = counting_receiver(Duration::ZERO).await;
     let memory_before = resident_mib();
     let dir = TempDir::new("load");
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     let dispatcher = dispatcher_to(&url, store.clone(), Duration::from_millis(20));
 
     let tasks: Vec<_> = (0..emitters)

@@ -19,17 +19,17 @@ struct Backend {
     _dir: Option<TempDir>,
 }
 
-fn memory_backend() -> Backend {
+async fn memory_backend() -> Backend {
     Backend {
         store: Arc::new(MemoryLogStore::new()),
         _dir: None,
     }
 }
 
-fn file_backend() -> Backend {
+async fn file_backend() -> Backend {
     let dir = TempDir::new("contract");
     Backend {
-        store: Arc::new(FileLogStore::open(dir.path()).unwrap()),
+        store: Arc::new(FileLogStore::open(dir.path()).await.unwrap()),
         _dir: Some(dir),
     }
 }
@@ -37,10 +37,10 @@ fn file_backend() -> Backend {
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
-            $( #[tokio::test] async fn $name() { super::$name(super::memory_backend()).await } )*
+            $( #[tokio::test] async fn $name() { super::$name(super::memory_backend().await).await } )*
         }
         mod file {
-            $( #[tokio::test] async fn $name() { super::$name(super::file_backend()).await } )*
+            $( #[tokio::test] async fn $name() { super::$name(super::file_backend().await).await } )*
         }
     };
 }

@@ -40,7 +40,7 @@ async fn the_secret_appears_in_no_debug_output_error_log_file_or_export() {
     let good = TestReceiver::ok().await;
     let echo = TestReceiver::start(|_| Reply::EchoHeaders).await;
     let dir = TempDir::new("secrets");
-    let store = Arc::new(FileLogStore::open(dir.path()).unwrap());
+    let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     // Every request of this test goes to 127.0.0.1 or is refused before connecting.
     let endpoints = vec![
         Endpoint::new("good", good.url(), secret.clone()).unwrap(),
@@ -198,7 +198,7 @@ async fn the_secret_appears_in_no_debug_output_error_log_file_or_export() {
             &String::from_utf8_lossy(&bytes),
         );
     }
-    let store = FileLogStore::open_read_only(dir.path()).unwrap();
+    let store = FileLogStore::open_read_only(dir.path()).await.unwrap();
     let mut csv = Vec::new();
     export_csv(
         &store,

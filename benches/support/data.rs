@@ -79,7 +79,7 @@ pub fn cached_log(count: usize) -> PathBuf {
 }
 
 async fn fill(dir: &std::path::Path, count: usize) {
-    let store = Arc::new(FileLogStore::open(dir).expect("a log directory"));
+    let store = Arc::new(FileLogStore::open(dir).await.expect("a log directory"));
     let tasks: Vec<_> = (0..64)
         .map(|task| {
             let store = store.clone();

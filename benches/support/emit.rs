@@ -187,7 +187,8 @@ pub fn run(name: &str, durable: bool) {
                     match (side, &dir) {
                         (Side::Baseline, _) => baseline(&url, bodies.clone(), &received).await,
                         (Side::Subject, Some(dir)) => {
-                            let store = Arc::new(FileLogStore::open(dir).expect("a file log"));
+                            let store =
+                                Arc::new(FileLogStore::open(dir).await.expect("a file log"));
                             through_dispatcher(&url, total, store, &received).await
                         }
                         (Side::Subject, None) => {

@@ -5,13 +5,14 @@ mod file;
 mod memory;
 mod query;
 mod record;
+mod sql;
 
 use std::ops::ControlFlow;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use file::{DamagedLine, FileLogStore, RecoveryReport, TornTail, WriteStats};
+pub use file::{DATABASE_FILE, FileLogStore, WriteStats};
 pub use memory::MemoryLogStore;
 pub use query::{Cursor, EventRow, LogFilter, Page};
 pub use record::{
@@ -31,15 +32,6 @@ pub enum LogError {
         /// The operating system's error.
         #[source]
         source: std::io::Error,
-    },
-    /// Another process holds the log directory open for writing.
-    #[error(
-        "the event log in {dir} is already open for writing by another process (lock file \
-         {dir}/LOCK); stop that process, or open the log read-only"
-    )]
-    Locked {
-        /// The log directory.
-        dir: std::path::PathBuf,
     },
     /// The log directory does not exist.
     #[error("no event log at {dir}: the directory does not exist")]
@@ -87,13 +79,19 @@ pub enum LogError {
         /// The log directory.
         dir: std::path::PathBuf,
     },
-    /// An earlier write failed, so what is on disk is uncertain; reopen the log to recover.
-    #[error(
-        "the event log stopped accepting writes after an earlier write failure ({reason}); \
-         reopen it to recover"
-    )]
-    Poisoned {
-        /// The first failure.
+    /// The database failed.
+    #[error("the event log's database failed while {what}")]
+    Database {
+        /// What the log was doing.
+        what: String,
+        /// The database driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The log holds something this crate did not write, or cannot read back.
+    #[error("the event log holds an unreadable record: {reason}")]
+    Corrupt {
+        /// What is wrong.
         reason: String,
     },
 }

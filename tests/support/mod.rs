@@ -88,7 +88,7 @@ pub async fn logged_sales(dir: &Path, count: usize) -> Vec<StoredEvent> {
             )
         })
         .collect();
-    let store = fermion_webhooks::FileLogStore::open(dir).unwrap();
+    let store = fermion_webhooks::FileLogStore::open(dir).await.unwrap();
     for event in &events {
         fermion_webhooks::LogStore::append(&store, event.clone())
             .await

@@ -1,0 +1,740 @@
+//! `FileLogStore`: the event log in one SQLite database file.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+
+use super::query::{Cursor, EventRow, LogFilter, Page, Position};
+use super::record::{AttemptRecord, Delivery, DueDelivery, StoredEvent, aggregate_status};
+use super::sql::{AttemptColumns, assemble, from_micros, micros, parse_state};
+use super::{LogError, LogStore, validate_new_entry};
+
+/// The database file's name inside the log directory.
+pub const DATABASE_FILE: &str = "events.sqlite3";
+
+/// The most writes one transaction commits together.
+const MAX_BATCH: usize = 512;
+/// Events read per query while scanning.
+const SCAN_PAGE: i64 = 512;
+
+/// Write counters of a [`FileLogStore`]: with group commit, `commits` grows slower than
+/// `records` when writers are concurrent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Records (events and attempts) written.
+    pub records: u64,
+    /// Commits: transactions written and synced together.
+    pub commits: u64,
+}
+
+/// The event log in one SQLite database file (`events.sqlite3` in the log's directory).
+///
+/// - **Durable**: `append` and `record_attempt` return `Ok` only once their transaction is
+///   committed and synced to disk (WAL, `synchronous=FULL`): a `kill -9` or a power cut loses
+///   nothing acknowledged. Concurrent writers share commits (group commit): one task writes
+///   whatever has queued up in one transaction, so durability does not cost a sync per event.
+/// - **Readable by anyone who knows SQL**: the tables are `events` (the exact body, the
+///   overall status and attempt count), `deliveries` and `attempts`; see
+///   `migrations/sqlite/` in the crate's sources. Several processes may open the same file;
+///   SQLite serialises their writes.
+/// - **Private**: the directory is created `0700` and the database `0600` on Unix, since it
+///   holds customers' names, emails and phone numbers.
+/// - **Bounded memory**: everything stays on disk; scans and exports read a page at a time.
+///
+/// ```
+/// use fermion_webhooks::store::{Delivery, StoredEvent};
+/// use fermion_webhooks::{EventKind, EventPayload, FileLogStore, LogStore, WebhookEvent};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("fermion-doc-{}", std::process::id()));
+/// let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
+/// {
+///     let log = FileLogStore::open(&dir).await?;
+///     let delivery = Delivery::pending("crm", "https://crm.example.com/hook", event.timestamp);
+///     // Committed and synced before `append` returns.
+///     log.append(StoredEvent::new(&event, vec![delivery])).await?;
+/// }
+/// // Another process (the `logs` tool, say) reads beside the writer, or after it.
+/// let reader = FileLogStore::open_read_only(&dir).await?;
+/// assert!(reader.get(&event.event_unique_id).await?.is_some());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FileLogStore {
+    path: PathBuf,
+    reads: SqlitePool,
+    writes: Option<mpsc::Sender<Write>>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    records: AtomicU64,
+    commits: AtomicU64,
+}
+
+type Reply = oneshot::Sender<Result<(), LogError>>;
+
+/// A write for the writer task.
+#[derive(Debug)]
+enum Write {
+    Append(StoredEvent, Reply),
+    Attempt(AttemptRecord, Reply),
+}
+
+impl FileLogStore {
+    /// Opens (creating if needed) the log in `dir` for reading and writing.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let dir = dir.as_ref();
+        create_private_dir(dir)?;
+        Self::open_file(dir.join(DATABASE_FILE)).await
+    }
+
+    /// Opens (creating if needed) the log in the database file `path`, for a
+    /// `sqlite://PATH` URL.
+    pub async fn open_file(path: impl AsRef<Path>) -> Result<Self, LogError> {
+        let path = path.as_ref().to_owned();
+        create_private_file(&path)?;
+        let options = connect_options(&path).create_if_missing(true);
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(database(format!("opening {}", path.display())))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&mut writer)
+            .await
+            .map_err(|error| LogError::Database {
+                what: format!("migrating {}", path.display()),
+                source: Box::new(error),
+            })?;
+        let reads = read_pool(&path, false).await?;
+        let stats = Arc::new(Stats::default());
+        let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(writer, queue, stats.clone()));
+        Ok(Self {
+            path,
+            reads,
+            writes: Some(writes),
+            stats,
+        })
+    }
+
+    /// Opens the log in `dir` for reading only, beside any running writer.
+    pub async fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(LogError::MissingDirectory {
+                dir: dir.to_owned(),
+            });
+        }
+        let path = dir.join(DATABASE_FILE);
+        if !path.is_file() {
+            return Err(LogError::MissingDirectory {
+                dir: dir.to_owned(),
+            });
+        }
+        Ok(Self {
+            reads: read_pool(&path, true).await?,
+            path,
+            writes: None,
+            stats: Arc::default(),
+        })
+    }
+
+    /// How many records were written in how many commits since the log was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            records: self.stats.records.load(Ordering::Relaxed),
+            commits: self.stats.commits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write(&self, write: impl FnOnce(Reply) -> Write) -> Result<(), LogError> {
+        let Some(writes) = &self.writes else {
+            return Err(LogError::ReadOnly {
+                dir: self.path.clone(),
+            });
+        };
+        let (reply, answer) = oneshot::channel();
+        let stopped = || LogError::Corrupt {
+            reason: "the log's writer stopped".into(),
+        };
+        writes.send(write(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+}
+
+async fn read_pool(path: &Path, read_only: bool) -> Result<SqlitePool, LogError> {
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(connect_options(path).read_only(read_only))
+        .await
+        .map_err(database(format!("opening {}", path.display())))
+}
+
+/// An error of the database while doing `what`.
+fn database(what: String) -> impl FnOnce(sqlx::Error) -> LogError {
+    move |error| LogError::Database {
+        what,
+        source: Box::new(error),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), LogError> {
+    let io = |source| LogError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io)
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its WAL files the same
+/// permissions); an existing file is left as it is.
+fn create_private_file(path: &Path) -> Result<(), LogError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(|source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The writer task: takes every write queued, commits them in one transaction, answers each.
+async fn write_batches(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<Write>,
+    stats: Arc<Stats>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let records = batch.len() as u64;
+        let mut answers = Vec::with_capacity(batch.len());
+        let outcome = commit(&mut conn, &mut batch, &mut answers).await;
+        match outcome {
+            Ok(()) => {
+                stats.records.fetch_add(records, Ordering::Relaxed);
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                for (reply, answer) in answers {
+                    let _ = reply.send(answer);
+                }
+            }
+            // Nothing of the batch was committed: every caller hears so.
+            Err(error) => {
+                let text = crate::sender::error_chain(&error);
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(LogError::Corrupt {
+                        reason: text.clone(),
+                    }));
+                }
+                for write in batch.drain(..) {
+                    let (Write::Append(_, reply) | Write::Attempt(_, reply)) = write;
+                    let _ = reply.send(Err(LogError::Corrupt {
+                        reason: text.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one transaction. A write refused for its own reason (a duplicate id,
+/// an unknown delivery) is answered with that error and changes nothing; any other failure
+/// rolls back the whole transaction.
+async fn commit(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<Write>,
+    answers: &mut Vec<(Reply, Result<(), LogError>)>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    for write in batch.drain(..) {
+        match write {
+            Write::Append(event, reply) => {
+                let answer = insert_event(&mut tx, &event).await?;
+                answers.push((reply, answer));
+            }
+            Write::Attempt(record, reply) => {
+                let answer = insert_attempt(&mut tx, &record).await?;
+                answers.push((reply, answer));
+            }
+        }
+    }
+    tx.commit().await
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    event: &StoredEvent,
+) -> Result<Result<(), LogError>, sqlx::Error> {
+    let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
+    let inserted = sqlx::query(
+        "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, body, \
+         status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_unique_id) DO NOTHING",
+    )
+    .bind(&event.event_unique_id)
+    .bind(micros(event.timestamp))
+    .bind(&event.event_type)
+    .bind(event.is_test_event)
+    .bind(&event.body)
+    .bind(status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(Err(LogError::DuplicateEvent {
+            id: event.event_unique_id.clone(),
+        }));
+    }
+    let seq = inserted.last_insert_rowid();
+    for (position, delivery) in event.deliveries.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
+             next_attempt_us) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(position as i64)
+        .bind(&delivery.endpoint_id)
+        .bind(&delivery.url)
+        .bind(delivery.state.as_str())
+        .bind(delivery.next_attempt_at.map(micros))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Ok(()))
+}
+
+async fn insert_attempt(
+    conn: &mut SqliteConnection,
+    record: &AttemptRecord,
+) -> Result<Result<(), LogError>, sqlx::Error> {
+    let found: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT d.event_seq, d.position FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+         WHERE e.event_unique_id = ? AND d.endpoint_id = ?",
+    )
+    .bind(&record.event_unique_id)
+    .bind(&record.endpoint_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((seq, position)) = found else {
+        let event: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM events WHERE event_unique_id = ?")
+                .bind(&record.event_unique_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        return Ok(Err(match event {
+            None => LogError::UnknownEvent {
+                id: record.event_unique_id.clone(),
+            },
+            Some(_) => LogError::UnknownDelivery {
+                event_id: record.event_unique_id.clone(),
+                endpoint_id: record.endpoint_id.clone(),
+            },
+        }));
+    };
+    let next = match record.state {
+        super::DeliveryState::Pending => record.next_attempt_at.map(micros),
+        _ => None,
+    };
+    sqlx::query(
+        "UPDATE deliveries SET state = ?, next_attempt_us = ?, attempts = attempts + 1 \
+         WHERE event_seq = ? AND endpoint_id = ?",
+    )
+    .bind(record.state.as_str())
+    .bind(next)
+    .bind(seq)
+    .bind(&record.endpoint_id)
+    .execute(&mut *conn)
+    .await?;
+    let columns = AttemptColumns::of(&record.attempt);
+    sqlx::query(
+        "INSERT INTO attempts (event_seq, endpoint_id, position, started_us, duration_ms, \
+         http_status, response_snippet, error_kind, error_message, attempt_trigger) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(&record.endpoint_id)
+    .bind(position)
+    .bind(micros(columns.started_at))
+    .bind(columns.duration_ms)
+    .bind(columns.http_status)
+    .bind(columns.response_snippet)
+    .bind(columns.error_kind)
+    .bind(columns.error_message)
+    .bind(columns.trigger)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE events SET attempts = attempts + 1, status = CASE \
+         WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'failed') \
+         THEN 'failed' \
+         WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'pending') \
+         THEN 'pending' ELSE 'delivered' END WHERE seq = ?1",
+    )
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Ok(()))
+}
+
+/// The columns of `events` a list or export reads, and how `last_response_status` is found:
+/// the HTTP status of the latest attempt that got one (the later delivery, then the later
+/// attempt, on a tie).
+const ROW_COLUMNS: &str = "e.seq, e.event_unique_id, e.event_type, e.timestamp_us, \
+     e.is_test_event, e.status, e.attempts, e.body, (SELECT a.http_status FROM attempts a \
+     WHERE a.event_seq = e.seq AND a.http_status IS NOT NULL \
+     ORDER BY a.started_us DESC, a.position DESC, a.id DESC LIMIT 1) AS last_status";
+
+/// Appends `WHERE …` for `filter` (and the keyset condition `after`) to `sql`.
+fn push_filter(
+    sql: &mut QueryBuilder<Sqlite>,
+    filter: &LogFilter,
+    after: Option<(Position, bool)>,
+) {
+    sql.push(" WHERE 1 = 1");
+    if let Some(from) = filter.from {
+        sql.push(" AND e.timestamp_us >= ").push_bind(micros(from));
+    }
+    if let Some(to) = filter.to {
+        sql.push(" AND e.timestamp_us < ").push_bind(micros(to));
+    }
+    if !filter.kinds.is_empty() {
+        sql.push(" AND e.event_type IN (");
+        let mut kinds = sql.separated(", ");
+        for kind in &filter.kinds {
+            kinds.push_bind(kind.as_str());
+        }
+        sql.push(")");
+    }
+    if let Some(status) = filter.status {
+        sql.push(" AND e.status = ").push_bind(status.as_str());
+    }
+    if let Some(test) = filter.is_test_event {
+        sql.push(" AND e.is_test_event = ").push_bind(test);
+    }
+    if let Some((position, newer)) = after {
+        let op = if newer { " > " } else { " < " };
+        sql.push(" AND (e.timestamp_us, e.seq)")
+            .push(op)
+            .push("(")
+            .push_bind(position.micros)
+            .push(", ")
+            .push_bind(position.seq as i64)
+            .push(")");
+    }
+}
+
+fn event_row(row: &SqliteRow) -> Result<(i64, EventRow), LogError> {
+    let corrupt = |e: sqlx::Error| LogError::Corrupt {
+        reason: e.to_string(),
+    };
+    let status: String = row.try_get("status").map_err(corrupt)?;
+    let last: Option<i64> = row.try_get("last_status").map_err(corrupt)?;
+    let attempts: i64 = row.try_get("attempts").map_err(corrupt)?;
+    Ok((
+        row.try_get("seq").map_err(corrupt)?,
+        EventRow {
+            event_unique_id: row.try_get("event_unique_id").map_err(corrupt)?,
+            event_type: row.try_get("event_type").map_err(corrupt)?,
+            timestamp: from_micros(row.try_get("timestamp_us").map_err(corrupt)?),
+            is_test_event: row.try_get("is_test_event").map_err(corrupt)?,
+            status: parse_state(&status)?,
+            attempts: usize::try_from(attempts).unwrap_or(0),
+            last_response_status: last.and_then(|s| u16::try_from(s).ok()),
+            body: row.try_get("body").map_err(corrupt)?,
+        },
+    ))
+}
+
+impl FileLogStore {
+    /// The rows matching `filter` after `after`, `limit` at most, oldest first when `oldest`.
+    async fn rows(
+        &self,
+        filter: &LogFilter,
+        after: Option<Position>,
+        oldest: bool,
+        limit: i64,
+    ) -> Result<Vec<(i64, EventRow)>, LogError> {
+        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM events e"));
+        push_filter(&mut sql, filter, after.map(|p| (p, oldest)));
+        let order = if oldest { "ASC" } else { "DESC" };
+        sql.push(format!(
+            " ORDER BY e.timestamp_us {order}, e.seq {order} LIMIT "
+        ))
+        .push_bind(limit);
+        let rows = sql
+            .build()
+            .fetch_all(&self.reads)
+            .await
+            .map_err(database("reading events".into()))?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// Whole events for `rows`, in their order.
+    async fn whole(&self, rows: Vec<(i64, EventRow)>) -> Result<Vec<StoredEvent>, LogError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<i64> = rows.iter().map(|(key, _)| *key).collect();
+        let list = keys
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let deliveries = sqlx::query(AssertSqlSafe(format!(
+            "SELECT event_seq, endpoint_id, url, state, next_attempt_us FROM deliveries \
+             WHERE event_seq IN ({list}) ORDER BY event_seq, position"
+        )))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(database("reading deliveries".into()))?;
+        let attempts = sqlx::query(AssertSqlSafe(format!(
+            "SELECT event_seq, endpoint_id, started_us, duration_ms, http_status, \
+             response_snippet, error_kind, error_message, attempt_trigger FROM attempts \
+             WHERE event_seq IN ({list}) ORDER BY event_seq, id"
+        )))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(database("reading attempts".into()))?;
+        let corrupt = |e: sqlx::Error| LogError::Corrupt {
+            reason: e.to_string(),
+        };
+        let deliveries = deliveries
+            .iter()
+            .map(|row| {
+                let state: String = row.try_get("state").map_err(corrupt)?;
+                let next: Option<i64> = row.try_get("next_attempt_us").map_err(corrupt)?;
+                Ok((
+                    row.try_get("event_seq").map_err(corrupt)?,
+                    Delivery {
+                        endpoint_id: row.try_get("endpoint_id").map_err(corrupt)?,
+                        url: row.try_get("url").map_err(corrupt)?,
+                        state: parse_state(&state)?,
+                        next_attempt_at: next.map(from_micros),
+                        attempts: Vec::new(),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, LogError>>()?;
+        let attempts = attempts
+            .iter()
+            .map(|row| {
+                let columns = AttemptColumns {
+                    started_at: from_micros(row.try_get("started_us").map_err(corrupt)?),
+                    duration_ms: row.try_get("duration_ms").map_err(corrupt)?,
+                    http_status: row.try_get("http_status").map_err(corrupt)?,
+                    response_snippet: row.try_get("response_snippet").map_err(corrupt)?,
+                    error_kind: row.try_get("error_kind").map_err(corrupt)?,
+                    error_message: row.try_get("error_message").map_err(corrupt)?,
+                    trigger: row.try_get("attempt_trigger").map_err(corrupt)?,
+                };
+                Ok((
+                    row.try_get("event_seq").map_err(corrupt)?,
+                    row.try_get("endpoint_id").map_err(corrupt)?,
+                    columns.into_attempt()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, LogError>>()?;
+        let events = rows
+            .into_iter()
+            .map(|(key, row)| {
+                (
+                    key,
+                    StoredEvent {
+                        event_unique_id: row.event_unique_id,
+                        event_type: row.event_type,
+                        timestamp: row.timestamp,
+                        is_test_event: row.is_test_event,
+                        body: row.body,
+                        deliveries: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        Ok(assemble(events, deliveries, attempts))
+    }
+
+    /// Visits the rows matching `filter`, oldest first, a page at a time.
+    async fn each_row(
+        &self,
+        filter: &LogFilter,
+        mut visit: impl FnMut(Vec<(i64, EventRow)>) -> Result<ControlFlow<()>, LogError>,
+    ) -> Result<(), LogError> {
+        let mut after = None;
+        loop {
+            let page = self.rows(filter, after, true, SCAN_PAGE).await?;
+            let Some((seq, last)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(Position::new(last.timestamp, *seq as u64));
+            let full = page.len() as i64 == SCAN_PAGE;
+            if visit(page)?.is_break() || !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LogStore for FileLogStore {
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        validate_new_entry(&event)?;
+        self.write(|reply| Write::Append(event, reply)).await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        self.write(|reply| Write::Attempt(record, reply)).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LogError> {
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_us, d.attempts \
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+             WHERE d.state = 'pending' AND d.next_attempt_us <= ? \
+             ORDER BY d.next_attempt_us, d.event_seq, d.position LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reads)
+        .await
+        .map_err(database("reading due deliveries".into()))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
+                    event_unique_id,
+                    endpoint_id,
+                    url,
+                    next_attempt_at: from_micros(due),
+                    attempts_made: usize::try_from(attempts).unwrap_or(0),
+                },
+            )
+            .collect())
+    }
+
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ROW_COLUMNS} FROM events e WHERE e.event_unique_id = ?"
+        )))
+        .bind(event_unique_id)
+        .fetch_optional(&self.reads)
+        .await
+        .map_err(database(format!("reading event {event_unique_id}")))?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(self.whole(vec![event_row(&row)?]).await?.pop())
+    }
+
+    async fn query(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        let after = cursor.map(Cursor::position).transpose()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX - 1);
+        let mut rows = self.rows(filter, after, false, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| rows.last())
+            .flatten()
+            .map(|(seq, row)| Cursor::new(Position::new(row.timestamp, *seq as u64)));
+        Ok(Page {
+            events: self.whole(rows).await?,
+            next_cursor,
+        })
+    }
+
+    async fn scan(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        let mut visited = 0;
+        let mut after = None;
+        loop {
+            let page = self.rows(filter, after, true, SCAN_PAGE).await?;
+            let Some((seq, last)) = page.last() else {
+                return Ok(visited);
+            };
+            after = Some(Position::new(last.timestamp, *seq as u64));
+            let full = page.len() as i64 == SCAN_PAGE;
+            for event in self.whole(page).await? {
+                visited += 1;
+                if visit(event).is_break() {
+                    return Ok(visited);
+                }
+            }
+            if !full {
+                return Ok(visited);
+            }
+        }
+    }
+
+    async fn scan_rows(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        let mut visited = 0;
+        self.each_row(filter, |page| {
+            for (_, row) in page {
+                visited += 1;
+                if visit(row).is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(visited)
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
+        if self.writes.is_none() {
+            return Err(LogError::ReadOnly {
+                dir: self.path.clone(),
+            });
+        }
+        let deleted = sqlx::query("DELETE FROM events WHERE timestamp_us < ?")
+            .bind(micros(cutoff))
+            .execute(&self.reads)
+            .await
+            .map_err(database("deleting old events".into()))?;
+        Ok(deleted.rows_affected())
+    }
+}

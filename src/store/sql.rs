@@ -1,0 +1,136 @@
+//! What the SQL backends share: column encodings and rebuilding log records from rows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IntoDeserializer};
+
+use super::LogError;
+use super::attempt::{Attempt, AttemptOutcome};
+use super::record::{Delivery, DeliveryState, StoredEvent};
+
+/// A unit enum's serde name (`first-try`, `blocked-address`, …), as its column holds it.
+pub(super) fn kebab<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The unit enum a column's text names.
+pub(super) fn parse_kebab<T: DeserializeOwned>(text: &str, column: &str) -> Result<T, LogError> {
+    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        text.into_deserializer();
+    T::deserialize(deserializer).map_err(|_| LogError::Corrupt {
+        reason: format!("unknown {column} {text:?}"),
+    })
+}
+
+/// A delivery state from its column.
+pub(super) fn parse_state(text: &str) -> Result<DeliveryState, LogError> {
+    text.parse().map_err(|reason| LogError::Corrupt { reason })
+}
+
+/// Microseconds since the Unix epoch.
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// The time `micros` microseconds after the Unix epoch.
+pub(super) fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// One attempt as its columns hold it.
+pub(super) struct AttemptColumns {
+    pub(super) started_at: DateTime<Utc>,
+    pub(super) duration_ms: i64,
+    pub(super) http_status: Option<i64>,
+    pub(super) response_snippet: Option<String>,
+    pub(super) error_kind: Option<String>,
+    pub(super) error_message: Option<String>,
+    pub(super) trigger: String,
+}
+
+impl AttemptColumns {
+    /// The columns of `attempt`.
+    pub(super) fn of(attempt: &Attempt) -> Self {
+        let (http_status, response_snippet, error_kind, error_message) = match &attempt.outcome {
+            AttemptOutcome::Response { status, snippet } => {
+                (Some(i64::from(*status)), Some(snippet.clone()), None, None)
+            }
+            AttemptOutcome::TransportError { kind, message } => {
+                (None, None, Some(kebab(kind)), Some(message.clone()))
+            }
+        };
+        Self {
+            started_at: attempt.started_at,
+            duration_ms: i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX),
+            http_status,
+            response_snippet,
+            error_kind,
+            error_message,
+            trigger: kebab(&attempt.trigger),
+        }
+    }
+
+    /// The attempt the columns hold.
+    pub(super) fn into_attempt(self) -> Result<Attempt, LogError> {
+        let outcome = match (self.http_status, self.error_kind) {
+            (Some(status), _) => AttemptOutcome::Response {
+                status: u16::try_from(status).map_err(|_| LogError::Corrupt {
+                    reason: format!("HTTP status {status} out of range"),
+                })?,
+                snippet: self.response_snippet.unwrap_or_default(),
+            },
+            (None, Some(kind)) => AttemptOutcome::TransportError {
+                kind: parse_kebab(&kind, "error kind")?,
+                message: self.error_message.unwrap_or_default(),
+            },
+            (None, None) => {
+                return Err(LogError::Corrupt {
+                    reason: "an attempt has neither an HTTP status nor an error kind".into(),
+                });
+            }
+        };
+        Ok(Attempt {
+            started_at: self.started_at,
+            duration: Duration::from_millis(u64::try_from(self.duration_ms).unwrap_or(0)),
+            outcome,
+            trigger: parse_kebab(&self.trigger, "attempt trigger")?,
+        })
+    }
+}
+
+/// Builds events from their rows: `events` in the order wanted, with `key` their row key;
+/// `deliveries` and `attempts` each with the key of the event they belong to, in order.
+pub(super) fn assemble(
+    events: Vec<(i64, StoredEvent)>,
+    deliveries: Vec<(i64, Delivery)>,
+    attempts: Vec<(i64, String, Attempt)>,
+) -> Vec<StoredEvent> {
+    let mut by_key: std::collections::HashMap<i64, StoredEvent> =
+        std::collections::HashMap::with_capacity(events.len());
+    let order: Vec<i64> = events.iter().map(|(key, _)| *key).collect();
+    by_key.extend(events);
+    for (key, delivery) in deliveries {
+        if let Some(event) = by_key.get_mut(&key) {
+            event.deliveries.push(delivery);
+        }
+    }
+    for (key, endpoint_id, attempt) in attempts {
+        if let Some(delivery) = by_key.get_mut(&key).and_then(|event| {
+            event
+                .deliveries
+                .iter_mut()
+                .find(|d| d.endpoint_id == endpoint_id)
+        }) {
+            delivery.attempts.push(attempt);
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|key| by_key.remove(&key))
+        .collect()
+}
