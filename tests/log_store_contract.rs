@@ -1,6 +1,7 @@
-//! One contract for every `LogStore` backend: each test here runs against `MemoryLogStore` and
-//! `FileLogStore` alike.
+//! One contract for every `LogStore` backend: each test here runs against `MemoryLogStore`,
+//! `FileLogStore` and `PostgresLogStore` alike.
 
+mod pg;
 mod support;
 
 use std::ops::ControlFlow;
@@ -17,12 +18,14 @@ use support::{TempDir, at, stored};
 struct Backend {
     store: Arc<dyn LogStore>,
     _dir: Option<TempDir>,
+    _schema: Option<pg::Schema>,
 }
 
 async fn memory_backend() -> Backend {
     Backend {
         store: Arc::new(MemoryLogStore::new()),
         _dir: None,
+        _schema: None,
     }
 }
 
@@ -31,7 +34,17 @@ async fn file_backend() -> Backend {
     Backend {
         store: Arc::new(FileLogStore::open(dir.path()).await.unwrap()),
         _dir: Some(dir),
+        _schema: None,
     }
+}
+
+async fn postgres_backend() -> Option<Backend> {
+    let schema = pg::Schema::new("contract").await?;
+    Some(Backend {
+        store: Arc::new(schema.store().await),
+        _dir: None,
+        _schema: Some(schema),
+    })
 }
 
 macro_rules! contract {
@@ -41,6 +54,13 @@ macro_rules! contract {
         }
         mod file {
             $( #[tokio::test] async fn $name() { super::$name(super::file_backend().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() {
+                if let Some(backend) = super::postgres_backend().await {
+                    super::$name(backend).await
+                }
+            } )*
         }
     };
 }

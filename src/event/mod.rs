@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 pub use kind::{EventKind, UnknownEventKind};
 pub use parse::ParseError;
+#[cfg(feature = "emit")]
 pub(crate) use time_serde::iso_millis_text;
 
 /// One Fermion webhook event: the envelope every event shares, and its payload.

@@ -1,6 +1,9 @@
 //! Timestamps as JavaScript's `toISOString()` writes them: UTC, milliseconds, `Z`
 //! (`2026-11-28T10:00:00.000Z`), the form of every time on the wire and in the log.
 
+// The log's records (feature `emit`) read times back; events alone only write them.
+#![cfg_attr(not(feature = "emit"), allow(dead_code))]
+
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The timestamp as text.

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{AttemptRecord, Delivery, DueDelivery, StoredEvent, aggregate_status};
-use super::sql::{AttemptColumns, assemble, from_micros, micros, parse_state};
+use super::sql::{AttemptColumns, EventTables, Visit, assemble, from_micros, micros, parse_state};
 use super::{LogError, LogStore, validate_new_entry};
 
 /// The database file's name inside the log directory.
@@ -25,8 +25,6 @@ pub const DATABASE_FILE: &str = "events.sqlite3";
 
 /// The most writes one transaction commits together.
 const MAX_BATCH: usize = 512;
-/// Events read per query while scanning.
-const SCAN_PAGE: i64 = 512;
 
 /// Write counters of a [`FileLogStore`]: with group commit, `commits` grows slower than
 /// `records` when writers are concurrent.
@@ -476,14 +474,15 @@ fn event_row(row: &SqliteRow) -> Result<(i64, EventRow), LogError> {
     ))
 }
 
-impl FileLogStore {
+#[async_trait]
+impl EventTables for FileLogStore {
     /// The rows matching `filter` after `after`, `limit` at most, oldest first when `oldest`.
     async fn rows(
         &self,
         filter: &LogFilter,
         after: Option<Position>,
         oldest: bool,
-        limit: i64,
+        limit: usize,
     ) -> Result<Vec<(i64, EventRow)>, LogError> {
         let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM events e"));
         push_filter(&mut sql, filter, after.map(|p| (p, oldest)));
@@ -491,7 +490,7 @@ impl FileLogStore {
         sql.push(format!(
             " ORDER BY e.timestamp_us {order}, e.seq {order} LIMIT "
         ))
-        .push_bind(limit);
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = sql
             .build()
             .fetch_all(&self.reads)
@@ -567,41 +566,9 @@ impl FileLogStore {
             .collect::<Result<Vec<_>, LogError>>()?;
         let events = rows
             .into_iter()
-            .map(|(key, row)| {
-                (
-                    key,
-                    StoredEvent {
-                        event_unique_id: row.event_unique_id,
-                        event_type: row.event_type,
-                        timestamp: row.timestamp,
-                        is_test_event: row.is_test_event,
-                        body: row.body,
-                        deliveries: Vec::new(),
-                    },
-                )
-            })
+            .map(|(key, row)| (key, row.into_event()))
             .collect();
         Ok(assemble(events, deliveries, attempts))
-    }
-
-    /// Visits the rows matching `filter`, oldest first, a page at a time.
-    async fn each_row(
-        &self,
-        filter: &LogFilter,
-        mut visit: impl FnMut(Vec<(i64, EventRow)>) -> Result<ControlFlow<()>, LogError>,
-    ) -> Result<(), LogError> {
-        let mut after = None;
-        loop {
-            let page = self.rows(filter, after, true, SCAN_PAGE).await?;
-            let Some((seq, last)) = page.last() else {
-                return Ok(());
-            };
-            after = Some(Position::new(last.timestamp, *seq as u64));
-            let full = page.len() as i64 == SCAN_PAGE;
-            if visit(page)?.is_break() || !full {
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -664,19 +631,7 @@ impl LogStore for FileLogStore {
         cursor: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page, LogError> {
-        let after = cursor.map(Cursor::position).transpose()?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX - 1);
-        let mut rows = self.rows(filter, after, false, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| rows.last())
-            .flatten()
-            .map(|(seq, row)| Cursor::new(Position::new(row.timestamp, *seq as u64)));
-        Ok(Page {
-            events: self.whole(rows).await?,
-            next_cursor,
-        })
+        self.page(filter, cursor, limit).await
     }
 
     async fn scan(
@@ -684,25 +639,11 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        let mut visited = 0;
-        let mut after = None;
-        loop {
-            let page = self.rows(filter, after, true, SCAN_PAGE).await?;
-            let Some((seq, last)) = page.last() else {
-                return Ok(visited);
-            };
-            after = Some(Position::new(last.timestamp, *seq as u64));
-            let full = page.len() as i64 == SCAN_PAGE;
-            for event in self.whole(page).await? {
-                visited += 1;
-                if visit(event).is_break() {
-                    return Ok(visited);
-                }
-            }
-            if !full {
-                return Ok(visited);
-            }
-        }
+        self.each(filter, true, &mut |item| match item {
+            Visit::Event(event) => visit(event),
+            Visit::Row(_) => ControlFlow::Continue(()),
+        })
+        .await
     }
 
     async fn scan_rows(
@@ -710,18 +651,11 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        let mut visited = 0;
-        self.each_row(filter, |page| {
-            for (_, row) in page {
-                visited += 1;
-                if visit(row).is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-            Ok(ControlFlow::Continue(()))
+        self.each(filter, false, &mut |item| match item {
+            Visit::Row(row) => visit(row),
+            Visit::Event(_) => ControlFlow::Continue(()),
         })
-        .await?;
-        Ok(visited)
+        .await
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {

@@ -3,6 +3,9 @@
 mod attempt;
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
 mod query;
 mod record;
 mod sql;
@@ -14,6 +17,8 @@ use chrono::{DateTime, Utc};
 
 pub use file::{DATABASE_FILE, FileLogStore, WriteStats};
 pub use memory::MemoryLogStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresLogStore;
 pub use query::{Cursor, EventRow, LogFilter, Page};
 pub use record::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, DueDelivery,

@@ -165,6 +165,20 @@ pub struct EventRow {
     pub body: String,
 }
 
+impl EventRow {
+    /// The event without deliveries, for a backend to fill in.
+    pub(crate) fn into_event(self) -> StoredEvent {
+        StoredEvent {
+            event_unique_id: self.event_unique_id,
+            event_type: self.event_type,
+            timestamp: self.timestamp,
+            is_test_event: self.is_test_event,
+            body: self.body,
+            deliveries: Vec::new(),
+        }
+    }
+}
+
 impl From<&StoredEvent> for EventRow {
     fn from(event: &StoredEvent) -> Self {
         Self {

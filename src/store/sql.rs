@@ -1,6 +1,9 @@
 //! What the SQL backends share: column encodings and rebuilding log records from rows.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -8,7 +11,100 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 
 use super::LogError;
 use super::attempt::{Attempt, AttemptOutcome};
+use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{Delivery, DeliveryState, StoredEvent};
+
+/// Events read per query while scanning.
+const SCAN_PAGE: usize = 512;
+
+/// A SQL backend's two reads, from which paging and scanning follow. Rows come with their
+/// table key (the append order), which breaks ties between equal timestamps.
+#[async_trait]
+pub(super) trait EventTables: Sync {
+    /// The rows matching `filter` past `after`, at most `limit`, oldest first when `oldest`
+    /// and newest first otherwise.
+    async fn rows(
+        &self,
+        filter: &LogFilter,
+        after: Option<Position>,
+        oldest: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRow)>, LogError>;
+
+    /// Whole events for `rows`, in their order.
+    async fn whole(&self, rows: Vec<(i64, EventRow)>) -> Result<Vec<StoredEvent>, LogError>;
+
+    /// One page of [`LogStore::query`](super::LogStore::query).
+    async fn page(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        let after = cursor.map(Cursor::position).transpose()?;
+        let mut rows = self
+            .rows(filter, after, false, limit.saturating_add(1))
+            .await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_cursor = more
+            .then(|| rows.last())
+            .flatten()
+            .map(|(key, row)| Cursor::new(position(*key, row)));
+        Ok(Page {
+            events: self.whole(rows).await?,
+            next_cursor,
+        })
+    }
+
+    /// [`LogStore::scan_rows`](super::LogStore::scan_rows), whole events or not, a page at a
+    /// time.
+    async fn each(
+        &self,
+        filter: &LogFilter,
+        whole: bool,
+        visit: &mut (dyn FnMut(Visit) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        let mut visited = 0;
+        let mut after = None;
+        loop {
+            let page = self.rows(filter, after, true, SCAN_PAGE).await?;
+            let Some((key, last)) = page.last() else {
+                return Ok(visited);
+            };
+            after = Some(position(*key, last));
+            let full = page.len() == SCAN_PAGE;
+            let items: Vec<Visit> = if whole {
+                self.whole(page)
+                    .await?
+                    .into_iter()
+                    .map(Visit::Event)
+                    .collect()
+            } else {
+                page.into_iter().map(|(_, row)| Visit::Row(row)).collect()
+            };
+            for item in items {
+                visited += 1;
+                if visit(item).is_break() {
+                    return Ok(visited);
+                }
+            }
+            if !full {
+                return Ok(visited);
+            }
+        }
+    }
+}
+
+/// What a scan hands over: a whole event, or its row.
+pub(super) enum Visit {
+    Event(StoredEvent),
+    Row(EventRow),
+}
+
+fn position(key: i64, row: &EventRow) -> Position {
+    Position::new(row.timestamp, u64::try_from(key).unwrap_or(0))
+}
 
 /// A unit enum's serde name (`first-try`, `blocked-address`, …), as its column holds it.
 pub(super) fn kebab<T: Serialize>(value: &T) -> String {

@@ -1,0 +1,504 @@
+//! `PostgresLogStore`: the event log in PostgreSQL, shared by every instance of a platform.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
+
+use super::query::{Cursor, EventRow, LogFilter, Page, Position};
+use super::record::{AttemptRecord, Delivery, DueDelivery, StoredEvent, aggregate_status};
+use super::sql::{AttemptColumns, EventTables, Visit, assemble, parse_state};
+use super::{DeliveryState, LogError, LogStore, validate_new_entry};
+
+/// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
+///
+/// [`connect`](Self::connect) applies the embedded migrations (`migrations/postgres/` in the
+/// crate's sources) before it returns, so a new database needs no set-up. The tables are
+/// `fermion_events` (the exact body, overall status and attempt count), `fermion_deliveries`
+/// and `fermion_attempts`, in the schema the connection uses: give the URL
+/// `?options=-c search_path=webhooks` or use [`connect_in_schema`](Self::connect_in_schema)
+/// to keep them apart from your own. An event and its deliveries are written in one
+/// transaction.
+///
+/// ```no_run
+/// use fermion_webhooks::store::PostgresLogStore;
+///
+/// # async fn run() -> Result<(), fermion_webhooks::store::LogError> {
+/// let log = PostgresLogStore::connect("postgres://app@db.internal/platform").await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresLogStore {
+    pool: PgPool,
+}
+
+/// How long `connect` waits for the server before it reports that it cannot reach it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PostgresLogStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// applies the migrations. Fails within seconds, naming the problem, when the URL is bad or
+    /// the server does not answer.
+    pub async fn connect(url: &str) -> Result<Self, LogError> {
+        let options: PgConnectOptions = url.parse().map_err(|e| LogError::Database {
+            what: "reading the PostgreSQL URL (postgres://user:password@host:port/database)".into(),
+            source: Box::new(e),
+        })?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`connect`](Self::connect), with the tables in `schema` (created if missing).
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self, LogError> {
+        let options: PgConnectOptions = url.parse().map_err(|e| LogError::Database {
+            what: "reading the PostgreSQL URL (postgres://user:password@host:port/database)".into(),
+            source: Box::new(e),
+        })?;
+        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        let mut conn = first_connection(&options).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {quoted}"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(database(format!("creating schema {schema}")))?;
+        Self::connect_with(options.options([("search_path", schema)])).await
+    }
+
+    /// Connects with ready-made options and applies the migrations.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, LogError> {
+        // One direct connection first: the pool would retry a refused connection until its
+        // acquire timeout and then report only that it timed out.
+        let mut first = first_connection(&options).await?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&mut first)
+            .await
+            .map_err(|error| LogError::Database {
+                what: "applying the event log's migrations".into(),
+                source: Box::new(error),
+            })?;
+        drop(first);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(database("connecting to PostgreSQL".into()))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for your own queries beside the log.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn first_connection(options: &PgConnectOptions) -> Result<PgConnection, LogError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(connected) => connected.map_err(database(format!(
+            "connecting to PostgreSQL at {}:{}",
+            options.get_host(),
+            options.get_port()
+        ))),
+        Err(_) => Err(LogError::Database {
+            what: format!(
+                "connecting to PostgreSQL at {}:{}",
+                options.get_host(),
+                options.get_port()
+            ),
+            source: format!("no answer within {CONNECT_TIMEOUT:?}").into(),
+        }),
+    }
+}
+
+fn database(what: String) -> impl FnOnce(sqlx::Error) -> LogError {
+    move |error| LogError::Database {
+        what,
+        source: Box::new(error),
+    }
+}
+
+fn corrupt(error: sqlx::Error) -> LogError {
+    LogError::Corrupt {
+        reason: error.to_string(),
+    }
+}
+
+/// The columns a list or export reads; see the SQLite backend for `last_status`.
+const ROW_COLUMNS: &str = "e.seq, e.event_unique_id, e.event_type, e.timestamp, \
+     e.is_test_event, e.status, e.attempts, e.body, (SELECT a.http_status FROM fermion_attempts a \
+     WHERE a.event_seq = e.seq AND a.http_status IS NOT NULL \
+     ORDER BY a.started_at DESC, a.position DESC, a.id DESC LIMIT 1) AS last_status";
+
+fn push_filter(
+    sql: &mut QueryBuilder<Postgres>,
+    filter: &LogFilter,
+    after: Option<(Position, bool)>,
+) {
+    sql.push(" WHERE TRUE");
+    if let Some(from) = filter.from {
+        sql.push(" AND e.timestamp >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        sql.push(" AND e.timestamp < ").push_bind(to);
+    }
+    if !filter.kinds.is_empty() {
+        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+        sql.push(" AND e.event_type = ANY(")
+            .push_bind(kinds)
+            .push(")");
+    }
+    if let Some(status) = filter.status {
+        sql.push(" AND e.status = ").push_bind(status.as_str());
+    }
+    if let Some(test) = filter.is_test_event {
+        sql.push(" AND e.is_test_event = ").push_bind(test);
+    }
+    if let Some((position, newer)) = after {
+        let at = DateTime::from_timestamp_micros(position.micros).unwrap_or_default();
+        sql.push(if newer {
+            " AND (e.timestamp, e.seq) > ("
+        } else {
+            " AND (e.timestamp, e.seq) < ("
+        })
+        .push_bind(at)
+        .push(", ")
+        .push_bind(position.seq as i64)
+        .push(")");
+    }
+}
+
+fn event_row(row: &PgRow) -> Result<(i64, EventRow), LogError> {
+    let status: String = row.try_get("status").map_err(corrupt)?;
+    let last: Option<i32> = row.try_get("last_status").map_err(corrupt)?;
+    let attempts: i32 = row.try_get("attempts").map_err(corrupt)?;
+    Ok((
+        row.try_get("seq").map_err(corrupt)?,
+        EventRow {
+            event_unique_id: row.try_get("event_unique_id").map_err(corrupt)?,
+            event_type: row.try_get("event_type").map_err(corrupt)?,
+            timestamp: row.try_get("timestamp").map_err(corrupt)?,
+            is_test_event: row.try_get("is_test_event").map_err(corrupt)?,
+            status: parse_state(&status)?,
+            attempts: usize::try_from(attempts).unwrap_or(0),
+            last_response_status: last.and_then(|s| u16::try_from(s).ok()),
+            body: row.try_get("body").map_err(corrupt)?,
+        },
+    ))
+}
+
+#[async_trait]
+impl EventTables for PostgresLogStore {
+    async fn rows(
+        &self,
+        filter: &LogFilter,
+        after: Option<Position>,
+        oldest: bool,
+        limit: usize,
+    ) -> Result<Vec<(i64, EventRow)>, LogError> {
+        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM fermion_events e"));
+        push_filter(&mut sql, filter, after.map(|p| (p, oldest)));
+        let order = if oldest { "ASC" } else { "DESC" };
+        sql.push(format!(
+            " ORDER BY e.timestamp {order}, e.seq {order} LIMIT "
+        ))
+        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database("reading events".into()))?;
+        rows.iter().map(event_row).collect()
+    }
+
+    async fn whole(&self, rows: Vec<(i64, EventRow)>) -> Result<Vec<StoredEvent>, LogError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<i64> = rows.iter().map(|(key, _)| *key).collect();
+        let deliveries = sqlx::query(
+            "SELECT event_seq, endpoint_id, url, state, next_attempt_at FROM fermion_deliveries \
+             WHERE event_seq = ANY($1) ORDER BY event_seq, position",
+        )
+        .bind(&keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("reading deliveries".into()))?;
+        let attempts = sqlx::query(
+            "SELECT event_seq, endpoint_id, started_at, duration_ms, http_status, \
+             response_snippet, error_kind, error_message, attempt_trigger FROM fermion_attempts \
+             WHERE event_seq = ANY($1) ORDER BY event_seq, id",
+        )
+        .bind(&keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("reading attempts".into()))?;
+        let deliveries = deliveries
+            .iter()
+            .map(|row| {
+                let state: String = row.try_get("state").map_err(corrupt)?;
+                Ok((
+                    row.try_get("event_seq").map_err(corrupt)?,
+                    Delivery {
+                        endpoint_id: row.try_get("endpoint_id").map_err(corrupt)?,
+                        url: row.try_get("url").map_err(corrupt)?,
+                        state: parse_state(&state)?,
+                        next_attempt_at: row.try_get("next_attempt_at").map_err(corrupt)?,
+                        attempts: Vec::new(),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, LogError>>()?;
+        let attempts = attempts
+            .iter()
+            .map(|row| {
+                let status: Option<i32> = row.try_get("http_status").map_err(corrupt)?;
+                let columns = AttemptColumns {
+                    started_at: row.try_get("started_at").map_err(corrupt)?,
+                    duration_ms: row.try_get("duration_ms").map_err(corrupt)?,
+                    http_status: status.map(i64::from),
+                    response_snippet: row.try_get("response_snippet").map_err(corrupt)?,
+                    error_kind: row.try_get("error_kind").map_err(corrupt)?,
+                    error_message: row.try_get("error_message").map_err(corrupt)?,
+                    trigger: row.try_get("attempt_trigger").map_err(corrupt)?,
+                };
+                Ok((
+                    row.try_get("event_seq").map_err(corrupt)?,
+                    row.try_get("endpoint_id").map_err(corrupt)?,
+                    columns.into_attempt()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, LogError>>()?;
+        let events = rows
+            .into_iter()
+            .map(|(key, row)| (key, row.into_event()))
+            .collect();
+        Ok(assemble(events, deliveries, attempts))
+    }
+}
+
+#[async_trait]
+impl LogStore for PostgresLogStore {
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        validate_new_entry(&event)?;
+        let failed = database(format!("appending event {}", event.event_unique_id));
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(database("starting a transaction".into()))?;
+        let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO fermion_events (event_unique_id, timestamp, event_type, is_test_event, \
+             body, status) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (event_unique_id) DO NOTHING RETURNING seq",
+        )
+        .bind(&event.event_unique_id)
+        .bind(event.timestamp)
+        .bind(&event.event_type)
+        .bind(event.is_test_event)
+        .bind(&event.body)
+        .bind(status.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(database(format!(
+            "appending event {}",
+            event.event_unique_id
+        )))?;
+        let Some(seq) = seq else {
+            return Err(LogError::DuplicateEvent {
+                id: event.event_unique_id,
+            });
+        };
+        let positions: Vec<i32> = (0..event.deliveries.len() as i32).collect();
+        let endpoints: Vec<&str> = event
+            .deliveries
+            .iter()
+            .map(|d| d.endpoint_id.as_str())
+            .collect();
+        let urls: Vec<&str> = event.deliveries.iter().map(|d| d.url.as_str()).collect();
+        let states: Vec<&str> = event.deliveries.iter().map(|d| d.state.as_str()).collect();
+        let due: Vec<Option<DateTime<Utc>>> =
+            event.deliveries.iter().map(|d| d.next_attempt_at).collect();
+        sqlx::query(
+            "INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, url, state, \
+             next_attempt_at) SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], \
+             $5::text[], $6::timestamptz[])",
+        )
+        .bind(seq)
+        .bind(&positions)
+        .bind(&endpoints)
+        .bind(&urls)
+        .bind(&states)
+        .bind(&due)
+        .execute(&mut *tx)
+        .await
+        .map_err(database(format!(
+            "appending event {}",
+            event.event_unique_id
+        )))?;
+        tx.commit().await.map_err(failed)
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        let failed = || {
+            database(format!(
+                "recording an attempt of {}",
+                record.event_unique_id
+            ))
+        };
+        let mut tx = self.pool.begin().await.map_err(failed())?;
+        let next = match record.state {
+            DeliveryState::Pending => record.next_attempt_at,
+            _ => None,
+        };
+        let found: Option<(i64, i32)> = sqlx::query_as(
+            "UPDATE fermion_deliveries d SET state = $3, next_attempt_at = $4, \
+             attempts = d.attempts + 1 FROM fermion_events e \
+             WHERE e.seq = d.event_seq AND e.event_unique_id = $1 AND d.endpoint_id = $2 \
+             RETURNING d.event_seq, d.position",
+        )
+        .bind(&record.event_unique_id)
+        .bind(&record.endpoint_id)
+        .bind(record.state.as_str())
+        .bind(next)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed())?;
+        let Some((seq, position)) = found else {
+            let event: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM fermion_events WHERE event_unique_id = $1")
+                    .bind(&record.event_unique_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(failed())?;
+            return Err(match event {
+                None => LogError::UnknownEvent {
+                    id: record.event_unique_id,
+                },
+                Some(_) => LogError::UnknownDelivery {
+                    event_id: record.event_unique_id,
+                    endpoint_id: record.endpoint_id,
+                },
+            });
+        };
+        let columns = AttemptColumns::of(&record.attempt);
+        sqlx::query(
+            "INSERT INTO fermion_attempts (event_seq, endpoint_id, position, started_at, \
+             duration_ms, http_status, response_snippet, error_kind, error_message, \
+             attempt_trigger) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(seq)
+        .bind(&record.endpoint_id)
+        .bind(position)
+        .bind(columns.started_at)
+        .bind(columns.duration_ms)
+        .bind(columns.http_status.and_then(|s| i32::try_from(s).ok()))
+        .bind(columns.response_snippet)
+        .bind(columns.error_kind)
+        .bind(columns.error_message)
+        .bind(columns.trigger)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed())?;
+        sqlx::query(
+            "UPDATE fermion_events SET attempts = attempts + 1, status = CASE \
+             WHEN EXISTS (SELECT 1 FROM fermion_deliveries WHERE event_seq = $1 \
+             AND state = 'failed') THEN 'failed' \
+             WHEN EXISTS (SELECT 1 FROM fermion_deliveries WHERE event_seq = $1 \
+             AND state = 'pending') THEN 'pending' ELSE 'delivered' END WHERE seq = $1",
+        )
+        .bind(seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed())?;
+        tx.commit().await.map_err(failed())
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, LogError> {
+        let rows: Vec<(String, String, String, DateTime<Utc>, i32)> = sqlx::query_as(
+            "SELECT e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_at, d.attempts \
+             FROM fermion_deliveries d JOIN fermion_events e ON e.seq = d.event_seq \
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
+             ORDER BY d.next_attempt_at, d.event_seq, d.position LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("reading due deliveries".into()))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
+                    event_unique_id,
+                    endpoint_id,
+                    url,
+                    next_attempt_at: due,
+                    attempts_made: usize::try_from(attempts).unwrap_or(0),
+                },
+            )
+            .collect())
+    }
+
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROW_COLUMNS} FROM fermion_events e WHERE e.event_unique_id = $1"
+        )))
+        .bind(event_unique_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database(format!("reading event {event_unique_id}")))?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(self.whole(vec![event_row(&row)?]).await?.pop())
+    }
+
+    async fn query(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        self.page(filter, cursor, limit).await
+    }
+
+    async fn scan(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        self.each(filter, true, &mut |item| match item {
+            Visit::Event(event) => visit(event),
+            Visit::Row(_) => ControlFlow::Continue(()),
+        })
+        .await
+    }
+
+    async fn scan_rows(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        self.each(filter, false, &mut |item| match item {
+            Visit::Row(row) => visit(row),
+            Visit::Event(_) => ControlFlow::Continue(()),
+        })
+        .await
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
+        let deleted = sqlx::query("DELETE FROM fermion_events WHERE timestamp < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .map_err(database("deleting old events".into()))?;
+        Ok(deleted.rows_affected())
+    }
+}
