@@ -1,14 +1,16 @@
-//! `append_file`: durable appends to `FileLogStore` from 64 concurrent tasks, against a bare
-//! loop writing the same lines to a file with an fsync every 100 lines. Target: throughput
-//! ratio ≥ 0.5.
+//! `append_file`: durable appends to `FileLogStore` from 64 concurrent tasks, against one loop
+//! inserting the same rows (the event and its delivery) into bare SQLite tables with the same
+//! WAL and `synchronous=FULL`, a commit every 100 events. Target: throughput ratio ≥ 0.5.
 
 mod support;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
+use fermion_webhooks::store::StoredEvent;
 use fermion_webhooks::{FileLogStore, LogStore};
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use support::data::{entry, runtime, scratch_dir};
 
 fn main() {
@@ -21,9 +23,10 @@ fn main() {
         // The subject: 64 tasks appending `total` events, each acknowledged after its fsync.
         let dir = scratch_dir(&format!("append-{round}"));
         // Events are made before the clock starts, as the baseline's lines are.
+        let events: Vec<StoredEvent> = (0..total).map(entry).collect();
         let mut queues: Vec<Vec<_>> = (0..64).map(|_| Vec::new()).collect();
-        for i in 0..total {
-            queues[i % 64].push(entry(i));
+        for (i, event) in events.iter().enumerate() {
+            queues[i % 64].push(event.clone());
         }
         let rate = runtime().block_on(async {
             let store = Arc::new(FileLogStore::open(&dir).await.expect("a log"));
@@ -49,31 +52,9 @@ fn main() {
         });
         subject.push(rate);
 
-        // The baseline: the very lines the log holds, written by one loop, fsync every 100.
-        let lines: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .expect("the log directory")
-            .filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-            .flat_map(|e| {
-                std::fs::read(e.path())
-                    .expect("a segment")
-                    .split_inclusive(|b| *b == b'\n')
-                    .map(<[u8]>::to_vec)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        assert_eq!(lines.len(), total);
-        let path = dir.join("baseline.jsonl");
-        let mut file = std::fs::File::create(&path).expect("a baseline file");
-        let start = Instant::now();
-        for (i, line) in lines.iter().enumerate() {
-            file.write_all(line).expect("write");
-            if i % 100 == 99 {
-                file.sync_data().expect("fsync");
-            }
-        }
-        file.sync_data().expect("fsync");
-        base.push(total as f64 / start.elapsed().as_secs_f64());
+        // The baseline: the same rows, inserted by one loop into bare tables.
+        let rate = runtime().block_on(bare_inserts(&dir.join("bare.sqlite3"), &events));
+        base.push(rate);
         eprintln!(
             "round {round}: baseline {:.0}/s, append_file {:.0}/s",
             base[round], subject[round]
@@ -81,5 +62,50 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let (subject, base) = support::median_round(&subject, &base);
-    support::summary("append_file", subject, "appends/s", base, "lines/s");
+    support::summary("append_file", subject, "appends/s", base, "events/s");
+}
+
+/// Rows per second inserting `events` (each with its deliveries) into bare tables, committing
+/// every 100 events.
+async fn bare_inserts(path: &std::path::Path, events: &[StoredEvent]) -> f64 {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let mut conn = SqliteConnection::connect_with(&options).await.expect("a database");
+    for table in [
+        "CREATE TABLE events (id TEXT, ts INTEGER, kind TEXT, test INTEGER, body TEXT)",
+        "CREATE TABLE deliveries (event TEXT, endpoint TEXT, url TEXT, state TEXT, due INTEGER)",
+    ] {
+        sqlx::query(table).execute(&mut conn).await.expect("a table");
+    }
+    let start = Instant::now();
+    for chunk in events.chunks(100) {
+        let mut tx = conn.begin().await.expect("a transaction");
+        for event in chunk {
+            sqlx::query("INSERT INTO events VALUES (?, ?, ?, ?, ?)")
+                .bind(&event.event_unique_id)
+                .bind(event.timestamp.timestamp_micros())
+                .bind(&event.event_type)
+                .bind(event.is_test_event)
+                .bind(&event.body)
+                .execute(&mut *tx)
+                .await
+                .expect("an event row");
+            for delivery in &event.deliveries {
+                sqlx::query("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)")
+                    .bind(&event.event_unique_id)
+                    .bind(&delivery.endpoint_id)
+                    .bind(&delivery.url)
+                    .bind(delivery.state.as_str())
+                    .bind(delivery.next_attempt_at.map(|at| at.timestamp_micros()))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("a delivery row");
+            }
+        }
+        tx.commit().await.expect("a commit");
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
 }

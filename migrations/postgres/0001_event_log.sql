@@ -17,7 +17,7 @@ CREATE INDEX fermion_events_by_time ON fermion_events (timestamp, seq);
 CREATE INDEX fermion_events_by_type ON fermion_events (event_type, timestamp);
 CREATE INDEX fermion_events_by_status ON fermion_events (status, timestamp);
 
--- One row per endpoint an event goes to (never the endpoint's secret).
+-- One row per endpoint an event goes to (never the endpoint's secret), with its claim.
 CREATE TABLE fermion_deliveries (
     event_seq BIGINT NOT NULL REFERENCES fermion_events (seq) ON DELETE CASCADE,
     position INTEGER NOT NULL,
@@ -25,6 +25,9 @@ CREATE TABLE fermion_deliveries (
     url TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
     next_attempt_at TIMESTAMPTZ,
+    -- Who is attempting it, and until when nobody else may (see `LogStore::claim_due`).
+    claim_token TEXT,
+    claimed_until TIMESTAMPTZ,
     attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (event_seq, endpoint_id)
 );

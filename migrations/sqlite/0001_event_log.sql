@@ -17,7 +17,7 @@ CREATE INDEX events_by_time ON events (timestamp_us, seq);
 CREATE INDEX events_by_type ON events (event_type, timestamp_us);
 CREATE INDEX events_by_status ON events (status, timestamp_us);
 
--- One row per endpoint an event goes to (never the endpoint's secret).
+-- One row per endpoint an event goes to (never the endpoint's secret), with its claim.
 CREATE TABLE deliveries (
     event_seq INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
     position INTEGER NOT NULL,
@@ -25,6 +25,9 @@ CREATE TABLE deliveries (
     url TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
     next_attempt_us INTEGER,
+    -- Who is attempting it, and until when nobody else may (see `LogStore::claim_due`).
+    claim_token TEXT,
+    claimed_until_us INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (event_seq, endpoint_id)
 ) WITHOUT ROWID;
