@@ -73,12 +73,17 @@ async fn bare_inserts(path: &std::path::Path, events: &[StoredEvent]) -> f64 {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full);
-    let mut conn = SqliteConnection::connect_with(&options).await.expect("a database");
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .expect("a database");
     for table in [
         "CREATE TABLE events (id TEXT, ts INTEGER, kind TEXT, test INTEGER, body TEXT)",
         "CREATE TABLE deliveries (event TEXT, endpoint TEXT, url TEXT, state TEXT, due INTEGER)",
     ] {
-        sqlx::query(table).execute(&mut conn).await.expect("a table");
+        sqlx::query(table)
+            .execute(&mut conn)
+            .await
+            .expect("a table");
     }
     let start = Instant::now();
     for chunk in events.chunks(100) {

@@ -605,12 +605,29 @@ impl LogStore for AttemptsFail {
             source: "disk full (simulated)".into(),
         })
     }
-    async fn due_deliveries(
+    async fn claim_due(
         &self,
         now: chrono::DateTime<chrono::Utc>,
         limit: usize,
+        lease: Duration,
     ) -> Result<Vec<fermion_webhooks::store::DueDelivery>, fermion_webhooks::store::LogError> {
-        self.0.due_deliveries(now, limit).await
+        self.0.claim_due(now, limit, lease).await
+    }
+    async fn claim(
+        &self,
+        event_id: &str,
+        endpoint_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: Duration,
+    ) -> Result<Option<fermion_webhooks::store::ClaimToken>, fermion_webhooks::store::LogError>
+    {
+        self.0.claim(event_id, endpoint_id, now, lease).await
+    }
+    async fn release(
+        &self,
+        token: &fermion_webhooks::store::ClaimToken,
+    ) -> Result<(), fermion_webhooks::store::LogError> {
+        self.0.release(token).await
     }
     async fn get(
         &self,

@@ -128,6 +128,7 @@ async fn fill(store: &dyn LogStore) {
                 attempt: attempt(status),
                 state,
                 next_attempt_at: None,
+                claim: None,
             })
             .await
             .unwrap();

@@ -47,6 +47,7 @@ async fn everything_survives_a_reopen_byte_for_byte() {
             ),
             state: DeliveryState::Pending,
             next_attempt_at: Some(at("2026-11-28T10:00:05Z")),
+            claim: None,
         };
         store.record_attempt(retry.clone()).await.unwrap();
         retry.endpoint_id = "books".into();
@@ -61,7 +62,11 @@ async fn everything_survives_a_reopen_byte_for_byte() {
     assert_eq!(back.deliveries[0].attempts[0].http_status(), Some(503));
     assert_eq!(back.deliveries[1].state, DeliveryState::Delivered);
     let due = store
-        .due_deliveries(at("2026-11-28T10:00:05Z"), 10)
+        .claim_due(
+            at("2026-11-28T10:00:05Z"),
+            10,
+            std::time::Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -71,7 +71,10 @@ contract!(
     malformed_entries_are_refused_with_a_reason,
     attempts_are_recorded_with_the_new_delivery_state,
     attempts_for_unknown_events_or_endpoints_are_refused,
-    due_deliveries_are_pending_ones_whose_time_has_come_earliest_first,
+    claims_hand_out_due_pending_deliveries_earliest_first_each_once_per_lease,
+    a_claim_taken_over_after_its_lease_fences_out_the_old_holder,
+    claims_are_released_on_request_and_held_against_unclaimed_records,
+    concurrent_claimers_never_get_the_same_delivery,
     queries_page_newest_first_through_every_event_exactly_once,
     the_time_range_includes_from_and_excludes_to,
     queries_filter_by_kind_status_and_test_flag,
@@ -111,6 +114,7 @@ fn record(
         attempt,
         state,
         next_attempt_at: None,
+        claim: None,
     }
 }
 
@@ -271,7 +275,11 @@ async fn attempts_for_unknown_events_or_endpoints_are_refused(backend: Backend) 
     );
 }
 
-async fn due_deliveries_are_pending_ones_whose_time_has_come_earliest_first(backend: Backend) {
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn claims_hand_out_due_pending_deliveries_earliest_first_each_once_per_lease(
+    backend: Backend,
+) {
     let store = backend.store;
     let early = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
     let late = stored(
@@ -281,69 +289,194 @@ async fn due_deliveries_are_pending_ones_whose_time_has_come_earliest_first(back
     );
     store.append(late.clone()).await.unwrap();
     store.append(early.clone()).await.unwrap();
+    // An hour's lease, so that every claim below is still held when the next is asked for.
+    let claim = |now: &str, limit| store.claim_due(at(now), limit, Duration::from_secs(3600));
     assert!(
-        store
-            .due_deliveries(at("2026-11-28T09:59:59Z"), 10)
-            .await
-            .unwrap()
-            .is_empty()
+        claim("2026-11-28T09:59:59Z", 10).await.unwrap().is_empty(),
+        "none due yet"
     );
-    let due = store
-        .due_deliveries(at("2026-11-28T10:00:00Z"), 10)
-        .await
-        .unwrap();
+    let due = claim("2026-11-28T10:00:00Z", 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].event_unique_id, early.event_unique_id);
     assert_eq!(due[0].url, "https://hooks.example.com/crm");
     assert_eq!(due[0].attempts_made, 0);
-    let due = store
-        .due_deliveries(at("2026-11-28T11:00:00Z"), 10)
-        .await
-        .unwrap();
-    assert_eq!(due.len(), 3);
-    assert_eq!(
-        due[0].event_unique_id, early.event_unique_id,
-        "earliest first"
-    );
-    assert_eq!(
-        store
-            .due_deliveries(at("2026-11-28T11:00:00Z"), 2)
-            .await
-            .unwrap()
-            .len(),
-        2
+    assert_eq!(due[0].claimed_until, at("2026-11-28T11:00:00Z"));
+    // The late event's two, earliest first, and a limit is kept.
+    let both = claim("2026-11-28T10:05:30Z", 1).await.unwrap();
+    assert_eq!(both.len(), 1);
+    assert_eq!(both[0].event_unique_id, late.event_unique_id);
+    let rest = claim("2026-11-28T10:05:30Z", 10).await.unwrap();
+    assert_eq!(rest.len(), 1, "the early one is still held: {rest:?}");
+    assert_ne!(rest[0].endpoint_id, both[0].endpoint_id);
+    assert!(
+        claim("2026-11-28T10:05:59Z", 10).await.unwrap().is_empty(),
+        "all held"
     );
 
-    let ok = attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z");
-    store
-        .record_attempt(record(&early, "crm", ok, DeliveryState::Delivered))
-        .await
-        .unwrap();
-    let mut later = record(
-        &late,
+    // Recording under its claim settles the early one; a retry scheduled for later is due
+    // then, and claimed again.
+    let mut ok = record(
+        &early,
         "crm",
-        attempt(503, AttemptTrigger::FirstTry, "2026-11-28T10:05:01Z"),
+        attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z"),
+        DeliveryState::Delivered,
+    );
+    ok.claim = Some(due[0].claim.clone());
+    store.record_attempt(ok).await.unwrap();
+    let mut retry = record(
+        &late,
+        &both[0].endpoint_id,
+        attempt(503, AttemptTrigger::FirstTry, "2026-11-28T10:05:31Z"),
         DeliveryState::Pending,
     );
-    later.next_attempt_at = Some(at("2026-11-28T12:00:00Z"));
-    store.record_attempt(later).await.unwrap();
-    let due = store
-        .due_deliveries(at("2026-11-28T11:00:00Z"), 10)
-        .await
-        .unwrap();
-    assert_eq!(due.len(), 1);
+    retry.next_attempt_at = Some(at("2026-11-28T12:00:00Z"));
+    retry.claim = Some(both[0].claim.clone());
+    store.record_attempt(retry).await.unwrap();
+    // Past its lease, what was never recorded is due again; the retry only at noon.
+    let again = claim("2026-11-28T11:06:00Z", 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].endpoint_id, rest[0].endpoint_id);
+    let noon = claim("2026-11-28T12:00:00Z", 10).await.unwrap();
+    assert_eq!(noon.len(), 1);
     assert_eq!(
-        (due[0].endpoint_id.as_str(), due[0].attempts_made),
-        ("accounting", 0)
+        (noon[0].endpoint_id.as_str(), noon[0].attempts_made),
+        (both[0].endpoint_id.as_str(), 1)
     );
-    let due = store
-        .due_deliveries(at("2026-11-28T12:00:00Z"), 10)
+}
+
+async fn a_claim_taken_over_after_its_lease_fences_out_the_old_holder(backend: Backend) {
+    let store = backend.store;
+    let event = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
+    store.append(event.clone()).await.unwrap();
+    let slow = store
+        .claim_due(at("2026-11-28T10:00:00Z"), 10, LEASE)
         .await
         .unwrap();
-    assert_eq!(due.len(), 2);
+    let fast = store
+        .claim_due(at("2026-11-28T10:01:00Z"), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(fast.len(), 1, "taken over once the lease ran out");
+    assert_ne!(fast[0].claim, slow[0].claim);
+    let mut delivered = record(
+        &event,
+        "crm",
+        attempt(200, AttemptTrigger::AutomaticRetry, "2026-11-28T10:01:01Z"),
+        DeliveryState::Delivered,
+    );
+    delivered.claim = Some(fast[0].claim.clone());
+    store.record_attempt(delivered).await.unwrap();
+    let mut late = record(
+        &event,
+        "crm",
+        attempt(500, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z"),
+        DeliveryState::Failed,
+    );
+    late.claim = Some(slow[0].claim.clone());
+    let error = store.record_attempt(late).await.unwrap_err();
+    assert!(matches!(error, LogError::ClaimLost { .. }), "{error:?}");
+    let back = store.get(&event.event_unique_id).await.unwrap().unwrap();
+    assert_eq!(back.deliveries[0].state, DeliveryState::Delivered);
+    assert_eq!(
+        back.deliveries[0].attempts.len(),
+        1,
+        "the lost claim recorded nothing"
+    );
+}
+
+async fn claims_are_released_on_request_and_held_against_unclaimed_records(backend: Backend) {
+    let store = backend.store;
+    let event = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
+    let token = store
+        .append_claimed(event.clone(), at("2026-11-28T10:00:00Z"), LEASE)
+        .await
+        .unwrap();
+    let now = at("2026-11-28T10:00:10Z");
+    if let Some(token) = token {
+        assert!(
+            store.claim_due(now, 10, LEASE).await.unwrap().is_empty(),
+            "held from append"
+        );
+        let unclaimed = record(
+            &event,
+            "crm",
+            attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:10Z"),
+            DeliveryState::Delivered,
+        );
+        let error = store.record_attempt(unclaimed).await.unwrap_err();
+        assert!(matches!(error, LogError::ClaimLost { .. }), "{error:?}");
+        assert_eq!(
+            store
+                .claim(&event.event_unique_id, "crm", now, LEASE)
+                .await
+                .unwrap(),
+            None,
+            "a manual claim waits too"
+        );
+        store.release(&token).await.unwrap();
+    }
+    let claimed = store.claim_due(now, 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "free once released");
+    store.release(&claimed[0].claim).await.unwrap();
+    let manual = store
+        .claim(&event.event_unique_id, "crm", now, LEASE)
+        .await
+        .unwrap();
+    assert!(manual.is_some());
+    let error = store
+        .claim("no-such-event", "crm", now, LEASE)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LogError::UnknownEvent { .. }), "{error:?}");
+    let error = store
+        .claim(&event.event_unique_id, "nobody", now, LEASE)
+        .await
+        .unwrap_err();
     assert!(
-        due.iter()
-            .any(|d| d.endpoint_id == "crm" && d.attempts_made == 1)
+        matches!(error, LogError::UnknownDelivery { .. }),
+        "{error:?}"
+    );
+}
+
+async fn concurrent_claimers_never_get_the_same_delivery(backend: Backend) {
+    let store = backend.store;
+    for minute in 0..40 {
+        let event = stored(
+            EventKind::PaidCourseSale,
+            &format!("2026-11-28T10:{minute:02}:00Z"),
+            &["crm", "accounting"],
+        );
+        store.append(event).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store
+                        .claim_due(at("2026-11-28T11:00:00Z"), 3, LEASE)
+                        .await
+                        .unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got.into_iter().map(|d| (d.event_unique_id, d.endpoint_id)));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        (total, all.len()),
+        (80, 80),
+        "each delivery claimed exactly once"
     );
 }
 
@@ -563,7 +696,11 @@ async fn retention_deletes_events_of_days_before_the_cutoff(backend: Backend) {
     assert!(store.get(&recent.event_unique_id).await.unwrap().is_some());
     assert!(
         store
-            .due_deliveries(at("2026-12-01T00:00:00Z"), 10)
+            .claim_due(
+                at("2026-12-01T00:00:00Z"),
+                10,
+                std::time::Duration::from_secs(60)
+            )
             .await
             .unwrap()
             .len()

@@ -104,6 +104,7 @@ async fn prepared_log(dir: &TempDir) -> Vec<StoredEvent> {
                 state,
                 next_attempt_at: (state == DeliveryState::Pending)
                     .then(|| at("2026-11-28T10:00:06Z")),
+                claim: None,
             })
             .await
             .unwrap();

@@ -103,6 +103,7 @@ async fn fill(dir: &std::path::Path, count: usize) {
                         attempt,
                         state: DeliveryState::Delivered,
                         next_attempt_at: None,
+                        claim: None,
                     };
                     store.record_attempt(record).await.expect("record");
                 }

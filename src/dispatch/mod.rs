@@ -15,7 +15,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::endpoint::validate_all;
 use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
-use crate::store::{Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent};
+use crate::store::{
+    Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent, lease_end,
+};
 
 pub use crate::endpoint::{Endpoint, EndpointError};
 pub use retry::RetrySchedule;
@@ -66,6 +68,18 @@ pub enum DispatchError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// The delivery is being attempted right now (by this dispatcher or another sharing the
+    /// log), so a manual attempt would send it twice at once.
+    #[error(
+        "event {event_id}'s delivery to {endpoint_id} is being attempted right now; try again \
+         once that attempt is over"
+    )]
+    DeliveryInFlight {
+        /// The event id.
+        event_id: String,
+        /// The endpoint id.
+        endpoint_id: String,
     },
     /// Waiting for an event's deliveries took longer than allowed.
     #[error("event {id} still has pending deliveries after {waited:?}")]
@@ -119,6 +133,10 @@ pub struct DispatchConfig {
     /// (for deliveries another run left for later, or appended to the log directly); new
     /// events from `emit` are handed over at once.
     pub poll_interval: Duration,
+    /// How long a claim on a delivery lasts (default 60 s): another dispatcher sharing the log
+    /// takes over a delivery only once its claim has run out, so a crashed instance's work
+    /// waits at most this long. Keep it well above twice the sender's time limit.
+    pub lease: Duration,
     /// Whether to deliver in the background (default true). Off, the dispatcher only does what
     /// it is asked directly, such as [`Dispatcher::retrigger`]: for a one-off tool that must
     /// not touch the rest of a shared log.
@@ -139,6 +157,7 @@ impl Default for DispatchConfig {
             retry: RetrySchedule::default(),
             max_in_flight: 64,
             poll_interval: Duration::from_millis(250),
+            lease: Duration::from_secs(60),
             background_delivery: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
@@ -205,8 +224,6 @@ struct Inner {
     wake: Notify,
     /// Signalled after every recorded attempt, for `wait_until_final`.
     progress: Notify,
-    /// Deliveries claimed for an attempt.
-    claims: ready::Claims,
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<std::time::Instant>>,
@@ -260,7 +277,6 @@ impl Dispatcher {
             clock,
             wake: Notify::new(),
             progress: Notify::new(),
-            claims: ready::Claims::default(),
             log_failed_at: Mutex::new(None),
             ready: ready::ReadyQueue::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -382,18 +398,29 @@ impl Dispatcher {
         };
         let body: Arc<str> = Arc::from(entry.body.as_str());
         let is_test_event = entry.is_test_event;
-        self.inner.store.append(entry).await?;
-        // The first attempts, from the ids `emitted` holds anyway.
-        let fresh = emitted.endpoint_ids.iter().map(|endpoint_id| DueDelivery {
-            event_unique_id: emitted.event_unique_id.clone(),
-            endpoint_id: endpoint_id.clone(),
-            // Not read: an attempt goes to the endpoint's current URL.
-            url: String::new(),
-            next_attempt_at: now,
-            attempts_made: 0,
-        });
-        if self.inner.queue_first_attempts(fresh, &body, is_test_event) {
-            self.inner.wake.notify_one();
+        let lease = self.inner.config.lease;
+        let claim = self.inner.store.append_claimed(entry, now, lease).await?;
+        match claim {
+            // The first attempts, from the ids `emitted` holds anyway.
+            Some(claim) => {
+                let claimed_until = lease_end(now, lease);
+                let fresh = emitted.endpoint_ids.iter().map(|endpoint_id| DueDelivery {
+                    event_unique_id: emitted.event_unique_id.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                    // Not read: an attempt goes to the endpoint's current URL.
+                    url: String::new(),
+                    next_attempt_at: now,
+                    attempts_made: 0,
+                    claim: claim.clone(),
+                    claimed_until,
+                });
+                self.inner.queue_first_attempts(fresh, &body, is_test_event);
+            }
+            // A log that does not claim on append: the worker claims them.
+            None => {
+                self.inner.ready.claim_more();
+                self.inner.wake.notify_one();
+            }
         }
         Ok(emitted)
     }

@@ -23,6 +23,22 @@ impl Dispatcher {
                 continue;
             }
             let endpoint = self.endpoint(&delivery.endpoint_id)?;
+            // Claimed like any attempt, so a background retry cannot run beside it and record
+            // over its outcome.
+            let claim = self
+                .inner
+                .store
+                .claim(
+                    event_unique_id,
+                    &delivery.endpoint_id,
+                    self.inner.clock.now(),
+                    self.inner.config.lease,
+                )
+                .await?
+                .ok_or_else(|| DispatchError::DeliveryInFlight {
+                    event_id: event_unique_id.to_owned(),
+                    endpoint_id: delivery.endpoint_id.clone(),
+                })?;
             let mut outcome = self
                 .inner
                 .sender
@@ -50,6 +66,7 @@ impl Dispatcher {
                     attempt: outcome.to_attempt(AttemptTrigger::ManualRetrigger),
                     state,
                     next_attempt_at,
+                    claim: Some(claim),
                 })
                 .await?;
             self.inner.progress.notify_waiters();

@@ -66,7 +66,14 @@ impl Dispatcher {
         })
         .await;
         let abandoned = match drained {
-            Ok(_) => 0,
+            // Nothing is in flight: the claims on what is still queued are given back, so
+            // another dispatcher sharing the log need not wait for them to run out.
+            Ok(_) => {
+                for token in self.inner.ready.drain_tokens() {
+                    let _ = self.inner.store.release(&token).await;
+                }
+                0
+            }
             // Attempts hold permits; queued deliveries do not.
             Err(_) => {
                 let held = |permits: &tokio::sync::Semaphore| {

@@ -1,6 +1,7 @@
-//! The background delivery loop. Long-lived runners take deliveries from the ready queue and
-//! attempt them, at most `max_in_flight` requests at once, recording every attempt; the worker
-//! itself only refills the queue from the log when asked, on its poll ticks.
+//! The background delivery loop. Long-lived runners take claimed deliveries from the ready
+//! queue and attempt them, at most `max_in_flight` requests at once, recording every attempt
+//! under its claim; the worker itself only claims more from the log, on its poll ticks and
+//! when the queue runs low.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::ready::{QUERY_WHEN_QUEUED_AT_MOST, READY_LIMIT, ReadyDelivery};
+use super::ready::ReadyDelivery;
 use super::retry::next_step;
 use super::{Inner, lock};
 use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
@@ -22,8 +23,6 @@ pub(super) async fn run(inner: Arc<Inner>) {
     // and their deliveries stay pending in the log. Twice `max_in_flight` of them: as many
     // sending as allowed, and as many again logging the outcomes of requests that are over,
     // so the next request need not wait for a log write (an fsync, for a durable log).
-    // Long-lived rather than one task per delivery: a spawned task and a hand-over through
-    // this loop per attempt cost more CPU than the rest of the dispatcher's bookkeeping.
     let mut runners = JoinSet::new();
     for _ in 0..inner.config.max_in_flight.max(1) * 2 {
         runners.spawn(run_attempts(inner.clone()));
@@ -33,10 +32,10 @@ pub(super) async fn run(inner: Arc<Inner>) {
     let mut poll = tokio::time::interval(inner.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !inner.stopping.load(Ordering::SeqCst) {
-        query_log_if_asked(&inner).await;
+        claim_if_asked(&inner).await;
         tokio::select! {
             () = inner.wake.notified() => {}
-            _ = poll.tick() => inner.ready.on_tick(inner.clock.now()),
+            _ = poll.tick() => inner.ready.claim_more(),
         }
     }
     inner.ready.stop_runners();
@@ -54,41 +53,39 @@ fn paused_for(inner: &Inner) -> Option<Duration> {
         .filter(|left| !left.is_zero())
 }
 
-/// Queries the log for due deliveries and queues what nobody holds, if a query was asked for
-/// and the queue has room for its answer.
-async fn query_log_if_asked(inner: &Inner) {
-    if paused_for(inner).is_some() || !inner.ready.take_check_log() {
+/// How many deliveries the queue holds at most: one more round for every runner that sends.
+/// Claimed deliveries wait no longer than that, well within their lease.
+fn queue_room(inner: &Inner) -> usize {
+    inner
+        .config
+        .max_in_flight
+        .max(1)
+        .saturating_sub(inner.ready.len())
+}
+
+/// Claims due deliveries from the log, as many as the queue has room for, if asked to.
+async fn claim_if_asked(inner: &Inner) {
+    if paused_for(inner).is_some() || !inner.ready.take_claim_more() {
         return;
     }
-    // While plenty is queued, the log waits; a runner wakes the worker once the queue is short.
-    let queued = inner.ready.len();
-    if queued > QUERY_WHEN_QUEUED_AT_MOST {
-        inner.ready.check_log();
+    let room = queue_room(inner);
+    if room == 0 {
         return;
     }
-    // What the query finds is claimed under `Claims`, which keeps attempts that finish during
-    // the query claimed until it ends: a delivery is never started twice from a stale reading
-    // of the log.
-    let claimed_before = inner.claims.begin_query();
-    // Enough to fill the queue, plus the claimed deliveries the answer will list again.
-    let room = READY_LIMIT - queued;
-    let wanted = room + claimed_before;
-    inner.ready.queried();
-    let due = match inner.store.due_deliveries(inner.clock.now(), wanted).await {
-        Ok(due) => due,
-        Err(_) => {
-            inner.claims.end_query(Vec::new(), 0);
-            // The log is unavailable; try again on the next round.
-            inner.ready.check_log();
-            return;
+    let claimed = inner
+        .store
+        .claim_due(inner.clock.now(), room, inner.config.lease)
+        .await;
+    // When the log is unavailable, the next tick tries again.
+    if let Ok(due) = claimed {
+        if due.len() == room {
+            // More may be due: claim again once the queue drains.
+            inner.ready.claim_more();
         }
-    };
-    if due.len() >= wanted {
-        // The answer was cut short: more may be due once the queue drains.
-        inner.ready.check_log();
+        inner
+            .ready
+            .extend(due.into_iter().map(|due| ReadyDelivery { due, body: None }));
     }
-    let claimed = inner.claims.end_query(due, room);
-    inner.ready.extend(claimed);
 }
 
 /// One runner: attempts queued deliveries one after another until the dispatcher stops.
@@ -133,17 +130,23 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
 }
 
 async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_>) {
-    let claim = ready.claim;
-    // A failed log write leaves the delivery pending and due. It is tried again, but only
-    // after a pause: the endpoint got the event, and an at-least-once retry is fine, a flood
-    // of them is not.
-    if deliver(inner, ready.due, ready.body, permit).await.is_err() {
-        *lock(&inner.log_failed_at) = Some(std::time::Instant::now());
-        inner.ready.check_log();
+    // A claim about to run out is not started: another instance may take the delivery over
+    // at any moment, and would send it again. It is claimed anew once its lease ends.
+    let left = ready.due.claimed_until - inner.clock.now();
+    if left.to_std().unwrap_or_default() < inner.config.lease / 4 {
+        return;
     }
-    inner.claims.release(claim);
+    match deliver(inner, ready.due, ready.body, permit).await {
+        // Another caller took the delivery over: its outcome is the one recorded.
+        Ok(()) | Err(LogError::ClaimLost { .. }) => {}
+        // A failed log write leaves the delivery pending and claimed until the lease ends. It
+        // is tried again, but only after a pause: the endpoint got the event, and an
+        // at-least-once retry is fine, a flood of them is not.
+        Err(_) => *lock(&inner.log_failed_at) = Some(std::time::Instant::now()),
+    }
     inner.progress.notify_waiters();
-    if inner.ready.log_check_due() {
+    if inner.ready.len() <= inner.config.max_in_flight / 2 {
+        inner.ready.claim_more();
         inner.wake.notify_one();
     }
 }
@@ -207,7 +210,7 @@ async fn deliver(
         }
     };
     // The request is over: the next one may start while this outcome is logged. The delivery
-    // stays claimed in the in-flight set until then, so it is not started twice.
+    // stays claimed in the log until then, so it is not started twice.
     let recording = inner.record_permits.acquire().await;
     drop(permit);
     let recorded = inner
@@ -218,12 +221,10 @@ async fn deliver(
             attempt: outcome.into_attempt(trigger),
             state,
             next_attempt_at,
+            claim: Some(due.claim),
         })
         .await;
     drop(recording);
-    if let (Ok(()), Some(at)) = (&recorded, next_attempt_at) {
-        inner.ready.retry_at(at);
-    }
     recorded
 }
 

@@ -15,10 +15,15 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
+use super::memory::lease_end;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
-use super::record::{AttemptRecord, Delivery, DueDelivery, StoredEvent, aggregate_status};
+use super::record::{AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent};
 use super::sql::{AttemptColumns, EventTables, Visit, assemble, from_micros, micros, parse_state};
 use super::{LogError, LogStore, validate_new_entry};
+
+mod writes;
+
+use self::writes::{Answer, Op, Reply};
 
 /// The database file's name inside the log directory.
 pub const DATABASE_FILE: &str = "events.sqlite3";
@@ -75,7 +80,7 @@ pub struct WriteStats {
 pub struct FileLogStore {
     path: PathBuf,
     reads: SqlitePool,
-    writes: Option<mpsc::Sender<Write>>,
+    writes: Option<mpsc::Sender<(Op, Reply)>>,
     stats: Arc<Stats>,
 }
 
@@ -83,15 +88,6 @@ pub struct FileLogStore {
 struct Stats {
     records: AtomicU64,
     commits: AtomicU64,
-}
-
-type Reply = oneshot::Sender<Result<(), LogError>>;
-
-/// A write for the writer task.
-#[derive(Debug)]
-enum Write {
-    Append(StoredEvent, Reply),
-    Attempt(AttemptRecord, Reply),
 }
 
 impl FileLogStore {
@@ -121,7 +117,7 @@ impl FileLogStore {
         let reads = read_pool(&path, false).await?;
         let stats = Arc::new(Stats::default());
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(writer, queue, stats.clone()));
+        tokio::spawn(writes::run(writer, queue, stats.clone()));
         Ok(Self {
             path,
             reads,
@@ -165,7 +161,8 @@ impl FileLogStore {
         &self.path
     }
 
-    async fn write(&self, write: impl FnOnce(Reply) -> Write) -> Result<(), LogError> {
+    /// Has the writer task apply `op`, in the next transaction it commits.
+    async fn write(&self, op: Op) -> Result<Answer, LogError> {
         let Some(writes) = &self.writes else {
             return Err(LogError::ReadOnly {
                 dir: self.path.clone(),
@@ -175,7 +172,7 @@ impl FileLogStore {
         let stopped = || LogError::Corrupt {
             reason: "the log's writer stopped".into(),
         };
-        writes.send(write(reply)).await.map_err(|_| stopped())?;
+        writes.send((op, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -228,181 +225,6 @@ fn create_private_file(path: &Path) -> Result<(), LogError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// The writer task: takes every write queued, commits them in one transaction, answers each.
-async fn write_batches(
-    mut conn: SqliteConnection,
-    mut queue: mpsc::Receiver<Write>,
-    stats: Arc<Stats>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let records = batch.len() as u64;
-        let mut answers = Vec::with_capacity(batch.len());
-        let outcome = commit(&mut conn, &mut batch, &mut answers).await;
-        match outcome {
-            Ok(()) => {
-                stats.records.fetch_add(records, Ordering::Relaxed);
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                for (reply, answer) in answers {
-                    let _ = reply.send(answer);
-                }
-            }
-            // Nothing of the batch was committed: every caller hears so.
-            Err(error) => {
-                let text = crate::sender::error_chain(&error);
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(LogError::Corrupt {
-                        reason: text.clone(),
-                    }));
-                }
-                for write in batch.drain(..) {
-                    let (Write::Append(_, reply) | Write::Attempt(_, reply)) = write;
-                    let _ = reply.send(Err(LogError::Corrupt {
-                        reason: text.clone(),
-                    }));
-                }
-            }
-        }
-    }
-}
-
-/// Applies `batch` in one transaction. A write refused for its own reason (a duplicate id,
-/// an unknown delivery) is answered with that error and changes nothing; any other failure
-/// rolls back the whole transaction.
-async fn commit(
-    conn: &mut SqliteConnection,
-    batch: &mut Vec<Write>,
-    answers: &mut Vec<(Reply, Result<(), LogError>)>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    for write in batch.drain(..) {
-        match write {
-            Write::Append(event, reply) => {
-                let answer = insert_event(&mut tx, &event).await?;
-                answers.push((reply, answer));
-            }
-            Write::Attempt(record, reply) => {
-                let answer = insert_attempt(&mut tx, &record).await?;
-                answers.push((reply, answer));
-            }
-        }
-    }
-    tx.commit().await
-}
-
-async fn insert_event(
-    conn: &mut SqliteConnection,
-    event: &StoredEvent,
-) -> Result<Result<(), LogError>, sqlx::Error> {
-    let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
-    let inserted = sqlx::query(
-        "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, body, \
-         status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_unique_id) DO NOTHING",
-    )
-    .bind(&event.event_unique_id)
-    .bind(micros(event.timestamp))
-    .bind(&event.event_type)
-    .bind(event.is_test_event)
-    .bind(&event.body)
-    .bind(status.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Err(LogError::DuplicateEvent {
-            id: event.event_unique_id.clone(),
-        }));
-    }
-    let seq = inserted.last_insert_rowid();
-    for (position, delivery) in event.deliveries.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
-             next_attempt_us) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(position as i64)
-        .bind(&delivery.endpoint_id)
-        .bind(&delivery.url)
-        .bind(delivery.state.as_str())
-        .bind(delivery.next_attempt_at.map(micros))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(Ok(()))
-}
-
-async fn insert_attempt(
-    conn: &mut SqliteConnection,
-    record: &AttemptRecord,
-) -> Result<Result<(), LogError>, sqlx::Error> {
-    let found: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT d.event_seq, d.position FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-         WHERE e.event_unique_id = ? AND d.endpoint_id = ?",
-    )
-    .bind(&record.event_unique_id)
-    .bind(&record.endpoint_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((seq, position)) = found else {
-        let event: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM events WHERE event_unique_id = ?")
-                .bind(&record.event_unique_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        return Ok(Err(match event {
-            None => LogError::UnknownEvent {
-                id: record.event_unique_id.clone(),
-            },
-            Some(_) => LogError::UnknownDelivery {
-                event_id: record.event_unique_id.clone(),
-                endpoint_id: record.endpoint_id.clone(),
-            },
-        }));
-    };
-    let next = match record.state {
-        super::DeliveryState::Pending => record.next_attempt_at.map(micros),
-        _ => None,
-    };
-    sqlx::query(
-        "UPDATE deliveries SET state = ?, next_attempt_us = ?, attempts = attempts + 1 \
-         WHERE event_seq = ? AND endpoint_id = ?",
-    )
-    .bind(record.state.as_str())
-    .bind(next)
-    .bind(seq)
-    .bind(&record.endpoint_id)
-    .execute(&mut *conn)
-    .await?;
-    let columns = AttemptColumns::of(&record.attempt);
-    sqlx::query(
-        "INSERT INTO attempts (event_seq, endpoint_id, position, started_us, duration_ms, \
-         http_status, response_snippet, error_kind, error_message, attempt_trigger) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq)
-    .bind(&record.endpoint_id)
-    .bind(position)
-    .bind(micros(columns.started_at))
-    .bind(columns.duration_ms)
-    .bind(columns.http_status)
-    .bind(columns.response_snippet)
-    .bind(columns.error_kind)
-    .bind(columns.error_message)
-    .bind(columns.trigger)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE events SET attempts = attempts + 1, status = CASE \
-         WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'failed') \
-         THEN 'failed' \
-         WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'pending') \
-         THEN 'pending' ELSE 'delivered' END WHERE seq = ?1",
-    )
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Ok(()))
 }
 
 /// The columns of `events` a list or export reads, and how `last_response_status` is found:
@@ -576,41 +398,61 @@ impl EventTables for FileLogStore {
 impl LogStore for FileLogStore {
     async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
         validate_new_entry(&event)?;
-        self.write(|reply| Write::Append(event, reply)).await
+        self.write(Op::Append(event, None)).await.map(drop)
     }
 
-    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
-        self.write(|reply| Write::Attempt(record, reply)).await
+    async fn append_claimed(
+        &self,
+        event: StoredEvent,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        validate_new_entry(&event)?;
+        let claim = (ClaimToken::new(), lease_end(now, lease));
+        match self.write(Op::Append(event, Some(claim))).await? {
+            Answer::Token(token) => Ok(token),
+            _ => Ok(None),
+        }
     }
 
-    async fn due_deliveries(
+    async fn claim_due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
+        lease: Duration,
     ) -> Result<Vec<DueDelivery>, LogError> {
-        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-            "SELECT e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_us, d.attempts \
-             FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-             WHERE d.state = 'pending' AND d.next_attempt_us <= ? \
-             ORDER BY d.next_attempt_us, d.event_seq, d.position LIMIT ?",
-        )
-        .bind(micros(now))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.reads)
-        .await
-        .map_err(database("reading due deliveries".into()))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
-                    event_unique_id,
-                    endpoint_id,
-                    url,
-                    next_attempt_at: from_micros(due),
-                    attempts_made: usize::try_from(attempts).unwrap_or(0),
-                },
-            )
-            .collect())
+        let claim = (ClaimToken::new(), lease_end(now, lease));
+        match self.write(Op::ClaimDue { now, limit, claim }).await? {
+            Answer::Claimed(due) => Ok(due),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn claim(
+        &self,
+        event_unique_id: &str,
+        endpoint_id: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        let op = Op::Claim {
+            event_unique_id: event_unique_id.to_owned(),
+            endpoint_id: endpoint_id.to_owned(),
+            now,
+            claim: (ClaimToken::new(), lease_end(now, lease)),
+        };
+        match self.write(op).await? {
+            Answer::Token(token) => Ok(token),
+            _ => Ok(None),
+        }
+    }
+
+    async fn release(&self, token: &ClaimToken) -> Result<(), LogError> {
+        self.write(Op::Release(token.clone())).await.map(drop)
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        self.write(Op::Attempt(record)).await.map(drop)
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::query::{Cursor, LogFilter, Page, Position};
-use super::record::{AttemptRecord, DeliveryState, DueDelivery, StoredEvent};
+use super::record::{AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent};
 use super::{LogError, LogStore, validate_new_entry};
 
 /// An event log in memory. Nothing survives the process; use [`FileLogStore`](super::FileLogStore)
@@ -25,7 +26,48 @@ struct State {
     /// Pending deliveries by due time: (due, event, delivery index), so finding due work does
     /// not walk every event.
     pending: BTreeSet<(DateTime<Utc>, Position, usize)>,
+    /// Live and expired claims, by delivery, until recorded, released or taken over.
+    claims: HashMap<(Position, usize), (ClaimToken, DateTime<Utc>)>,
     appended: u64,
+}
+
+impl State {
+    /// The event and delivery index of a delivery, or the error naming what is missing.
+    fn locate(&self, event_id: &str, endpoint_id: &str) -> Result<(Position, usize), LogError> {
+        let position = *self
+            .positions
+            .get(event_id)
+            .ok_or_else(|| LogError::UnknownEvent {
+                id: event_id.to_owned(),
+            })?;
+        let index = self
+            .by_position
+            .get(&position)
+            .and_then(|event| {
+                event
+                    .deliveries
+                    .iter()
+                    .position(|d| d.endpoint_id == endpoint_id)
+            })
+            .ok_or_else(|| LogError::UnknownDelivery {
+                event_id: event_id.to_owned(),
+                endpoint_id: endpoint_id.to_owned(),
+            })?;
+        Ok((position, index))
+    }
+
+    /// Whether a claim that has not ended at `now` holds the delivery.
+    fn held(&self, key: &(Position, usize), now: DateTime<Utc>) -> bool {
+        self.claims.get(key).is_some_and(|(_, until)| *until > now)
+    }
+}
+
+/// `now + lease`, saturating.
+pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// How many events a scan copies out under the lock at a time.
@@ -35,6 +77,40 @@ impl MemoryLogStore {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Appends `event`, its pending deliveries claimed until `claimed_until` when given.
+    fn insert(
+        &self,
+        event: StoredEvent,
+        claimed_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        validate_new_entry(&event)?;
+        let mut state = self.lock();
+        if state.positions.contains_key(&event.event_unique_id) {
+            return Err(LogError::DuplicateEvent {
+                id: event.event_unique_id,
+            });
+        }
+        state.appended += 1;
+        let position = Position::new(event.timestamp, state.appended);
+        state
+            .positions
+            .insert(event.event_unique_id.clone(), position);
+        let token = claimed_until.map(|_| ClaimToken::new());
+        for (index, delivery) in event.deliveries.iter().enumerate() {
+            if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
+            {
+                state.pending.insert((due, position, index));
+                if let (Some(token), Some(until)) = (&token, claimed_until) {
+                    state
+                        .claims
+                        .insert((position, index), (token.clone(), until));
+                }
+            }
+        }
+        state.by_position.insert(position, event);
+        Ok(token)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -48,50 +124,104 @@ impl MemoryLogStore {
 #[async_trait]
 impl LogStore for MemoryLogStore {
     async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
-        validate_new_entry(&event)?;
+        self.insert(event, None).map(drop)
+    }
+
+    async fn append_claimed(
+        &self,
+        event: StoredEvent,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        self.insert(event, Some(lease_end(now, lease)))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>, LogError> {
         let mut state = self.lock();
-        if state.positions.contains_key(&event.event_unique_id) {
-            return Err(LogError::DuplicateEvent {
-                id: event.event_unique_id,
+        let token = ClaimToken::new();
+        let until = lease_end(now, lease);
+        let chosen: Vec<(DateTime<Utc>, Position, usize)> = state
+            .pending
+            .iter()
+            .take_while(|(due, _, _)| *due <= now)
+            .filter(|(_, position, index)| !state.held(&(*position, *index), now))
+            .take(limit)
+            .copied()
+            .collect();
+        let mut claimed = Vec::with_capacity(chosen.len());
+        for (due, position, index) in chosen {
+            let Some(event) = state.by_position.get(&position) else {
+                continue;
+            };
+            let Some(delivery) = event.deliveries.get(index) else {
+                continue;
+            };
+            claimed.push(DueDelivery {
+                event_unique_id: event.event_unique_id.clone(),
+                endpoint_id: delivery.endpoint_id.clone(),
+                url: delivery.url.clone(),
+                next_attempt_at: due,
+                attempts_made: delivery.attempts.len(),
+                claim: token.clone(),
+                claimed_until: until,
             });
+            state
+                .claims
+                .insert((position, index), (token.clone(), until));
         }
-        state.appended += 1;
-        let position = Position::new(event.timestamp, state.appended);
+        Ok(claimed)
+    }
+
+    async fn claim(
+        &self,
+        event_unique_id: &str,
+        endpoint_id: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        let mut state = self.lock();
+        let key = state.locate(event_unique_id, endpoint_id)?;
+        if state.held(&key, now) {
+            return Ok(None);
+        }
+        let token = ClaimToken::new();
         state
-            .positions
-            .insert(event.event_unique_id.clone(), position);
-        for (index, delivery) in event.deliveries.iter().enumerate() {
-            if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
-            {
-                state.pending.insert((due, position, index));
-            }
-        }
-        state.by_position.insert(position, event);
+            .claims
+            .insert(key, (token.clone(), lease_end(now, lease)));
+        Ok(Some(token))
+    }
+
+    async fn release(&self, token: &ClaimToken) -> Result<(), LogError> {
+        self.lock().claims.retain(|_, (held, _)| held != token);
         Ok(())
     }
 
     async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
         let mut state = self.lock();
-        let position = *state
-            .positions
-            .get(&record.event_unique_id)
-            .ok_or_else(|| LogError::UnknownEvent {
-                id: record.event_unique_id.clone(),
-            })?;
-        let event = state
-            .by_position
-            .get_mut(&position)
-            .ok_or_else(|| LogError::UnknownEvent {
-                id: record.event_unique_id.clone(),
-            })?;
-        let index = event
-            .deliveries
-            .iter()
-            .position(|d| d.endpoint_id == record.endpoint_id)
-            .ok_or_else(|| LogError::UnknownDelivery {
-                event_id: record.event_unique_id.clone(),
-                endpoint_id: record.endpoint_id.clone(),
-            })?;
+        let key = state.locate(&record.event_unique_id, &record.endpoint_id)?;
+        let allowed = match (&record.claim, state.claims.get(&key)) {
+            (Some(token), Some((held, _))) => token == held,
+            (Some(_), None) => false,
+            (None, held) => held.is_none_or(|(_, until)| *until <= record.attempt.started_at),
+        };
+        if !allowed {
+            return Err(LogError::ClaimLost {
+                event_id: record.event_unique_id,
+                endpoint_id: record.endpoint_id,
+            });
+        }
+        state.claims.remove(&key);
+        let (position, index) = key;
+        let Some(event) = state.by_position.get_mut(&position) else {
+            return Err(LogError::UnknownEvent {
+                id: record.event_unique_id,
+            });
+        };
         let delivery = &mut event.deliveries[index];
         let was_due = delivery.next_attempt_at;
         delivery.apply(record);
@@ -103,31 +233,6 @@ impl LogStore for MemoryLogStore {
             state.pending.insert((due, position, index));
         }
         Ok(())
-    }
-
-    async fn due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>, LogError> {
-        let state = self.lock();
-        Ok(state
-            .pending
-            .iter()
-            .take_while(|(due, _, _)| *due <= now)
-            .filter_map(|&(due, position, index)| {
-                let event = state.by_position.get(&position)?;
-                let delivery = event.deliveries.get(index)?;
-                Some(DueDelivery {
-                    event_unique_id: event.event_unique_id.clone(),
-                    endpoint_id: delivery.endpoint_id.clone(),
-                    url: delivery.url.clone(),
-                    next_attempt_at: due,
-                    attempts_made: delivery.attempts.len(),
-                })
-            })
-            .take(limit)
-            .collect())
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
@@ -219,6 +324,7 @@ impl LogStore for MemoryLogStore {
             if let Some(event) = state.by_position.remove(position) {
                 state.positions.remove(&event.event_unique_id);
                 for (index, delivery) in event.deliveries.iter().enumerate() {
+                    state.claims.remove(&(*position, index));
                     if let Some(due) = delivery.next_attempt_at {
                         state.pending.remove(&(due, *position, index));
                     }

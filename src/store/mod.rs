@@ -12,17 +12,20 @@ mod sql;
 
 use std::ops::ControlFlow;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use file::{DATABASE_FILE, FileLogStore, WriteStats};
 pub use memory::MemoryLogStore;
+pub(crate) use memory::lease_end;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresLogStore;
 pub use query::{Cursor, EventRow, LogFilter, Page};
 pub use record::{
-    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, Delivery, DeliveryState, DueDelivery,
-    RESPONSE_SNIPPET_LIMIT, StoredEvent, TransportErrorKind,
+    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, ClaimToken, Delivery, DeliveryState,
+    DueDelivery, RESPONSE_SNIPPET_LIMIT, StoredEvent, TransportErrorKind,
 };
 
 /// Why a log operation failed.
@@ -84,6 +87,18 @@ pub enum LogError {
         /// The log directory.
         dir: std::path::PathBuf,
     },
+    /// The delivery's claim was lost: its lease ended and another caller claimed it, so this
+    /// outcome is not recorded (the other caller's is).
+    #[error(
+        "the claim on event {event_id}'s delivery to {endpoint_id} was lost (its lease ended \
+         and another caller took it over); this attempt is not recorded"
+    )]
+    ClaimLost {
+        /// The event id.
+        event_id: String,
+        /// The endpoint id.
+        endpoint_id: String,
+    },
     /// The database failed.
     #[error("the event log's database failed while {what}")]
     Database {
@@ -101,14 +116,32 @@ pub enum LogError {
     },
 }
 
-/// The durable event log, and the dispatcher's outbox.
+/// The durable event log, and the delivery outbox it hands work out from.
 ///
 /// Every backend keeps, per event, the exact body bytes and one [`Delivery`] per endpoint with
 /// every [`Attempt`]. Implementations are `Send + Sync` and object-safe, so an
 /// `Arc<dyn LogStore>` can be shared by the dispatcher, an admin API and an exporter.
 ///
-/// Backends: [`MemoryLogStore`] for tests and development; [`FileLogStore`] for production,
-/// durable across crashes. The same contract test suite runs against both.
+/// Backends: [`MemoryLogStore`] for tests and development; [`FileLogStore`] (SQLite) for one
+/// machine; `PostgresLogStore` (feature `postgres`) for several instances. The same contract
+/// test suite runs against all three.
+///
+/// # Contract
+///
+/// A backend must:
+/// - **append atomically**: after `append` returns `Ok` the event and all its deliveries are
+///   stored (durably, for a durable backend); after `Err`, none of it is. A second event with
+///   the same id is refused with [`LogError::DuplicateEvent`], which makes an id an
+///   idempotency key across instances.
+/// - **hand out work by claims**: [`claim_due`](Self::claim_due) atomically marks each
+///   delivery it returns as claimed under a fresh [`ClaimToken`] until the lease ends. Until
+///   then no other call claims it; after, any may (the holder is presumed dead).
+/// - **fence with the token**: [`record_attempt`](Self::record_attempt) with a token applies
+///   only while that token still holds the delivery (its lease may have ended, as long as
+///   nobody claimed it since); otherwise it changes nothing and fails with
+///   [`LogError::ClaimLost`]. Recording clears the claim.
+/// - **answer reads consistently**: once a write returned, every read sees it; pages and scans
+///   order events by timestamp, then by append order.
 ///
 /// ```
 /// use fermion_webhooks::store::{Delivery, DeliveryState, LogFilter, StoredEvent};
@@ -140,15 +173,51 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// attempts.
     async fn append(&self, event: StoredEvent) -> Result<(), LogError>;
 
-    /// Records an attempt and the delivery's new state (and next attempt time, while pending).
-    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError>;
+    /// [`append`](Self::append), with the event's pending deliveries claimed for the caller
+    /// in the same transaction, until `now + lease`: the dispatcher sends a just-emitted event
+    /// at once from memory. Returns the claim's token, or `None` from a backend that does not
+    /// claim on append (the default), whose deliveries [`claim_due`](Self::claim_due) hands out
+    /// instead.
+    async fn append_claimed(
+        &self,
+        event: StoredEvent,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        let _ = (now, lease);
+        self.append(event).await.map(|()| None)
+    }
 
-    /// Pending deliveries due at or before `now`, earliest first, at most `limit`.
-    async fn due_deliveries(
+    /// Claims up to `limit` pending deliveries due at or before `now` that no live claim
+    /// holds, earliest first, for `lease`; all under one new token.
+    async fn claim_due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
+        lease: Duration,
     ) -> Result<Vec<DueDelivery>, LogError>;
+
+    /// Claims one delivery, whatever its state, for a manual attempt (a re-trigger): `None`
+    /// when a live claim holds it. Fails with [`LogError::UnknownEvent`] or
+    /// [`LogError::UnknownDelivery`].
+    async fn claim(
+        &self,
+        event_unique_id: &str,
+        endpoint_id: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError>;
+
+    /// Gives up the claims held under `token` without recording anything: the deliveries stay
+    /// as they were, free for the next claim. (A graceful shutdown does this for work it did
+    /// not start.)
+    async fn release(&self, token: &ClaimToken) -> Result<(), LogError>;
+
+    /// Records an attempt and the delivery's new state (and next attempt time, while pending),
+    /// clearing its claim. With `record.claim`, fails with [`LogError::ClaimLost`] unless that
+    /// token still holds the delivery; without, unless no live claim holds it at the attempt's
+    /// start.
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError>;
 
     /// One event with its deliveries and attempts, or `None` if it is not in the log.
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError>;

@@ -8,8 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
+use super::memory::lease_end;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
-use super::record::{AttemptRecord, Delivery, DueDelivery, StoredEvent, aggregate_status};
+use super::record::{
+    AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, aggregate_status,
+};
 use super::sql::{AttemptColumns, EventTables, Visit, assemble, parse_state};
 use super::{DeliveryState, LogError, LogStore, validate_new_entry};
 
@@ -280,9 +283,13 @@ impl EventTables for PostgresLogStore {
     }
 }
 
-#[async_trait]
-impl LogStore for PostgresLogStore {
-    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+impl PostgresLogStore {
+    /// Appends `event`, its pending deliveries claimed with `claim` when given.
+    async fn insert(
+        &self,
+        event: StoredEvent,
+        claim: Option<(ClaimToken, DateTime<Utc>)>,
+    ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
         let failed = database(format!("appending event {}", event.event_unique_id));
         let mut tx = self
@@ -323,10 +330,22 @@ impl LogStore for PostgresLogStore {
         let states: Vec<&str> = event.deliveries.iter().map(|d| d.state.as_str()).collect();
         let due: Vec<Option<DateTime<Utc>>> =
             event.deliveries.iter().map(|d| d.next_attempt_at).collect();
+        let claimed = |d: &Delivery| claim.as_ref().filter(|_| d.state == DeliveryState::Pending);
+        let tokens: Vec<Option<&str>> = event
+            .deliveries
+            .iter()
+            .map(|d| claimed(d).map(|(token, _)| token.as_str()))
+            .collect();
+        let until: Vec<Option<DateTime<Utc>>> = event
+            .deliveries
+            .iter()
+            .map(|d| claimed(d).map(|(_, until)| *until))
+            .collect();
         sqlx::query(
             "INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, url, state, \
-             next_attempt_at) SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], \
-             $5::text[], $6::timestamptz[])",
+             next_attempt_at, claim_token, claimed_until) SELECT $1, * FROM UNNEST($2::int[], \
+             $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], \
+             $8::timestamptz[])",
         )
         .bind(seq)
         .bind(&positions)
@@ -334,16 +353,19 @@ impl LogStore for PostgresLogStore {
         .bind(&urls)
         .bind(&states)
         .bind(&due)
+        .bind(&tokens)
+        .bind(&until)
         .execute(&mut *tx)
         .await
         .map_err(database(format!(
             "appending event {}",
             event.event_unique_id
         )))?;
-        tx.commit().await.map_err(failed)
+        tx.commit().await.map_err(failed)?;
+        Ok(claim.map(|(token, _)| token))
     }
 
-    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+    async fn record(&self, record: AttemptRecord) -> Result<(), LogError> {
         let failed = || {
             database(format!(
                 "recording an attempt of {}",
@@ -355,34 +377,34 @@ impl LogStore for PostgresLogStore {
             DeliveryState::Pending => record.next_attempt_at,
             _ => None,
         };
+        // The claim is checked in the update itself: a caller whose claim was taken over
+        // changes nothing.
         let found: Option<(i64, i32)> = sqlx::query_as(
             "UPDATE fermion_deliveries d SET state = $3, next_attempt_at = $4, \
-             attempts = d.attempts + 1 FROM fermion_events e \
+             attempts = d.attempts + 1, claim_token = NULL, claimed_until = NULL \
+             FROM fermion_events e \
              WHERE e.seq = d.event_seq AND e.event_unique_id = $1 AND d.endpoint_id = $2 \
+             AND CASE WHEN $5::text IS NULL \
+             THEN d.claim_token IS NULL OR d.claimed_until <= $6 \
+             ELSE d.claim_token = $5 END \
              RETURNING d.event_seq, d.position",
         )
         .bind(&record.event_unique_id)
         .bind(&record.endpoint_id)
         .bind(record.state.as_str())
         .bind(next)
+        .bind(record.claim.as_ref().map(ClaimToken::as_str))
+        .bind(record.attempt.started_at)
         .fetch_optional(&mut *tx)
         .await
         .map_err(failed())?;
         let Some((seq, position)) = found else {
-            let event: Option<i64> =
-                sqlx::query_scalar("SELECT seq FROM fermion_events WHERE event_unique_id = $1")
-                    .bind(&record.event_unique_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(failed())?;
-            return Err(match event {
-                None => LogError::UnknownEvent {
-                    id: record.event_unique_id,
-                },
-                Some(_) => LogError::UnknownDelivery {
-                    event_id: record.event_unique_id,
-                    endpoint_id: record.endpoint_id,
-                },
+            drop(tx);
+            self.locate(&record.event_unique_id, &record.endpoint_id)
+                .await?;
+            return Err(LogError::ClaimLost {
+                event_id: record.event_unique_id,
+                endpoint_id: record.endpoint_id,
             });
         };
         let columns = AttemptColumns::of(&record.attempt);
@@ -418,37 +440,7 @@ impl LogStore for PostgresLogStore {
         tx.commit().await.map_err(failed())
     }
 
-    async fn due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>, LogError> {
-        let rows: Vec<(String, String, String, DateTime<Utc>, i32)> = sqlx::query_as(
-            "SELECT e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_at, d.attempts \
-             FROM fermion_deliveries d JOIN fermion_events e ON e.seq = d.event_seq \
-             WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
-             ORDER BY d.next_attempt_at, d.event_seq, d.position LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(database("reading due deliveries".into()))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
-                    event_unique_id,
-                    endpoint_id,
-                    url,
-                    next_attempt_at: due,
-                    attempts_made: usize::try_from(attempts).unwrap_or(0),
-                },
-            )
-            .collect())
-    }
-
-    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+    async fn get_event(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ROW_COLUMNS} FROM fermion_events e WHERE e.event_unique_id = $1"
         )))
@@ -460,6 +452,132 @@ impl LogStore for PostgresLogStore {
         Ok(self.whole(vec![event_row(&row)?]).await?.pop())
     }
 
+    /// Whether the delivery exists: `Ok` if it does, the error naming what is missing if not.
+    async fn locate(&self, event_id: &str, endpoint_id: &str) -> Result<(), LogError> {
+        let found: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT e.seq, (SELECT d.event_seq FROM fermion_deliveries d \
+             WHERE d.event_seq = e.seq AND d.endpoint_id = $2) \
+             FROM fermion_events e WHERE e.event_unique_id = $1",
+        )
+        .bind(event_id)
+        .bind(endpoint_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database(format!("reading event {event_id}")))?;
+        match found {
+            None => Err(LogError::UnknownEvent {
+                id: event_id.to_owned(),
+            }),
+            Some((_, None)) => Err(LogError::UnknownDelivery {
+                event_id: event_id.to_owned(),
+                endpoint_id: endpoint_id.to_owned(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl LogStore for PostgresLogStore {
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        self.insert(event, None).await.map(drop)
+    }
+
+    async fn append_claimed(
+        &self,
+        event: StoredEvent,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        self.insert(event, Some((ClaimToken::new(), lease_end(now, lease))))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<DueDelivery>, LogError> {
+        let token = ClaimToken::new();
+        let until = lease_end(now, lease);
+        // SKIP LOCKED: instances claiming at the same moment each take different rows instead
+        // of queueing behind one another's row locks.
+        let rows: Vec<(String, String, String, DateTime<Utc>, i32)> = sqlx::query_as(
+            "WITH due AS (SELECT event_seq, endpoint_id FROM fermion_deliveries              WHERE state = 'pending' AND next_attempt_at <= $3              AND (claimed_until IS NULL OR claimed_until <= $3)              ORDER BY next_attempt_at, event_seq, position LIMIT $4 FOR UPDATE SKIP LOCKED)              UPDATE fermion_deliveries d SET claim_token = $1, claimed_until = $2              FROM due, fermion_events e              WHERE d.event_seq = due.event_seq AND d.endpoint_id = due.endpoint_id              AND e.seq = d.event_seq              RETURNING e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_at, d.attempts",
+        )
+        .bind(token.as_str())
+        .bind(until)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("claiming due deliveries".into()))?;
+        let mut claimed: Vec<DueDelivery> = rows
+            .into_iter()
+            .map(
+                |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
+                    event_unique_id,
+                    endpoint_id,
+                    url,
+                    next_attempt_at: due,
+                    attempts_made: usize::try_from(attempts).unwrap_or(0),
+                    claim: token.clone(),
+                    claimed_until: until,
+                },
+            )
+            .collect();
+        claimed.sort_by_key(|due| due.next_attempt_at);
+        Ok(claimed)
+    }
+
+    async fn claim(
+        &self,
+        event_unique_id: &str,
+        endpoint_id: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        let token = ClaimToken::new();
+        let claimed = sqlx::query(
+            "UPDATE fermion_deliveries d SET claim_token = $3, claimed_until = $4              FROM fermion_events e WHERE e.seq = d.event_seq AND e.event_unique_id = $1              AND d.endpoint_id = $2 AND (d.claimed_until IS NULL OR d.claimed_until <= $5)",
+        )
+        .bind(event_unique_id)
+        .bind(endpoint_id)
+        .bind(token.as_str())
+        .bind(lease_end(now, lease))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(database(format!("claiming a delivery of {event_unique_id}")))?;
+        if claimed.rows_affected() == 1 {
+            return Ok(Some(token));
+        }
+        self.locate(event_unique_id, endpoint_id)
+            .await
+            .map(|_| None)
+    }
+
+    async fn release(&self, token: &ClaimToken) -> Result<(), LogError> {
+        sqlx::query(
+            "UPDATE fermion_deliveries SET claim_token = NULL, claimed_until = NULL \
+             WHERE claim_token = $1",
+        )
+        .bind(token.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(database("releasing claims".into()))?;
+        Ok(())
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        self.record(record).await
+    }
+
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        self.get_event(event_unique_id).await
+    }
+
     async fn query(
         &self,
         filter: &LogFilter,
@@ -468,7 +586,6 @@ impl LogStore for PostgresLogStore {
     ) -> Result<Page, LogError> {
         self.page(filter, cursor, limit).await
     }
-
     async fn scan(
         &self,
         filter: &LogFilter,

@@ -175,6 +175,36 @@ pub(crate) fn aggregate_status(states: impl Iterator<Item = DeliveryState>) -> D
     status
 }
 
+/// Who holds a claim on deliveries (see [`LogStore::claim_due`](super::LogStore::claim_due)):
+/// random, so a caller that lost its claim cannot record over the one that took it over.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClaimToken(String);
+
+impl ClaimToken {
+    /// A new random token.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The token as text, as a backend stores it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ClaimToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<String> for ClaimToken {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
 /// A delivery attempt to record, with the delivery's new state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -190,9 +220,13 @@ pub struct AttemptRecord {
     /// When the next attempt is due, if the delivery stays pending.
     #[serde(with = "crate::event::time_serde::iso_millis_option")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The claim the attempt was made under, or `None` for one made without a claim (which is
+    /// refused while a live claim holds the delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimToken>,
 }
 
-/// A pending delivery whose next attempt is due.
+/// A pending delivery whose next attempt is due, claimed for the caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueDelivery {
     /// The event.
@@ -205,4 +239,8 @@ pub struct DueDelivery {
     pub next_attempt_at: DateTime<Utc>,
     /// Attempts already made for this delivery.
     pub attempts_made: usize,
+    /// The claim it is held under: present it when recording the attempt.
+    pub claim: ClaimToken,
+    /// When the claim's lease ends.
+    pub claimed_until: DateTime<Utc>,
 }

@@ -73,6 +73,7 @@ pub fn delivered(event: &StoredEvent, endpoint: &str, at: DateTime<Utc>) -> Atte
         ),
         state: DeliveryState::Delivered,
         next_attempt_at: None,
+        claim: None,
     }
 }
 
