@@ -81,7 +81,19 @@ pub struct FileLogStore {
     path: PathBuf,
     reads: SqlitePool,
     writes: Option<mpsc::Sender<(Op, Reply)>>,
+    /// The writer thread, joined on drop so that the database is closed (and its write-ahead
+    /// log checkpointed) by the time the store is gone.
+    writer: Option<std::thread::JoinHandle<()>>,
     stats: Arc<Stats>,
+}
+
+impl Drop for FileLogStore {
+    fn drop(&mut self) {
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -116,12 +128,25 @@ impl FileLogStore {
             })?;
         let reads = read_pool(&path, false).await?;
         let stats = Arc::new(Stats::default());
+        drop(writer);
+        let conn = writes::connect(&path).map_err(|error| LogError::Database {
+            what: format!("opening {}", path.display()),
+            source: Box::new(error),
+        })?;
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writes::run(writer, queue, stats.clone()));
+        let stats_for_writer = stats.clone();
+        let writer = std::thread::Builder::new()
+            .name("fermion-log-writer".into())
+            .spawn(move || writes::run(conn, queue, stats_for_writer))
+            .map_err(|source| LogError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Self {
             path,
             reads,
             writes: Some(writes),
+            writer: Some(writer),
             stats,
         })
     }
@@ -144,6 +169,7 @@ impl FileLogStore {
             reads: read_pool(&path, true).await?,
             path,
             writes: None,
+            writer: None,
             stats: Arc::default(),
         })
     }
@@ -154,6 +180,17 @@ impl FileLogStore {
             records: self.stats.records.load(Ordering::Relaxed),
             commits: self.stats.commits.load(Ordering::Relaxed),
         }
+    }
+
+    /// Closes the log: waits for queued writes, then closes every connection, so that the
+    /// files are complete and settled when it returns. Dropping the store closes it too, but
+    /// its reading connections finish closing in the background.
+    pub async fn close(mut self) {
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        self.reads.close().await;
     }
 
     /// The database file.

@@ -1,12 +1,16 @@
-//! The writer task of `FileLogStore`: every write queued while the last transaction committed
-//! goes into the next one (group commit), so durability costs one sync per batch, not per
-//! caller. Writes also serialise here, which SQLite requires anyway.
+//! The writer thread of `FileLogStore`: every write queued while the last transaction
+//! committed goes into the next one (group commit), so durability costs one sync per batch,
+//! not per caller. Writes also serialise here, which SQLite requires anyway. It is a thread of
+//! its own running rusqlite: its statements run where the connection lives, without a
+//! hand-over between threads for each.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_BATCH, Stats};
@@ -48,17 +52,31 @@ pub(super) enum Answer {
 
 pub(super) type Reply = oneshot::Sender<Result<Answer, LogError>>;
 
-/// Takes every write queued, commits them in one transaction, answers each.
-pub(super) async fn run(
-    mut conn: SqliteConnection,
-    mut queue: mpsc::Receiver<(Op, Reply)>,
-    stats: Arc<Stats>,
-) {
+/// Opens the writer's connection to `path`.
+pub(super) fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", "full")?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    Ok(conn)
+}
+
+/// Takes every write queued, commits them in one transaction, answers each; returns once
+/// every sender is gone.
+pub(super) fn run(mut conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, stats: Arc<Stats>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
         let records = batch.len() as u64;
         let mut answers = Vec::with_capacity(batch.len());
-        match commit(&mut conn, &mut batch, &mut answers).await {
+        match commit(&mut conn, &mut batch, &mut answers) {
             Ok(()) => {
                 stats.records.fetch_add(records, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -70,7 +88,7 @@ pub(super) async fn run(
             Err(error) => {
                 let failed = || LogError::Database {
                     what: "committing writes".into(),
-                    source: crate::sender::error_chain(&error).into(),
+                    source: error.to_string().into(),
                 };
                 let replies = answers
                     .into_iter()
@@ -87,109 +105,108 @@ pub(super) async fn run(
 /// Applies `batch` in one transaction. A write refused for its own reason (a duplicate id, an
 /// unknown delivery, a lost claim) is answered with that error and changes nothing; any other
 /// failure rolls back the whole transaction.
-async fn commit(
-    conn: &mut SqliteConnection,
+fn commit(
+    conn: &mut Connection,
     batch: &mut Vec<(Op, Reply)>,
     answers: &mut Vec<(Reply, Result<Answer, LogError>)>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (op, reply) in batch.drain(..) {
         let answer = match op {
-            Op::Append(event, claim) => insert_event(&mut tx, &event, claim).await?,
-            Op::Attempt(record) => insert_attempt(&mut tx, &record).await?,
-            Op::ClaimDue { now, limit, claim } => claim_due(&mut tx, now, limit, claim).await?,
+            Op::Append(event, claim) => insert_event(&tx, &event, claim)?,
+            Op::Attempt(record) => insert_attempt(&tx, &record)?,
+            Op::ClaimDue { now, limit, claim } => claim_due(&tx, now, limit, claim)?,
             Op::Claim {
                 event_unique_id,
                 endpoint_id,
                 now,
                 claim,
-            } => claim_one(&mut tx, &event_unique_id, &endpoint_id, now, claim).await?,
+            } => claim_one(&tx, &event_unique_id, &endpoint_id, now, claim)?,
             Op::Release(token) => {
-                sqlx::query(
+                tx.prepare_cached(
                     "UPDATE deliveries SET claim_token = NULL, claimed_until_us = NULL \
                      WHERE claim_token = ?",
-                )
-                .bind(token.as_str())
-                .execute(&mut *tx)
-                .await?;
+                )?
+                .execute([token.as_str()])?;
                 Ok(Answer::Done)
             }
         };
         answers.push((reply, answer));
     }
-    tx.commit().await
+    tx.commit()
 }
 
-type Outcome = Result<Result<Answer, LogError>, sqlx::Error>;
+type Outcome = Result<Result<Answer, LogError>, rusqlite::Error>;
 
-async fn insert_event(
-    conn: &mut SqliteConnection,
-    event: &StoredEvent,
-    claim: Option<NewClaim>,
-) -> Outcome {
+fn insert_event(conn: &Connection, event: &StoredEvent, claim: Option<NewClaim>) -> Outcome {
     let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
-    let inserted = sqlx::query(
-        "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, body, \
-         status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_unique_id) DO NOTHING",
-    )
-    .bind(&event.event_unique_id)
-    .bind(micros(event.timestamp))
-    .bind(&event.event_type)
-    .bind(event.is_test_event)
-    .bind(&event.body)
-    .bind(status.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, \
+             body, status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_unique_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.event_unique_id,
+            micros(event.timestamp),
+            event.event_type,
+            event.is_test_event,
+            event.body,
+            status.as_str(),
+        ])?;
+    if inserted == 0 {
         return Ok(Err(LogError::DuplicateEvent {
             id: event.event_unique_id.clone(),
         }));
     }
-    let seq = inserted.last_insert_rowid();
+    let seq = conn.last_insert_rowid();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
+         next_attempt_us, claim_token, claimed_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
     for (position, delivery) in event.deliveries.iter().enumerate() {
         let claimed = claim
             .as_ref()
             .filter(|_| delivery.state == DeliveryState::Pending);
-        sqlx::query(
-            "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
-             next_attempt_us, claim_token, claimed_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(position as i64)
-        .bind(&delivery.endpoint_id)
-        .bind(&delivery.url)
-        .bind(delivery.state.as_str())
-        .bind(delivery.next_attempt_at.map(micros))
-        .bind(claimed.map(|(token, _)| token.as_str()))
-        .bind(claimed.map(|(_, until)| micros(*until)))
-        .execute(&mut *conn)
-        .await?;
+        insert.execute(params![
+            seq,
+            position as i64,
+            delivery.endpoint_id,
+            delivery.url,
+            delivery.state.as_str(),
+            delivery.next_attempt_at.map(micros),
+            claimed.map(|(token, _)| token.as_str()),
+            claimed.map(|(_, until)| micros(*until)),
+        ])?;
     }
     Ok(Ok(Answer::Token(claim.map(|(token, _)| token))))
 }
 
-/// The row key and position of a delivery, with its claim, or the error naming what is
-/// missing.
-async fn locate(
-    conn: &mut SqliteConnection,
+/// Where a delivery is: its event's row key, its position, and its claim's token and end.
+type Located = (i64, i64, Option<String>, Option<i64>);
+
+/// Where a delivery is, or the error naming what is missing.
+fn locate(
+    conn: &Connection,
     event_id: &str,
     endpoint_id: &str,
-) -> Result<Result<(i64, i64, Option<String>, Option<i64>), LogError>, sqlx::Error> {
-    let found: Option<(i64, i64, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT d.event_seq, d.position, d.claim_token, d.claimed_until_us FROM deliveries d \
-         JOIN events e ON e.seq = d.event_seq WHERE e.event_unique_id = ? AND d.endpoint_id = ?",
-    )
-    .bind(event_id)
-    .bind(endpoint_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+) -> Result<Result<Located, LogError>, rusqlite::Error> {
+    let found = conn
+        .prepare_cached(
+            "SELECT d.event_seq, d.position, d.claim_token, d.claimed_until_us \
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+             WHERE e.event_unique_id = ? AND d.endpoint_id = ?",
+        )?
+        .query_row([event_id, endpoint_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
     if let Some(found) = found {
         return Ok(Ok(found));
     }
-    let event: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE event_unique_id = ?")
-        .bind(event_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let event: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM events WHERE event_unique_id = ?")?
+        .query_row([event_id], |row| row.get(0))
+        .optional()?;
     Ok(Err(match event {
         None => LogError::UnknownEvent {
             id: event_id.to_owned(),
@@ -201,9 +218,9 @@ async fn locate(
     }))
 }
 
-async fn insert_attempt(conn: &mut SqliteConnection, record: &AttemptRecord) -> Outcome {
+fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
     let (seq, position, token, until) =
-        match locate(conn, &record.event_unique_id, &record.endpoint_id).await? {
+        match locate(conn, &record.event_unique_id, &record.endpoint_id)? {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
@@ -224,54 +241,52 @@ async fn insert_attempt(conn: &mut SqliteConnection, record: &AttemptRecord) -> 
         DeliveryState::Pending => record.next_attempt_at.map(micros),
         _ => None,
     };
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE deliveries SET state = ?, next_attempt_us = ?, attempts = attempts + 1, \
          claim_token = NULL, claimed_until_us = NULL WHERE event_seq = ? AND endpoint_id = ?",
-    )
-    .bind(record.state.as_str())
-    .bind(next)
-    .bind(seq)
-    .bind(&record.endpoint_id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        record.state.as_str(),
+        next,
+        seq,
+        record.endpoint_id
+    ])?;
     let columns = AttemptColumns::of(&record.attempt);
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO attempts (event_seq, endpoint_id, position, started_us, duration_ms, \
          http_status, response_snippet, error_kind, error_message, attempt_trigger) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq)
-    .bind(&record.endpoint_id)
-    .bind(position)
-    .bind(micros(columns.started_at))
-    .bind(columns.duration_ms)
-    .bind(columns.http_status)
-    .bind(columns.response_snippet)
-    .bind(columns.error_kind)
-    .bind(columns.error_message)
-    .bind(columns.trigger)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
+    )?
+    .execute(params![
+        seq,
+        record.endpoint_id,
+        position,
+        micros(columns.started_at),
+        columns.duration_ms,
+        columns.http_status,
+        columns.response_snippet,
+        columns.error_kind,
+        columns.error_message,
+        columns.trigger,
+    ])?;
+    conn.prepare_cached(
         "UPDATE events SET attempts = attempts + 1, status = CASE \
          WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'failed') \
          THEN 'failed' \
          WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'pending') \
          THEN 'pending' ELSE 'delivered' END WHERE seq = ?1",
-    )
-    .bind(seq)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute([seq])?;
     Ok(Ok(Answer::Done))
 }
 
-async fn claim_due(
-    conn: &mut SqliteConnection,
+fn claim_due(
+    conn: &Connection,
     now: DateTime<Utc>,
     limit: usize,
     (token, until): NewClaim,
 ) -> Outcome {
-    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+    let mut claim = conn.prepare_cached(
         "UPDATE deliveries SET claim_token = ?1, claimed_until_us = ?2 \
          WHERE (event_seq, endpoint_id) IN (SELECT event_seq, endpoint_id FROM deliveries \
          WHERE state = 'pending' AND next_attempt_us <= ?3 \
@@ -279,55 +294,50 @@ async fn claim_due(
          ORDER BY next_attempt_us, event_seq, position LIMIT ?4) \
          RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), endpoint_id, \
          url, next_attempt_us, attempts",
-    )
-    .bind(token.as_str())
-    .bind(micros(until))
-    .bind(micros(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut claimed: Vec<DueDelivery> = rows
-        .into_iter()
-        .map(
-            |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
-                event_unique_id,
-                endpoint_id,
-                url,
-                next_attempt_at: from_micros(due),
-                attempts_made: usize::try_from(attempts).unwrap_or(0),
+    )?;
+    let rows = claim.query_map(
+        params![
+            token.as_str(),
+            micros(until),
+            micros(now),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |row| {
+            Ok(DueDelivery {
+                event_unique_id: row.get(0)?,
+                endpoint_id: row.get(1)?,
+                url: row.get(2)?,
+                next_attempt_at: from_micros(row.get(3)?),
+                attempts_made: usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
                 claim: token.clone(),
                 claimed_until: until,
-            },
-        )
-        .collect();
+            })
+        },
+    )?;
+    let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
     // RETURNING gives no order: earliest first, as promised.
     claimed.sort_by_key(|due| due.next_attempt_at);
     Ok(Ok(Answer::Claimed(claimed)))
 }
 
-async fn claim_one(
-    conn: &mut SqliteConnection,
+fn claim_one(
+    conn: &Connection,
     event_id: &str,
     endpoint_id: &str,
     now: DateTime<Utc>,
     (token, until): NewClaim,
 ) -> Outcome {
-    let (seq, _, _, held_until) = match locate(conn, event_id, endpoint_id).await? {
+    let (seq, _, _, held_until) = match locate(conn, event_id, endpoint_id)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
     if held_until.is_some_and(|held| held > micros(now)) {
         return Ok(Ok(Answer::Token(None)));
     }
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE deliveries SET claim_token = ?, claimed_until_us = ? \
          WHERE event_seq = ? AND endpoint_id = ?",
-    )
-    .bind(token.as_str())
-    .bind(micros(until))
-    .bind(seq)
-    .bind(endpoint_id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![token.as_str(), micros(until), seq, endpoint_id])?;
     Ok(Ok(Answer::Token(Some(token))))
 }
