@@ -67,6 +67,10 @@ pub struct Endpoint {
     /// The per-event switches: the kinds it receives.
     #[serde(default = "all_kinds")]
     pub events: BTreeSet<EventKind>,
+    /// Who it belongs to (a course creator's id), if anyone: an admin API shows each owner
+    /// only their own endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -90,6 +94,7 @@ impl Endpoint {
             secret,
             enabled: true,
             events: all_kinds(),
+            owner: None,
         };
         endpoint.validate()?;
         Ok(endpoint)
@@ -98,6 +103,12 @@ impl Endpoint {
     /// Subscribes to exactly these kinds.
     pub fn subscribe_only(mut self, kinds: impl IntoIterator<Item = EventKind>) -> Self {
         self.events = kinds.into_iter().collect();
+        self
+    }
+
+    /// Gives the endpoint an owner (a course creator's id).
+    pub fn owned_by(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
         self
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::TestReceiver;
-use fermion_webhooks::checkout::{Checkout, FileCheckoutStore, MemoryCheckoutStore};
+use fermion_webhooks::checkout::Checkout;
 use fermion_webhooks::clock::ManualClock;
 use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
@@ -56,7 +56,7 @@ async fn an_uncompleted_checkout_fires_exactly_sixty_minutes_after_it_started() 
     let clock = Arc::new(ManualClock::new(at("2026-11-28T10:00:00.250Z")));
     let dispatcher = dispatcher(Arc::new(MemoryLogStore::new()), &receiver, clock.clone());
     let tracker = CheckoutTracker::new(
-        Arc::new(MemoryCheckoutStore::new()),
+        Arc::new(fermion_webhooks::MemoryLogStore::new()),
         dispatcher.clone(),
         clock.clone(),
     );
@@ -101,7 +101,7 @@ async fn completion_cancels_but_a_failed_payment_does_not() {
     let store = Arc::new(MemoryLogStore::new());
     let dispatcher = dispatcher(store.clone(), &receiver, clock.clone());
     let tracker = CheckoutTracker::new(
-        Arc::new(MemoryCheckoutStore::new()),
+        Arc::new(fermion_webhooks::MemoryLogStore::new()),
         dispatcher.clone(),
         clock.clone(),
     );
@@ -134,7 +134,7 @@ async fn the_window_is_configurable() {
     let clock = Arc::new(ManualClock::new(at("2026-11-28T10:00:00.250Z")));
     let dispatcher = dispatcher(Arc::new(MemoryLogStore::new()), &receiver, clock.clone());
     let tracker = CheckoutTracker::new(
-        Arc::new(MemoryCheckoutStore::new()),
+        Arc::new(fermion_webhooks::MemoryLogStore::new()),
         dispatcher,
         clock.clone(),
     )
@@ -151,12 +151,8 @@ async fn pending_checkouts_survive_a_restart_and_fire_once() {
     let clock = Arc::new(ManualClock::new(at("2026-11-28T10:00:00.250Z")));
     {
         let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
-        let dispatcher = dispatcher(store, &receiver, clock.clone());
-        let tracker = CheckoutTracker::new(
-            Arc::new(FileCheckoutStore::open(dir.path()).unwrap()),
-            dispatcher.clone(),
-            clock.clone(),
-        );
+        let dispatcher = dispatcher(store.clone(), &receiver, clock.clone());
+        let tracker = CheckoutTracker::new(store, dispatcher.clone(), clock.clone());
         tracker.initiated(checkout("survives")).await.unwrap();
         tracker
             .initiated(checkout("completed-before-restart"))
@@ -168,8 +164,7 @@ async fn pending_checkouts_survive_a_restart_and_fire_once() {
     clock.advance(MINUTE * 90); // the process was down past the deadline
     let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     let dispatcher = dispatcher(store.clone(), &receiver, clock.clone());
-    let checkouts = Arc::new(FileCheckoutStore::open(dir.path()).unwrap());
-    let tracker = CheckoutTracker::new(checkouts, dispatcher.clone(), clock.clone());
+    let tracker = CheckoutTracker::new(store.clone(), dispatcher.clone(), clock.clone());
     let fired = tracker.fire_due().await.unwrap();
     assert_eq!(fired.len(), 1);
     let logged = dispatcher
@@ -193,7 +188,7 @@ async fn a_crash_between_emitting_and_forgetting_does_not_fire_twice() {
     let clock = Arc::new(ManualClock::new(at("2026-11-28T11:30:00Z")));
     let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());
     let dispatcher = dispatcher(store.clone(), &receiver, clock.clone());
-    let checkouts = Arc::new(FileCheckoutStore::open(dir.path()).unwrap());
+    let checkouts = store.clone();
     let tracker = CheckoutTracker::new(checkouts.clone(), dispatcher.clone(), clock.clone());
     tracker.initiated(checkout("ord_7")).await.unwrap();
     let first = tracker.fire_due().await.unwrap();
@@ -202,7 +197,7 @@ async fn a_crash_between_emitting_and_forgetting_does_not_fire_twice() {
     use fermion_webhooks::checkout::CheckoutStore;
     checkouts.insert(checkout("ord_7")).await.unwrap();
     drop(tracker);
-    let reopened = Arc::new(FileCheckoutStore::open(dir.path()).unwrap());
+    let reopened = store.clone();
     let tracker = CheckoutTracker::new(reopened.clone(), dispatcher.clone(), clock.clone());
     assert!(
         tracker.fire_due().await.unwrap().is_empty(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::TestReceiver;
-use fermion_webhooks::checkout::{Checkout, FileCheckoutStore};
+use fermion_webhooks::checkout::Checkout;
 use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::store::{DeliveryState, LogFilter};
 use fermion_webhooks::{
@@ -39,9 +39,8 @@ async fn child_emits_until_killed() {
     let dir = std::env::var("FERMION_CRASH_DIR").expect("FERMION_CRASH_DIR");
     let store = Arc::new(FileLogStore::open(&dir).await.unwrap());
     // Nothing listens on port 9 of loopback: every attempt fails and stays pending.
-    let dispatcher = dispatcher(store, "http://127.0.0.1:9/down");
-    let checkouts = Arc::new(FileCheckoutStore::open(&dir).unwrap());
-    let tracker = CheckoutTracker::new(checkouts, dispatcher.clone(), Arc::new(SystemClock));
+    let dispatcher = dispatcher(store.clone(), "http://127.0.0.1:9/down");
+    let tracker = CheckoutTracker::new(store, dispatcher.clone(), Arc::new(SystemClock));
     if std::env::var("FERMION_CRASH_ROUND").as_deref() == Ok("0") {
         // Started 59 min 59.5 s ago: abandoned half a second into this round.
         let initiated_at = chrono::Utc::now() - chrono::TimeDelta::milliseconds(3_599_500);

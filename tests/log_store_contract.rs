@@ -8,15 +8,19 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fermion_webhooks::checkout::Checkout;
+use fermion_webhooks::store::Store;
 use fermion_webhooks::store::{
     Attempt, AttemptRecord, AttemptTrigger, Cursor, Delivery, DeliveryState, EventRow, LogError,
     LogFilter, StoredEvent, TransportErrorKind,
 };
-use fermion_webhooks::{EventKind, FileLogStore, LogStore, MemoryLogStore};
+use fermion_webhooks::{
+    Endpoint, EventKind, FileLogStore, LogStore, MemoryLogStore, WebhookSecret,
+};
 use support::{TempDir, at, stored};
 
 struct Backend {
-    store: Arc<dyn LogStore>,
+    store: Arc<dyn Store>,
     _dir: Option<TempDir>,
     _schema: Option<pg::Schema>,
 }
@@ -75,6 +79,8 @@ contract!(
     a_claim_taken_over_after_its_lease_fences_out_the_old_holder,
     claims_are_released_on_request_and_held_against_unclaimed_records,
     concurrent_claimers_never_get_the_same_delivery,
+    endpoints_are_stored_secret_included_replaced_listed_by_owner_and_removed,
+    pending_checkouts_are_kept_until_forgotten,
     queries_page_newest_first_through_every_event_exactly_once,
     the_time_range_includes_from_and_excludes_to,
     queries_filter_by_kind_status_and_test_flag,
@@ -959,4 +965,71 @@ async fn rows_agree_with_whole_events_under_every_filter(backend: Backend) {
         ],
         "oldest first, with status, attempts and the latest HTTP status"
     );
+}
+
+async fn endpoints_are_stored_secret_included_replaced_listed_by_owner_and_removed(
+    backend: Backend,
+) {
+    let store = backend.store;
+    let secret = WebhookSecret::new("endpoint-secret-1").unwrap();
+    let crm = Endpoint::new("crm", "https://crm.example.com/in", secret.clone())
+        .unwrap()
+        .owned_by("creator-1")
+        .subscribe_only([EventKind::PaidCourseSale]);
+    let books = Endpoint::new("books", "https://books.example.com/in", secret)
+        .unwrap()
+        .owned_by("creator-2");
+    store.put_endpoint(&crm).await.unwrap();
+    store.put_endpoint(&books).await.unwrap();
+    let back = store.endpoint("crm").await.unwrap().unwrap();
+    assert_eq!(back.url, crm.url);
+    assert_eq!(back.secret.expose_secret(), "endpoint-secret-1");
+    assert_eq!(back.events, crm.events);
+    assert_eq!(back.owner.as_deref(), Some("creator-1"));
+    let ids = |list: Vec<Endpoint>| list.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.endpoints(None).await.unwrap()), ["books", "crm"]);
+    assert_eq!(
+        ids(store.endpoints(Some("creator-1")).await.unwrap()),
+        ["crm"]
+    );
+    let switched_off = crm.clone().enabled(false);
+    store.put_endpoint(&switched_off).await.unwrap();
+    assert!(
+        !store.endpoint("crm").await.unwrap().unwrap().enabled,
+        "replaced"
+    );
+    assert!(store.remove_endpoint("crm").await.unwrap());
+    assert!(!store.remove_endpoint("crm").await.unwrap());
+    assert!(store.endpoint("crm").await.unwrap().is_none());
+    let mut bad = books.clone();
+    bad.url = "ftp://books.example.com".into();
+    assert!(matches!(
+        store.put_endpoint(&bad).await,
+        Err(LogError::InvalidEntry { .. })
+    ));
+}
+
+async fn pending_checkouts_are_kept_until_forgotten(backend: Backend) {
+    let store = backend.store;
+    let checkout = |order: &str| Checkout {
+        order_id: order.into(),
+        amount_in_smallest_unit: 49_900,
+        currency: "INR".into(),
+        user_id: "u1".into(),
+        user_fullname: "Asha Rao".into(),
+        user_email: "asha@example.com".into(),
+        user_phone_number: None,
+        course_slug: "rust-101".into(),
+        course_name: "Rust 101".into(),
+        initiated_at: at("2026-11-28T10:00:00.250Z"),
+    };
+    store.insert(checkout("ord_1")).await.unwrap();
+    store.insert(checkout("ord_2")).await.unwrap();
+    store.insert(checkout("ord_1")).await.unwrap();
+    let mut pending = store.pending().await.unwrap();
+    pending.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    assert_eq!(pending, [checkout("ord_1"), checkout("ord_2")]);
+    assert!(store.remove("ord_1").await.unwrap());
+    assert!(!store.remove("ord_1").await.unwrap());
+    assert_eq!(store.pending().await.unwrap(), [checkout("ord_2")]);
 }

@@ -134,9 +134,8 @@ async fn the_secret_appears_in_no_debug_output_error_log_file_or_export() {
     assert_clean("a recorded response snippet", &format!("{echoed:?}"));
     assert!(format!("{echoed:?}").contains("<redacted>"), "{echoed:?}");
 
-    // The abandoned-checkout journal lives in the same directory.
-    let checkouts =
-        Arc::new(fermion_webhooks::checkout::FileCheckoutStore::open(dir.path()).unwrap());
+    // Pending checkouts live in the same database.
+    let checkouts = store.clone();
     let tracker = fermion_webhooks::CheckoutTracker::new(
         checkouts,
         dispatcher.clone(),

@@ -1,9 +1,6 @@
 //! Abandoned checkouts: `payment-initiated-not-completed`, exactly once, 60 minutes after a
 //! purchase that was started and never completed.
 
-mod file;
-mod memory;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +12,6 @@ use crate::clock::Clock;
 use crate::dispatch::{DispatchError, Dispatcher, Emitted};
 use crate::event::{Course, EventPayload, Order, PaymentInitiatedNotCompleted, User, WebhookEvent};
 use crate::store::LogError;
-
-pub use file::FileCheckoutStore;
-pub use memory::MemoryCheckoutStore;
 
 /// The default time after which an uncompleted checkout counts as abandoned.
 pub const DEFAULT_ABANDON_AFTER: Duration = Duration::from_secs(60 * 60);
@@ -81,10 +75,10 @@ impl Checkout {
     }
 }
 
-/// Where the tracker keeps checkouts that have neither completed nor fired yet.
-///
-/// [`MemoryCheckoutStore`] forgets them on restart; [`FileCheckoutStore`] keeps them, so a
-/// restart neither loses nor repeats a notification.
+/// Where the tracker keeps checkouts that have neither completed nor fired yet: every log
+/// store is one ([`MemoryLogStore`](crate::MemoryLogStore) forgets them on restart; the file
+/// and PostgreSQL stores keep them, shared by every instance that uses them, so a checkout
+/// started on one instance and completed on another emits nothing).
 #[async_trait]
 pub trait CheckoutStore: Send + Sync + std::fmt::Debug {
     /// Remembers a started checkout (replacing one with the same order id).
@@ -107,7 +101,7 @@ pub trait CheckoutStore: Send + Sync + std::fmt::Debug {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use fermion_webhooks::checkout::{Checkout, MemoryCheckoutStore};
+/// use fermion_webhooks::checkout::Checkout;
 /// use fermion_webhooks::clock::{Clock, ManualClock};
 /// use fermion_webhooks::dispatch::DispatchConfig;
 /// use fermion_webhooks::{CheckoutTracker, Dispatcher, HttpSender, MemoryLogStore};
@@ -115,14 +109,15 @@ pub trait CheckoutStore: Send + Sync + std::fmt::Debug {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let clock = Arc::new(ManualClock::new("2026-11-28T10:00:00Z".parse()?));
+/// let store = Arc::new(MemoryLogStore::new()); // the log and the pending checkouts
 /// let dispatcher = Dispatcher::start_with(
-///     Arc::new(MemoryLogStore::new()),
+///     store.clone(),
 ///     Arc::new(HttpSender::new()?),
 ///     vec![], // no endpoint here: the event is only emitted
 ///     DispatchConfig::default(),
 ///     clock.clone(),
 /// )?;
-/// let tracker = CheckoutTracker::new(Arc::new(MemoryCheckoutStore::new()), dispatcher, clock.clone());
+/// let tracker = CheckoutTracker::new(store, dispatcher, clock.clone());
 /// tracker
 ///     .initiated(Checkout {
 ///         order_id: "order_1".into(),
@@ -204,13 +199,18 @@ impl CheckoutTracker {
             // The event happened at the deadline, even if noticed later (after a restart).
             let mut event = WebhookEvent::at(checkout.payload(), deadline);
             event.event_unique_id = checkout.event_unique_id();
-            match self.dispatcher.emit_event(event).await {
-                Ok(done) => emitted.push(done),
-                // Emitted before a crash that came before the checkout was forgotten.
-                Err(DispatchError::Log(LogError::DuplicateEvent { .. })) => {}
+            // The log refuses the event's id a second time, whether another instance emitted
+            // it a moment ago or this one did before a crash that came before forgetting it.
+            let done = match self.dispatcher.emit_event(event).await {
+                Ok(done) => Some(done),
+                Err(DispatchError::Log(LogError::DuplicateEvent { .. })) => None,
                 Err(error) => return Err(error),
+            };
+            // Only the instance that forgets the checkout reports it: for an event no endpoint
+            // is subscribed to, nothing was logged to refuse a second emit.
+            if self.store.remove(&checkout.order_id).await? {
+                emitted.extend(done);
             }
-            self.store.remove(&checkout.order_id).await?;
         }
         Ok(emitted)
     }

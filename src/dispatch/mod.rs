@@ -16,7 +16,8 @@ use crate::endpoint::validate_all;
 use crate::event::{EventKind, EventPayload, WebhookEvent};
 use crate::sender::{SendOutcome, Sender};
 use crate::store::{
-    Delivery, DeliveryState, DueDelivery, LogError, LogStore, StoredEvent, lease_end,
+    Delivery, DeliveryState, DueDelivery, EndpointStore, LogError, LogStore, Store, StoredEvent,
+    lease_end,
 };
 
 pub use crate::endpoint::{Endpoint, EndpointError};
@@ -137,6 +138,10 @@ pub struct DispatchConfig {
     /// takes over a delivery only once its claim has run out, so a crashed instance's work
     /// waits at most this long. Keep it well above twice the sender's time limit.
     pub lease: Duration,
+    /// How often a dispatcher started with
+    /// [`start_with_stored_endpoints`](Dispatcher::start_with_stored_endpoints) reads the
+    /// endpoints again (default 1 s).
+    pub endpoint_refresh: Duration,
     /// Whether to deliver in the background (default true). Off, the dispatcher only does what
     /// it is asked directly, such as [`Dispatcher::retrigger`]: for a one-off tool that must
     /// not touch the rest of a shared log.
@@ -158,6 +163,7 @@ impl Default for DispatchConfig {
             max_in_flight: 64,
             poll_interval: Duration::from_millis(250),
             lease: Duration::from_secs(60),
+            endpoint_refresh: Duration::from_secs(1),
             background_delivery: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
@@ -215,6 +221,8 @@ pub struct Dispatcher {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn LogStore>,
+    /// Where the endpoints are read again from, when they are kept in the store.
+    endpoint_source: Option<Arc<dyn EndpointStore>>,
     sender: Arc<dyn Sender>,
     /// Shared, so an attempt takes its endpoint without copying the list.
     endpoints: RwLock<Arc<[Endpoint]>>,
@@ -256,9 +264,34 @@ impl Dispatcher {
         )
     }
 
+    /// Starts a dispatcher whose endpoints are those kept in `store`, read again every
+    /// [`DispatchConfig::endpoint_refresh`] (a second by default): a change made through any
+    /// instance sharing the store reaches this one within that time.
+    pub async fn start_with_stored_endpoints(
+        store: Arc<dyn Store>,
+        sender: Arc<dyn Sender>,
+        config: DispatchConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, DispatchError> {
+        let endpoints = store.endpoints(None).await?;
+        let source: Arc<dyn EndpointStore> = store.clone();
+        Self::start_inner(store, Some(source), sender, endpoints, config, clock)
+    }
+
     /// Starts a dispatcher with a configuration and a clock.
     pub fn start_with(
         store: Arc<dyn LogStore>,
+        sender: Arc<dyn Sender>,
+        endpoints: Vec<Endpoint>,
+        config: DispatchConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, DispatchError> {
+        Self::start_inner(store, None, sender, endpoints, config, clock)
+    }
+
+    fn start_inner(
+        store: Arc<dyn LogStore>,
+        endpoint_source: Option<Arc<dyn EndpointStore>>,
         sender: Arc<dyn Sender>,
         endpoints: Vec<Endpoint>,
         config: DispatchConfig,
@@ -269,6 +302,7 @@ impl Dispatcher {
             tokio::runtime::Handle::try_current().map_err(|_| DispatchError::NoRuntime)?;
         let inner = Arc::new(Inner {
             store,
+            endpoint_source,
             sender,
             endpoints: RwLock::new(endpoints.into()),
             permits: Semaphore::new(config.max_in_flight.max(1)),

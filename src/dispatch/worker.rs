@@ -31,15 +31,32 @@ pub(super) async fn run(inner: Arc<Inner>) {
     // emits keep waking the worker, and retries would wait for a quiet moment.
     let mut poll = tokio::time::interval(inner.config.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh = tokio::time::interval(inner.config.endpoint_refresh);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !inner.stopping.load(Ordering::SeqCst) {
         claim_if_asked(&inner).await;
         tokio::select! {
             () = inner.wake.notified() => {}
             _ = poll.tick() => inner.ready.claim_more(),
+            _ = refresh.tick(), if inner.endpoint_source.is_some() => refresh_endpoints(&inner).await,
         }
     }
     inner.ready.stop_runners();
     while runners.join_next().await.is_some() {}
+}
+
+/// Reads the endpoints again from the store they are kept in. On failure the ones read last
+/// stay in use.
+async fn refresh_endpoints(inner: &Inner) {
+    let Some(source) = &inner.endpoint_source else {
+        return;
+    };
+    if let Ok(endpoints) = source.endpoints(None).await {
+        *inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = endpoints.into();
+    }
 }
 
 /// How long no attempt starts after the log failed to record one.

@@ -19,7 +19,7 @@ use super::memory::lease_end;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent};
 use super::sql::{AttemptColumns, EventTables, Visit, assemble, from_micros, micros, parse_state};
-use super::{LogError, LogStore, validate_new_entry};
+use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
 mod writes;
 
@@ -549,5 +549,47 @@ impl LogStore for FileLogStore {
             .await
             .map_err(database("deleting old events".into()))?;
         Ok(deleted.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Documents for FileLogStore {
+    async fn put(
+        &self,
+        kind: Kind,
+        key: &str,
+        owner: Option<&str>,
+        body: String,
+    ) -> Result<(), LogError> {
+        let op = Op::Put(kind, key.to_owned(), owner.map(str::to_owned), body);
+        self.write(op).await.map(drop)
+    }
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<String>, LogError> {
+        sqlx::query_scalar("SELECT body FROM documents WHERE kind = ? AND key = ?")
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(database(format!("reading {} {key}", kind.as_str())))
+    }
+
+    async fn list(&self, kind: Kind, owner: Option<&str>) -> Result<Vec<String>, LogError> {
+        sqlx::query_scalar(
+            "SELECT body FROM documents WHERE kind = ? AND (? IS NULL OR owner = ?) ORDER BY key",
+        )
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(database(format!("listing {}s", kind.as_str())))
+    }
+
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, LogError> {
+        match self.write(Op::Delete(kind, key.to_owned())).await? {
+            Answer::Deleted(deleted) => Ok(deleted),
+            _ => Ok(false),
+        }
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::query::{Cursor, LogFilter, Page, Position};
 use super::record::{AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent};
-use super::{LogError, LogStore, validate_new_entry};
+use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// An event log in memory. Nothing survives the process; use [`FileLogStore`](super::FileLogStore)
 /// for that.
@@ -26,6 +26,8 @@ struct State {
     /// Pending deliveries by due time: (due, event, delivery index), so finding due work does
     /// not walk every event.
     pending: BTreeSet<(DateTime<Utc>, Position, usize)>,
+    /// Endpoints and pending checkouts: (owner, JSON) by kind and key.
+    documents: BTreeMap<(Kind, String), (Option<String>, String)>,
     /// Live and expired claims, by delivery, until recorded, released or taken over.
     claims: HashMap<(Position, usize), (ClaimToken, DateTime<Utc>)>,
     appended: u64,
@@ -332,5 +334,47 @@ impl LogStore for MemoryLogStore {
             }
         }
         Ok(doomed.len() as u64)
+    }
+}
+
+#[async_trait]
+impl Documents for MemoryLogStore {
+    async fn put(
+        &self,
+        kind: Kind,
+        key: &str,
+        owner: Option<&str>,
+        body: String,
+    ) -> Result<(), LogError> {
+        self.lock()
+            .documents
+            .insert((kind, key.to_owned()), (owner.map(str::to_owned), body));
+        Ok(())
+    }
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<String>, LogError> {
+        Ok(self
+            .lock()
+            .documents
+            .get(&(kind, key.to_owned()))
+            .map(|(_, body)| body.clone()))
+    }
+
+    async fn list(&self, kind: Kind, owner: Option<&str>) -> Result<Vec<String>, LogError> {
+        Ok(self
+            .lock()
+            .documents
+            .iter()
+            .filter(|((k, _), (o, _))| *k == kind && owner.is_none_or(|w| o.as_deref() == Some(w)))
+            .map(|(_, (_, body))| body.clone())
+            .collect())
+    }
+
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, LogError> {
+        Ok(self
+            .lock()
+            .documents
+            .remove(&(kind, key.to_owned()))
+            .is_some())
     }
 }

@@ -1,6 +1,7 @@
 //! The event log: every emitted event with its exact body, deliveries and attempts.
 
 mod attempt;
+mod documents;
 mod file;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -17,6 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use documents::EndpointStore;
+pub(crate) use documents::{Documents, Kind};
 pub use file::{DATABASE_FILE, FileLogStore, WriteStats};
 pub use memory::MemoryLogStore;
 pub(crate) use memory::lease_end;
@@ -258,6 +261,13 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// that end at or before `cutoff`; [`MemoryLogStore`] deletes exactly.
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError>;
 }
+
+/// Everything a deployment keeps: the event log, the endpoints and the pending checkouts, in
+/// one backend. Every log store of this crate is one; `Arc<dyn Store>` converts to
+/// `Arc<dyn LogStore>`, `Arc<dyn EndpointStore>` or `Arc<dyn CheckoutStore>` as needed.
+pub trait Store: LogStore + EndpointStore + crate::checkout::CheckoutStore {}
+
+impl<T: LogStore + EndpointStore + crate::checkout::CheckoutStore> Store for T {}
 
 /// Whether `text` holds a line break (vectorised: this runs over every body exported or
 /// logged).

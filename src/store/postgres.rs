@@ -14,7 +14,7 @@ use super::record::{
     AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, aggregate_status,
 };
 use super::sql::{AttemptColumns, EventTables, Visit, assemble, parse_state};
-use super::{DeliveryState, LogError, LogStore, validate_new_entry};
+use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
 ///
@@ -617,5 +617,60 @@ impl LogStore for PostgresLogStore {
             .await
             .map_err(database("deleting old events".into()))?;
         Ok(deleted.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Documents for PostgresLogStore {
+    async fn put(
+        &self,
+        kind: Kind,
+        key: &str,
+        owner: Option<&str>,
+        body: String,
+    ) -> Result<(), LogError> {
+        sqlx::query(
+            "INSERT INTO fermion_documents (kind, key, owner, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, key) DO UPDATE SET owner = excluded.owner, body = excluded.body",
+        )
+        .bind(kind.as_str())
+        .bind(key)
+        .bind(owner)
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(database(format!("storing {} {key}", kind.as_str())))?;
+        Ok(())
+    }
+
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<String>, LogError> {
+        sqlx::query_scalar("SELECT body FROM fermion_documents WHERE kind = $1 AND key = $2")
+            .bind(kind.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(database(format!("reading {} {key}", kind.as_str())))
+    }
+
+    async fn list(&self, kind: Kind, owner: Option<&str>) -> Result<Vec<String>, LogError> {
+        sqlx::query_scalar(
+            "SELECT body FROM fermion_documents WHERE kind = $1 \
+             AND ($2::text IS NULL OR owner = $2) ORDER BY key",
+        )
+        .bind(kind.as_str())
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database(format!("listing {}s", kind.as_str())))
+    }
+
+    async fn delete(&self, kind: Kind, key: &str) -> Result<bool, LogError> {
+        let deleted = sqlx::query("DELETE FROM fermion_documents WHERE kind = $1 AND key = $2")
+            .bind(kind.as_str())
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(database(format!("deleting {} {key}", kind.as_str())))?;
+        Ok(deleted.rows_affected() > 0)
     }
 }

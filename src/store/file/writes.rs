@@ -14,10 +14,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_BATCH, Stats};
-use crate::store::LogError;
 use crate::store::record::aggregate_status;
 use crate::store::record::{AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent};
 use crate::store::sql::{AttemptColumns, from_micros, micros};
+use crate::store::{Kind, LogError};
 
 /// A claim to make: its token and when its lease ends.
 pub(super) type NewClaim = (ClaimToken, DateTime<Utc>);
@@ -40,6 +40,10 @@ pub(super) enum Op {
         claim: NewClaim,
     },
     Release(ClaimToken),
+    /// A document stored: kind, key, owner, JSON.
+    Put(Kind, String, Option<String>, String),
+    /// A document deleted: kind, key.
+    Delete(Kind, String),
 }
 
 /// What a write answers.
@@ -48,6 +52,7 @@ pub(super) enum Answer {
     Done,
     Token(Option<ClaimToken>),
     Claimed(Vec<DueDelivery>),
+    Deleted(bool),
 }
 
 pub(super) type Reply = oneshot::Sender<Result<Answer, LogError>>;
@@ -122,6 +127,21 @@ fn commit(
                 now,
                 claim,
             } => claim_one(&tx, &event_unique_id, &endpoint_id, now, claim)?,
+            Op::Put(kind, key, owner, body) => {
+                tx.prepare_cached(
+                    "INSERT INTO documents (kind, key, owner, body) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (kind, key) DO UPDATE SET owner = excluded.owner, \
+                     body = excluded.body",
+                )?
+                .execute(params![kind.as_str(), key, owner, body])?;
+                Ok(Answer::Done)
+            }
+            Op::Delete(kind, key) => {
+                let deleted = tx
+                    .prepare_cached("DELETE FROM documents WHERE kind = ? AND key = ?")?
+                    .execute(params![kind.as_str(), key])?;
+                Ok(Answer::Deleted(deleted > 0))
+            }
             Op::Release(token) => {
                 tx.prepare_cached(
                     "UPDATE deliveries SET claim_token = NULL, claimed_until_us = NULL \
