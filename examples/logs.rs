@@ -21,6 +21,7 @@ mod support;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use fermion_webhooks::export::{ExportOptions, export_jsonl};
@@ -28,8 +29,9 @@ use fermion_webhooks::store::{Attempt, Cursor, DeliveryState, LogFilter};
 use fermion_webhooks::{EventKind, FileLogStore, LogStore, export_csv};
 use lexopt::prelude::*;
 use serde::Serialize;
+use support::Database;
 
-const USAGE: &str = "usage: logs --log-dir DIR <command>
+const USAGE: &str = "usage: logs (--log-dir DIR | --database-url URL) <command>
 commands:
   list [--event KIND]... [--status pending|delivered|failed] [--test|--live]
        [--from ISO] [--to ISO] [--limit N]      one JSON line per event, newest first (default 50)
@@ -109,9 +111,9 @@ fn kind(name: &str) -> Result<EventKind, Usage> {
     name.trim().parse().map_err(Usage::from)
 }
 
-fn parse() -> Result<(PathBuf, Command), Usage> {
+fn parse() -> Result<(Database, Command), Usage> {
     let mut parser = lexopt::Parser::from_env();
-    let mut log_dir = None;
+    let mut database = None;
     let mut command = None;
     let mut positional = Vec::new();
     let mut filter = LogFilter::default();
@@ -122,7 +124,8 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
     let (mut secret, mut url, mut allow_private) = (None, None, false);
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("log-dir") => log_dir = Some(PathBuf::from(text(&mut parser)?)),
+            Long("log-dir") => database = Some(Database::Dir(PathBuf::from(text(&mut parser)?))),
+            Long("database-url") => database = Some(Database::Url(text(&mut parser)?)),
             Long("event") => filter.kinds.push(kind(&text(&mut parser)?)?),
             Long("events") => {
                 for name in text(&mut parser)?.split(',') {
@@ -173,7 +176,8 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let log_dir = log_dir.ok_or_else(|| Usage("--log-dir DIR is required".into()))?;
+    let database =
+        database.ok_or_else(|| Usage("--log-dir DIR or --database-url URL is required".into()))?;
     if let (Some(from), Some(to)) = (filter.from, filter.to)
         && from > to
     {
@@ -211,7 +215,7 @@ fn parse() -> Result<(PathBuf, Command), Usage> {
         Some(other) => return Err(Usage(format!("unknown command {other:?}"))),
         None => return Err(Usage("a command is required".into())),
     };
-    Ok((log_dir, command))
+    Ok((database, command))
 }
 
 #[derive(Serialize)]
@@ -239,7 +243,7 @@ fn iso(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> {
+async fn run(store: Arc<dyn LogStore>, name: &str, command: Command) -> Result<ExitCode, String> {
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
     let fail = |e: &dyn std::error::Error| support::explain(e);
@@ -276,7 +280,7 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
         Command::Retrigger { .. } => return Err("retrigger runs on its own path".into()),
         Command::Show { id } => {
             let Some(event) = store.get(&id).await.map_err(|e| fail(&e))? else {
-                eprintln!("logs: no event {id} in {}", store.path().display());
+                eprintln!("logs: no event {id} in {}", name);
                 return Ok(ExitCode::from(1));
             };
             stdout
@@ -285,7 +289,7 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
         }
         Command::Attempts { id } => {
             let Some(event) = store.get(&id).await.map_err(|e| fail(&e))? else {
-                eprintln!("logs: no event {id} in {}", store.path().display());
+                eprintln!("logs: no event {id} in {}", name);
                 return Ok(ExitCode::from(1));
             };
             for delivery in &event.deliveries {
@@ -331,9 +335,9 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
             let rows = match format {
                 Format::Csv => {
                     let options = ExportOptions::default().escape_formulas(escape);
-                    export_csv(&store, &filter, &mut sink, &options, &mut progress).await
+                    export_csv(&*store, &filter, &mut sink, &options, &mut progress).await
                 }
-                Format::Jsonl => export_jsonl(&store, &filter, &mut sink, &mut progress).await,
+                Format::Jsonl => export_jsonl(&*store, &filter, &mut sink, &mut progress).await,
             }
             .map_err(|e| fail(&e))?;
             if let Some(bar) = bar {
@@ -350,7 +354,7 @@ async fn run(store: FileLogStore, command: Command) -> Result<ExitCode, String> 
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let (log_dir, command) = match parse() {
+    let (database, command) = match parse() {
         Ok(parsed) => parsed,
         Err(Usage(message)) => {
             eprintln!("logs: {message}\n\n{USAGE}");
@@ -364,23 +368,34 @@ async fn main() -> ExitCode {
         allow_private,
     } = command
     {
-        return retrigger(&log_dir, &id, &secret, url, allow_private).await;
+        return retrigger(&database, &id, &secret, url, allow_private).await;
     }
-    let store = match FileLogStore::open_read_only(&log_dir).await {
-        Ok(store) => store,
-        Err(error @ fermion_webhooks::store::LogError::MissingDirectory { .. }) => {
-            eprintln!(
-                "logs: {}; pass the directory the emitter writes to with --log-dir",
-                support::explain(&error)
-            );
-            return ExitCode::from(2);
-        }
-        Err(error) => {
-            eprintln!("logs: {}", support::explain(&error));
-            return ExitCode::from(1);
-        }
+    let store: Arc<dyn LogStore> = match &database {
+        // A directory is only read: the tool works beside a running emitter, and changes
+        // nothing.
+        Database::Dir(dir) => match FileLogStore::open_read_only(dir).await {
+            Ok(store) => Arc::new(store),
+            Err(error @ fermion_webhooks::store::LogError::MissingDirectory { .. }) => {
+                eprintln!(
+                    "logs: {}; pass the directory the emitter writes to with --log-dir",
+                    support::explain(&error)
+                );
+                return ExitCode::from(2);
+            }
+            Err(error) => {
+                eprintln!("logs: {}", support::explain(&error));
+                return ExitCode::from(1);
+            }
+        },
+        Database::Url(_) => match database.open().await {
+            Ok(store) => store,
+            Err(message) => {
+                eprintln!("logs: {message}");
+                return ExitCode::from(2);
+            }
+        },
     };
-    match run(store, command).await {
+    match run(store, &database.describe(), command).await {
         Ok(code) => code,
         Err(message) => {
             eprintln!("logs: {message}");
@@ -391,7 +406,7 @@ async fn main() -> ExitCode {
 
 /// Resends an event's exact stored body to its endpoints (or `url`), recording the attempts.
 async fn retrigger(
-    log_dir: &std::path::Path,
+    database: &Database,
     id: &str,
     secret: &str,
     url: Option<String>,
@@ -401,12 +416,14 @@ async fn retrigger(
         eprintln!("logs: {message}");
         ExitCode::from(code)
     };
-    if !log_dir.is_dir() {
+    if let Database::Dir(dir) = database
+        && !dir.is_dir()
+    {
         return fail(
             2,
             format!(
                 "no event log at {}: the directory does not exist",
-                log_dir.display()
+                dir.display()
             ),
         );
     }
@@ -414,13 +431,13 @@ async fn retrigger(
         Ok(secret) => secret,
         Err(error) => return fail(2, support::explain(&error)),
     };
-    let store = match FileLogStore::open(log_dir).await {
-        Ok(store) => std::sync::Arc::new(store),
-        Err(error) => return fail(1, support::explain(&error)),
+    let store = match database.open().await {
+        Ok(store) => store,
+        Err(message) => return fail(2, message),
     };
     let event = match store.get(id).await {
         Ok(Some(event)) => event,
-        Ok(None) => return fail(1, format!("no event {id} in {}", log_dir.display())),
+        Ok(None) => return fail(1, format!("no event {id} in {}", database.describe())),
         Err(error) => return fail(1, support::explain(&error)),
     };
     let mut endpoints = Vec::new();

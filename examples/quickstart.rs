@@ -1,12 +1,15 @@
 //! The whole round trip in a few seconds, on 127.0.0.1 only:
 //!
 //! ```text
-//! cargo run --features axum --example quickstart
+//! cargo run --features axum --example quickstart [-- --database-url URL]
 //! ```
 //!
 //! It starts a receiver built on this crate, emits one event of each kind and a test event
-//! through a durable file log, shows a wrong secret being refused, lets an endpoint fail and
+//! through a durable log (a SQLite file in a temporary directory, or the database given with
+//! `--database-url postgres://…` or `sqlite://PATH`), shows a wrong secret being refused, lets an endpoint fail and
 //! re-triggers it, prints the log as a table, and exports it to CSV.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,8 +25,8 @@ use fermion_webhooks::receive::FermionWebhook;
 use fermion_webhooks::sender::DeliveryRequest;
 use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
-    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
-    LogStore, Receiver, RetrySchedule, Sender, WebhookEvent, WebhookSecret, export_csv,
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, HttpSender, Receiver,
+    RetrySchedule, Sender, WebhookEvent, WebhookSecret, export_csv,
 };
 
 #[derive(Clone)]
@@ -73,7 +76,26 @@ async fn flaky(
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    let mut args = std::env::args().skip(1);
+    let database = match (args.next().as_deref(), args.next()) {
+        (None, _) => None,
+        (Some("--database-url"), Some(url)) => Some(support::Database::Url(url)),
+        _ => {
+            eprintln!("usage: quickstart [--database-url postgres://USER@HOST/DB | sqlite://PATH]");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(database).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("quickstart: {}", support::explain(&*error));
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(database: Option<support::Database>) -> Result<(), Box<dyn std::error::Error>> {
     let secret = WebhookSecret::generate()?;
     println!("1. Starting a receiver on 127.0.0.1 with a freshly generated secret ({secret})");
     let state = ReceiverState {
@@ -90,8 +112,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let log_dir = std::env::temp_dir().join(format!("fermion-quickstart-{}", std::process::id()));
-    let store = Arc::new(FileLogStore::open(&log_dir).await?);
-    println!("   event log: {}", log_dir.display());
+    let database = database.unwrap_or_else(|| support::Database::Dir(log_dir.clone()));
+    let store = database.open().await?;
+    println!("   event log: {}", database.describe());
     let endpoints = vec![
         Endpoint::new(
             "crm",
@@ -188,6 +211,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    std::fs::create_dir_all(&log_dir)?;
     let csv_path = log_dir.join("export.csv");
     let mut csv = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
     let rows = export_csv(
@@ -200,10 +224,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     drop(csv);
     println!("\n6. Exported {rows} events to {}", csv_path.display());
+    let flag = match &database {
+        support::Database::Dir(dir) => format!("--log-dir {}", dir.display()),
+        support::Database::Url(url) => format!("--database-url {url}"),
+    };
     println!(
-        "   the receiver accepted {} deliveries; try: cargo run --example logs -- --log-dir {} list",
+        "   the receiver accepted {} deliveries; try: cargo run --example logs -- {flag} list",
         state.received.load(Ordering::SeqCst),
-        log_dir.display()
     );
     dispatcher.shutdown(Duration::from_secs(5)).await;
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --example send -- --url URL --secret S (--event KIND | --payload FILE)
-//!     [--count N] [--test] [--log-dir DIR] [--events K1,K2] [--allow-private-networks]
+//!     [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
+//!     [--allow-private-networks]
 //!     [--retry-schedule 500ms,1s,2s] [--timeout 10s]
 //! ```
 //!
@@ -20,15 +21,15 @@ use std::time::Duration;
 use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::store::LogFilter;
 use fermion_webhooks::{
-    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, FileLogStore, HttpSender,
-    LogStore, RetrySchedule, WebhookEvent, WebhookSecret,
+    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, HttpSender, RetrySchedule,
+    WebhookEvent, WebhookSecret,
 };
 use lexopt::prelude::*;
 use support::{ResultLine, parse_duration};
 
 const USAGE: &str =
     "usage: send --url URL --secret S (--event KIND | --payload FILE) [--count N] [--test]
-            [--log-dir DIR] [--events K1,K2] [--allow-private-networks]
+            [--log-dir DIR | --database-url URL] [--events K1,K2] [--allow-private-networks]
             [--retry-schedule 500ms,1s,2s] [--timeout 10s]
   --event KIND        send realistic samples of KIND (free-course-enrollment, paid-course-sale,
                       payment-failed, payment-initiated-not-completed)
@@ -38,6 +39,9 @@ const USAGE: &str =
   --test              mark them isTestEvent: true (samples go even if the endpoint is not
                       subscribed to their kind)
   --log-dir DIR       the durable event log (default ./fermion-webhook-logs)
+  --database-url URL  the log in a database instead: postgres://USER@HOST/DB (shared by
+                      every process using it) or sqlite://PATH (created when missing); the
+                      endpoint is stored there too, so a `worker` can deliver what is pending
   --events K1,K2      the endpoint's subscriptions (default all four)
   --retry-schedule    delays between retries (default 5s,5m,30m,2h,5h,10h,10h)
   --timeout D         per-attempt timeout (default 15s)
@@ -52,7 +56,7 @@ struct Options {
     what: Option<What>,
     count: usize,
     test: bool,
-    log_dir: PathBuf,
+    database: support::Database,
     events: Option<Vec<EventKind>>,
     allow_private: bool,
     retry: Option<Vec<Duration>>,
@@ -105,7 +109,7 @@ fn parse() -> Result<Options, String> {
     let (mut url, mut secret, mut what) = (None, None, None);
     let mut options_count = 1;
     let mut test = false;
-    let mut log_dir = PathBuf::from("fermion-webhook-logs");
+    let mut database = support::Database::Dir(PathBuf::from("fermion-webhook-logs"));
     let mut events = None;
     let mut allow_private = false;
     let mut retry = None;
@@ -132,7 +136,10 @@ fn parse() -> Result<Options, String> {
                     .map_err(|_| format!("--count {text:?} is not a whole number"))?;
             }
             Long("test") => test = true,
-            Long("log-dir") => log_dir = PathBuf::from(value(&mut parser)?),
+            Long("log-dir") => {
+                database = support::Database::Dir(PathBuf::from(value(&mut parser)?))
+            }
+            Long("database-url") => database = support::Database::Url(value(&mut parser)?),
             Long("events") => {
                 let kinds = value(&mut parser)?
                     .split(',')
@@ -170,7 +177,7 @@ fn parse() -> Result<Options, String> {
         what,
         count: options_count,
         test,
-        log_dir,
+        database,
         events,
         allow_private,
         retry,
@@ -197,7 +204,14 @@ async fn main() -> ExitCode {
     if let Some(kinds) = &options.events {
         endpoint = endpoint.subscribe_only(kinds.iter().copied());
     }
-    match run(options, endpoint).await {
+    let store = match options.database.open().await {
+        Ok(store) => store,
+        Err(message) => {
+            eprintln!("send: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options, endpoint, store).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(message) => {
@@ -208,12 +222,17 @@ async fn main() -> ExitCode {
 }
 
 /// Returns whether every delivery succeeded.
-async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
-    let store = Arc::new(
-        FileLogStore::open(&options.log_dir)
-            .await
-            .map_err(|e| support::explain(&e))?,
-    );
+async fn run(
+    options: Options,
+    endpoint: Endpoint,
+    store: Arc<dyn fermion_webhooks::store::Store>,
+) -> Result<bool, String> {
+    // Stored beside the log, so that a `worker` sharing the database can deliver what this
+    // run leaves pending.
+    store
+        .put_endpoint(&endpoint)
+        .await
+        .map_err(|e| support::explain(&e))?;
     let sender = HttpSender::builder()
         .allow_private_networks(options.allow_private)
         .timeout(options.timeout)
@@ -238,7 +257,7 @@ async fn run(options: Options, endpoint: Endpoint) -> Result<bool, String> {
         eprintln!(
             "resuming {} event(s) left pending in {}",
             ids.len(),
-            options.log_dir.display()
+            options.database.describe()
         );
     }
     let dispatcher = Dispatcher::start_with(

@@ -13,8 +13,12 @@ pub fn explain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let part = cause.to_string();
+        // Some errors repeat their cause's text in their own: say it once.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = cause.source();
     }
     text
@@ -74,4 +78,84 @@ impl<'a> ResultLine<'a> {
         let _ = writeln!(stdout);
         let _ = stdout.flush();
     }
+}
+
+/// Where the examples keep their log: a directory (`--log-dir`, the SQLite file inside it) or
+/// a database URL (`--database-url postgres://…` or `sqlite://PATH`).
+#[derive(Clone, Debug)]
+pub enum Database {
+    Dir(std::path::PathBuf),
+    Url(String),
+}
+
+impl Database {
+    /// Opens the store, creating a SQLite file or directory when missing. Fails within
+    /// seconds with one line naming the problem.
+    pub async fn open(&self) -> Result<std::sync::Arc<dyn fermion_webhooks::store::Store>, String> {
+        use fermion_webhooks::FileLogStore;
+        match self {
+            Database::Dir(dir) => FileLogStore::open(dir)
+                .await
+                .map(|store| std::sync::Arc::new(store) as _)
+                .map_err(|e| explain(&e)),
+            Database::Url(url) => {
+                if let Some(path) = url
+                    .strip_prefix("sqlite://")
+                    .or(url.strip_prefix("sqlite:"))
+                {
+                    if path.is_empty() {
+                        return Err(format!("{url:?} names no file; use sqlite://PATH"));
+                    }
+                    let path = std::path::Path::new(path);
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                    }
+                    return FileLogStore::open_file(path)
+                        .await
+                        .map(|store| std::sync::Arc::new(store) as _)
+                        .map_err(|e| explain(&e));
+                }
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    return open_postgres(url).await;
+                }
+                Err(format!(
+                    "{url:?} is not a database URL this tool knows; use postgres://USER@HOST/DB \
+                     or sqlite://PATH"
+                ))
+            }
+        }
+    }
+
+    /// How to name it in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Dir(dir) => dir.display().to_string(),
+            // Without a password that the URL may hold.
+            Database::Url(url) => match url.split_once('@') {
+                Some((scheme_and_user, rest)) => {
+                    let scheme = scheme_and_user.split("://").next().unwrap_or("");
+                    format!("{scheme}://…@{rest}")
+                }
+                None => url.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(
+    url: &str,
+) -> Result<std::sync::Arc<dyn fermion_webhooks::store::Store>, String> {
+    fermion_webhooks::store::PostgresLogStore::connect(url)
+        .await
+        .map(|store| std::sync::Arc::new(store) as _)
+        .map_err(|e| explain(&e))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(
+    _url: &str,
+) -> Result<std::sync::Arc<dyn fermion_webhooks::store::Store>, String> {
+    Err("this build has no PostgreSQL support; build with --features postgres".into())
 }

@@ -433,7 +433,14 @@ impl Dispatcher {
         let body: Arc<str> = Arc::from(entry.body.as_str());
         let is_test_event = entry.is_test_event;
         let lease = self.inner.config.lease;
-        let claim = self.inner.store.append_claimed(entry, now, lease).await?;
+        // Claimed only by a dispatcher that will attempt them: one that does not deliver in
+        // the background leaves them to whichever does.
+        let claim = if self.inner.config.background_delivery {
+            self.inner.store.append_claimed(entry, now, lease).await?
+        } else {
+            self.inner.store.append(entry).await?;
+            None
+        };
         match claim {
             // The first attempts, from the ids `emitted` holds anyway.
             Some(claim) => {
@@ -451,10 +458,11 @@ impl Dispatcher {
                 self.inner.queue_first_attempts(fresh, &body, is_test_event);
             }
             // A log that does not claim on append: the worker claims them.
-            None => {
+            None if self.inner.config.background_delivery => {
                 self.inner.ready.claim_more();
                 self.inner.wake.notify_one();
             }
+            None => {}
         }
         Ok(emitted)
     }
