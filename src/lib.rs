@@ -77,6 +77,9 @@ pub mod sender;
 #[cfg(feature = "emit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
 pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 /// The `http` crate this one uses, so callers need no matching version of their own.
 pub use http;
