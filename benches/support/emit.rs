@@ -16,15 +16,15 @@ use fermion_webhooks::{
 
 use super::data::{runtime, scratch_dir};
 
-const IN_FLIGHT: usize = 64;
-const SECRET: &str = "bench-secret";
+pub const IN_FLIGHT: usize = 64;
+pub const SECRET: &str = "bench-secret";
 
-async fn count(State(received): State<Arc<AtomicUsize>>) -> &'static str {
+pub async fn count(State(received): State<Arc<AtomicUsize>>) -> &'static str {
     received.fetch_add(1, Ordering::Relaxed);
     "ok"
 }
 
-async fn wait_for(received: &AtomicUsize, total: usize) {
+pub async fn wait_for(received: &AtomicUsize, total: usize) {
     while received.load(Ordering::Relaxed) < total {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -69,7 +69,7 @@ async fn baseline(url: &str, bodies: Arc<Vec<String>>, received: &Arc<AtomicUsiz
 }
 
 /// Events per second through `emit` and the dispatcher.
-async fn through_dispatcher(
+pub async fn through_dispatcher(
     url: &str,
     total: usize,
     store: Arc<dyn LogStore>,

@@ -12,6 +12,8 @@ use criterion::Criterion;
 pub mod data;
 pub mod emit;
 pub mod floor;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod threads;
 
 /// Quick mode (`FERMION_BENCH_QUICK=1`): fewer, shorter samples; the same ratios.
