@@ -29,6 +29,9 @@ pub(super) struct ReadyQueue {
     /// Wakes a runner waiting for work: one per queued delivery, all of them at a stop.
     pub(super) work: tokio::sync::Notify,
     claim_more: AtomicBool,
+    /// Whether the last claim filled the queue's room, so more may be due: then a runner that
+    /// finishes asks for the next claim at once instead of waiting for the poll tick.
+    backlog: AtomicBool,
 }
 
 impl ReadyQueue {
@@ -38,6 +41,7 @@ impl ReadyQueue {
             queue: std::sync::Mutex::new(VecDeque::new()),
             work: tokio::sync::Notify::new(),
             claim_more: AtomicBool::new(true),
+            backlog: AtomicBool::new(false),
         }
     }
 
@@ -77,6 +81,16 @@ impl ReadyQueue {
     /// Asks the worker to claim from the log.
     pub(super) fn claim_more(&self) {
         self.claim_more.store(true, Ordering::SeqCst);
+    }
+
+    /// Notes whether the last claim filled the room it had.
+    pub(super) fn set_backlog(&self, backlog: bool) {
+        self.backlog.store(backlog, Ordering::SeqCst);
+    }
+
+    /// Whether the last claim filled the room it had.
+    pub(super) fn backlog(&self) -> bool {
+        self.backlog.load(Ordering::SeqCst)
     }
 
     /// Whether a claim was asked for since the last one; clears the request.

@@ -95,10 +95,8 @@ async fn claim_if_asked(inner: &Inner) {
         .await;
     // When the log is unavailable, the next tick tries again.
     if let Ok(due) = claimed {
-        if due.len() == room {
-            // More may be due: claim again once the queue drains.
-            inner.ready.claim_more();
-        }
+        // More may be due: claim again as soon as the queue drains, not at the next tick.
+        inner.ready.set_backlog(due.len() == room);
         inner
             .ready
             .extend(due.into_iter().map(|due| ReadyDelivery { due, body: None }));
@@ -162,7 +160,9 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_
         Err(_) => *lock(&inner.log_failed_at) = Some(std::time::Instant::now()),
     }
     inner.progress.notify_waiters();
-    if inner.ready.len() <= inner.config.max_in_flight / 2 {
+    // Under a backlog, the queue is refilled as it drains; otherwise the poll tick finds what
+    // falls due (a claim per finished attempt would double the log's work).
+    if inner.ready.backlog() && inner.ready.len() <= inner.config.max_in_flight / 2 {
         inner.ready.claim_more();
         inner.wake.notify_one();
     }

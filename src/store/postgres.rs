@@ -291,35 +291,7 @@ impl PostgresLogStore {
         claim: Option<(ClaimToken, DateTime<Utc>)>,
     ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
-        let failed = database(format!("appending event {}", event.event_unique_id));
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(database("starting a transaction".into()))?;
         let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
-        let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO fermion_events (event_unique_id, timestamp, event_type, is_test_event, \
-             body, status) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (event_unique_id) DO NOTHING RETURNING seq",
-        )
-        .bind(&event.event_unique_id)
-        .bind(event.timestamp)
-        .bind(&event.event_type)
-        .bind(event.is_test_event)
-        .bind(&event.body)
-        .bind(status.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(database(format!(
-            "appending event {}",
-            event.event_unique_id
-        )))?;
-        let Some(seq) = seq else {
-            return Err(LogError::DuplicateEvent {
-                id: event.event_unique_id,
-            });
-        };
         let positions: Vec<i32> = (0..event.deliveries.len() as i32).collect();
         let endpoints: Vec<&str> = event
             .deliveries
@@ -341,13 +313,24 @@ impl PostgresLogStore {
             .iter()
             .map(|d| claimed(d).map(|(_, until)| *until))
             .collect();
-        sqlx::query(
-            "INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, url, state, \
-             next_attempt_at, claim_token, claimed_until) SELECT $1, * FROM UNNEST($2::int[], \
-             $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], \
-             $8::timestamptz[])",
+        // One statement, so one round trip and atomic by itself: the event, then its
+        // deliveries, only if the event was new.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
+             is_test_event, body, status) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (event_unique_id) DO NOTHING RETURNING seq), \
+             deliveries AS (INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, \
+             url, state, next_attempt_at, claim_token, claimed_until) \
+             SELECT event.seq, d.* FROM event, UNNEST($7::int[], $8::text[], $9::text[], \
+             $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[]) AS d) \
+             SELECT seq FROM event",
         )
-        .bind(seq)
+        .bind(&event.event_unique_id)
+        .bind(event.timestamp)
+        .bind(&event.event_type)
+        .bind(event.is_test_event)
+        .bind(&event.body)
+        .bind(status.as_str())
         .bind(&positions)
         .bind(&endpoints)
         .bind(&urls)
@@ -355,13 +338,17 @@ impl PostgresLogStore {
         .bind(&due)
         .bind(&tokens)
         .bind(&until)
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
         .map_err(database(format!(
             "appending event {}",
             event.event_unique_id
         )))?;
-        tx.commit().await.map_err(failed)?;
+        if inserted.is_none() {
+            return Err(LogError::DuplicateEvent {
+                id: event.event_unique_id,
+            });
+        }
         Ok(claim.map(|(token, _)| token))
     }
 
