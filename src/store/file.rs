@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::memory::lease_end;
@@ -81,6 +81,9 @@ pub struct FileLogStore {
     path: PathBuf,
     reads: SqlitePool,
     writes: Option<mpsc::Sender<(Op, Reply)>>,
+    /// Idle rusqlite connections for scans and pages.
+    readers: Arc<std::sync::Mutex<Vec<rusqlite::Connection>>>,
+    read_only: bool,
     /// The writer thread, joined on drop so that the database is closed (and its write-ahead
     /// log checkpointed) by the time the store is gone.
     writer: Option<std::thread::JoinHandle<()>>,
@@ -146,6 +149,8 @@ impl FileLogStore {
             path,
             reads,
             writes: Some(writes),
+            readers: Arc::default(),
+            read_only: false,
             writer: Some(writer),
             stats,
         })
@@ -169,6 +174,8 @@ impl FileLogStore {
             reads: read_pool(&path, true).await?,
             path,
             writes: None,
+            readers: Arc::default(),
+            read_only: true,
             writer: None,
             stats: Arc::default(),
         })
@@ -191,11 +198,35 @@ impl FileLogStore {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
         self.reads.close().await;
+        if let Ok(mut idle) = self.readers.lock() {
+            idle.clear();
+        }
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// An idle reading connection, or a new one.
+    fn read_connection(&self) -> Result<rusqlite::Connection, LogError> {
+        if let Some(conn) = self.readers.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        use rusqlite::OpenFlags;
+        let flags = if self.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = rusqlite::Connection::open_with_flags(&self.path, flags).map_err(|error| {
+            LogError::Database {
+                what: format!("opening {}", self.path.display()),
+                source: Box::new(error),
+            }
+        })?;
+        let _ = conn.busy_timeout(Duration::from_secs(10));
+        Ok(conn)
     }
 
     /// Has the writer task apply `op`, in the next transaction it commits.
@@ -272,43 +303,85 @@ const ROW_COLUMNS: &str = "e.seq, e.event_unique_id, e.event_type, e.timestamp_u
      WHERE a.event_seq = e.seq AND a.http_status IS NOT NULL \
      ORDER BY a.started_us DESC, a.position DESC, a.id DESC LIMIT 1) AS last_status";
 
-/// Appends `WHERE …` for `filter` (and the keyset condition `after`) to `sql`.
-fn push_filter(
-    sql: &mut QueryBuilder<Sqlite>,
+/// The query for the rows matching `filter` past `after`, oldest first when `oldest` and newest
+/// first otherwise, and its parameters.
+fn rows_query(
     filter: &LogFilter,
-    after: Option<(Position, bool)>,
-) {
-    sql.push(" WHERE 1 = 1");
+    after: Option<Position>,
+    oldest: bool,
+    limit: usize,
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM events e WHERE 1 = 1");
+    let mut params: Vec<Value> = Vec::new();
     if let Some(from) = filter.from {
-        sql.push(" AND e.timestamp_us >= ").push_bind(micros(from));
+        sql.push_str(" AND e.timestamp_us >= ?");
+        params.push(Value::Integer(micros(from)));
     }
     if let Some(to) = filter.to {
-        sql.push(" AND e.timestamp_us < ").push_bind(micros(to));
+        sql.push_str(" AND e.timestamp_us < ?");
+        params.push(Value::Integer(micros(to)));
     }
     if !filter.kinds.is_empty() {
-        sql.push(" AND e.event_type IN (");
-        let mut kinds = sql.separated(", ");
-        for kind in &filter.kinds {
-            kinds.push_bind(kind.as_str());
-        }
-        sql.push(")");
+        let marks = vec!["?"; filter.kinds.len()].join(", ");
+        sql.push_str(&format!(" AND e.event_type IN ({marks})"));
+        params.extend(
+            filter
+                .kinds
+                .iter()
+                .map(|k| Value::Text(k.as_str().to_owned())),
+        );
     }
     if let Some(status) = filter.status {
-        sql.push(" AND e.status = ").push_bind(status.as_str());
+        sql.push_str(" AND e.status = ?");
+        params.push(Value::Text(status.as_str().to_owned()));
     }
     if let Some(test) = filter.is_test_event {
-        sql.push(" AND e.is_test_event = ").push_bind(test);
+        sql.push_str(" AND e.is_test_event = ?");
+        params.push(Value::Integer(i64::from(test)));
     }
-    if let Some((position, newer)) = after {
-        let op = if newer { " > " } else { " < " };
-        sql.push(" AND (e.timestamp_us, e.seq)")
-            .push(op)
-            .push("(")
-            .push_bind(position.micros)
-            .push(", ")
-            .push_bind(position.seq as i64)
-            .push(")");
+    if let Some(position) = after {
+        let op = if oldest { ">" } else { "<" };
+        sql.push_str(&format!(" AND (e.timestamp_us, e.seq) {op} (?, ?)"));
+        params.push(Value::Integer(position.micros));
+        params.push(Value::Integer(
+            i64::try_from(position.seq).unwrap_or(i64::MAX),
+        ));
     }
+    let order = if oldest { "ASC" } else { "DESC" };
+    sql.push_str(&format!(
+        " ORDER BY e.timestamp_us {order}, e.seq {order} LIMIT ?"
+    ));
+    params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    (sql, params)
+}
+
+/// Runs a rows query on `conn`.
+fn read_rows(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[rusqlite::types::Value],
+) -> Result<Vec<(i64, EventRow)>, rusqlite::Error> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
+        let status: String = row.get("status")?;
+        let last: Option<i64> = row.get("last_status")?;
+        let attempts: i64 = row.get("attempts")?;
+        Ok((
+            row.get("seq")?,
+            EventRow {
+                event_unique_id: row.get("event_unique_id")?,
+                event_type: row.get("event_type")?,
+                timestamp: from_micros(row.get("timestamp_us")?),
+                is_test_event: row.get("is_test_event")?,
+                status: status.parse().unwrap_or(super::DeliveryState::Pending),
+                attempts: usize::try_from(attempts).unwrap_or(0),
+                last_response_status: last.and_then(|s| u16::try_from(s).ok()),
+                body: row.get("body")?,
+            },
+        ))
+    })?;
+    rows.collect()
 }
 
 fn event_row(row: &SqliteRow) -> Result<(i64, EventRow), LogError> {
@@ -336,6 +409,8 @@ fn event_row(row: &SqliteRow) -> Result<(i64, EventRow), LogError> {
 #[async_trait]
 impl EventTables for FileLogStore {
     /// The rows matching `filter` after `after`, `limit` at most, oldest first when `oldest`.
+    /// Read through rusqlite on a blocking thread: sqlx's SQLite driver hands rows over from
+    /// its worker thread one at a time, which capped an export at a third of its target.
     async fn rows(
         &self,
         filter: &LogFilter,
@@ -343,19 +418,24 @@ impl EventTables for FileLogStore {
         oldest: bool,
         limit: usize,
     ) -> Result<Vec<(i64, EventRow)>, LogError> {
-        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM events e"));
-        push_filter(&mut sql, filter, after.map(|p| (p, oldest)));
-        let order = if oldest { "ASC" } else { "DESC" };
-        sql.push(format!(
-            " ORDER BY e.timestamp_us {order}, e.seq {order} LIMIT "
-        ))
-        .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows = sql
-            .build()
-            .fetch_all(&self.reads)
-            .await
-            .map_err(database("reading events".into()))?;
-        rows.iter().map(event_row).collect()
+        let (sql, params) = rows_query(filter, after, oldest, limit);
+        let conn = self.read_connection()?;
+        let readers = self.readers.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let rows = read_rows(&conn, &sql, &params);
+            if let Ok(mut idle) = readers.lock() {
+                idle.push(conn);
+            }
+            rows
+        })
+        .await
+        .map_err(|e| LogError::Corrupt {
+            reason: e.to_string(),
+        })?;
+        read.map_err(|error| LogError::Database {
+            what: "reading events".into(),
+            source: Box::new(error),
+        })
     }
 
     /// Whole events for `rows`, in their order.
