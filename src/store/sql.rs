@@ -66,13 +66,12 @@ pub(super) trait EventTables: Sync {
         visit: &mut (dyn FnMut(Visit) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
         let mut visited = 0;
-        let mut after = None;
+        let mut page = self.rows(filter, None, true, SCAN_PAGE).await?;
         loop {
-            let page = self.rows(filter, after, true, SCAN_PAGE).await?;
             let Some((key, last)) = page.last() else {
                 return Ok(visited);
             };
-            after = Some(position(*key, last));
+            let after = position(*key, last);
             let full = page.len() == SCAN_PAGE;
             let items: Vec<Visit> = if whole {
                 self.whole(page)
@@ -83,15 +82,30 @@ pub(super) trait EventTables: Sync {
             } else {
                 page.into_iter().map(|(_, row)| Visit::Row(row)).collect()
             };
-            for item in items {
-                visited += 1;
-                if visit(item).is_break() {
-                    return Ok(visited);
+            // The next page is read while this one is visited: a backend that reads on another
+            // thread (the file log) then overlaps reading with the caller's work, an export's
+            // CSV formatting say.
+            let next = async {
+                if full {
+                    self.rows(filter, Some(after), true, SCAN_PAGE).await
+                } else {
+                    Ok(Vec::new())
                 }
-            }
-            if !full {
+            };
+            let visiting = async {
+                for item in items {
+                    visited += 1;
+                    if visit(item).is_break() {
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            };
+            let (next, flow) = tokio::join!(next, visiting);
+            if flow.is_break() || !full {
                 return Ok(visited);
             }
+            page = next?;
         }
     }
 }
