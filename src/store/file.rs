@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::memory::lease_end;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent};
-use super::sql::{AttemptColumns, EventTables, Visit, assemble, from_micros, micros, parse_state};
+use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros, parse_state};
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
 mod writes;
@@ -598,11 +598,7 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        self.each(filter, true, &mut |item| match item {
-            Visit::Event(event) => visit(event),
-            Visit::Row(_) => ControlFlow::Continue(()),
-        })
-        .await
+        self.scan_events(filter, visit).await
     }
 
     async fn scan_rows(
@@ -610,11 +606,7 @@ impl LogStore for FileLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        self.each(filter, false, &mut |item| match item {
-            Visit::Row(row) => visit(row),
-            Visit::Event(_) => ControlFlow::Continue(()),
-        })
-        .await
+        self.scan_event_rows(filter, visit).await
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {

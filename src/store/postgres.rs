@@ -13,7 +13,7 @@ use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
     AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, aggregate_status,
 };
-use super::sql::{AttemptColumns, EventTables, Visit, assemble, parse_state};
+use super::sql::{AttemptColumns, EventTables, assemble, parse_state};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
@@ -578,11 +578,7 @@ impl LogStore for PostgresLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        self.each(filter, true, &mut |item| match item {
-            Visit::Event(event) => visit(event),
-            Visit::Row(_) => ControlFlow::Continue(()),
-        })
-        .await
+        self.scan_events(filter, visit).await
     }
 
     async fn scan_rows(
@@ -590,11 +586,7 @@ impl LogStore for PostgresLogStore {
         filter: &LogFilter,
         visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
     ) -> Result<u64, LogError> {
-        self.each(filter, false, &mut |item| match item {
-            Visit::Row(row) => visit(row),
-            Visit::Event(_) => ControlFlow::Continue(()),
-        })
-        .await
+        self.scan_event_rows(filter, visit).await
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {

@@ -57,8 +57,33 @@ pub(super) trait EventTables: Sync {
         })
     }
 
-    /// [`LogStore::scan_rows`](super::LogStore::scan_rows), whole events or not, a page at a
-    /// time.
+    /// [`LogStore::scan`](super::LogStore::scan), from the pages.
+    async fn scan_events(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        self.each(filter, true, &mut |item| match item {
+            Visit::Event(event) => visit(event),
+            Visit::Row(_) => ControlFlow::Continue(()),
+        })
+        .await
+    }
+
+    /// [`LogStore::scan_rows`](super::LogStore::scan_rows), from the pages.
+    async fn scan_event_rows(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(EventRow) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        self.each(filter, false, &mut |item| match item {
+            Visit::Row(row) => visit(row),
+            Visit::Event(_) => ControlFlow::Continue(()),
+        })
+        .await
+    }
+
+    /// Scans, whole events or not, a page at a time.
     async fn each(
         &self,
         filter: &LogFilter,
