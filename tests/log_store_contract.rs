@@ -98,4 +98,5 @@ contract!(
     concurrent_appends_all_land_exactly_once,
     a_bad_cursor_is_a_typed_error,
     rows_agree_with_whole_events_under_every_filter,
+    attempts_recorded_at_once_on_one_event_leave_its_status_right,
 );

@@ -360,48 +360,64 @@ impl PostgresLogStore {
             ))
         };
         let mut tx = self.pool.begin().await.map_err(failed())?;
-        let next = match record.state {
-            DeliveryState::Pending => record.next_attempt_at,
-            _ => None,
-        };
-        // The claim is checked in the update itself: a caller whose claim was taken over
-        // changes nothing.
-        let found: Option<(i64, i32)> = sqlx::query_as(
-            "UPDATE fermion_deliveries d SET state = $3, next_attempt_at = $4, \
-             attempts = d.attempts + 1, claim_token = NULL, claimed_until = NULL \
-             FROM fermion_events e \
-             WHERE e.seq = d.event_seq AND e.event_unique_id = $1 AND d.endpoint_id = $2 \
-             AND CASE WHEN $5::text IS NULL \
-             THEN d.claim_token IS NULL OR d.claimed_until <= $6 \
-             ELSE d.claim_token = $5 END \
-             RETURNING d.event_seq, d.position",
+        // The event's row is locked first: attempts on its other deliveries wait here, so the
+        // overall status below is computed from their committed states, never from a stale one.
+        let found: Option<(i64, i32, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT e.seq, d.position, d.claim_token, d.claimed_until \
+             FROM fermion_events e JOIN fermion_deliveries d ON d.event_seq = e.seq \
+             WHERE e.event_unique_id = $1 AND d.endpoint_id = $2 FOR UPDATE",
         )
         .bind(&record.event_unique_id)
         .bind(&record.endpoint_id)
-        .bind(record.state.as_str())
-        .bind(next)
-        .bind(record.claim.as_ref().map(ClaimToken::as_str))
-        .bind(record.attempt.started_at)
         .fetch_optional(&mut *tx)
         .await
         .map_err(failed())?;
-        let Some((seq, position)) = found else {
+        let Some((seq, position, token, until)) = found else {
             drop(tx);
             self.locate(&record.event_unique_id, &record.endpoint_id)
                 .await?;
-            return Err(LogError::ClaimLost {
+            return Err(LogError::UnknownDelivery {
                 event_id: record.event_unique_id,
                 endpoint_id: record.endpoint_id,
             });
         };
+        let allowed = match (&record.claim, token) {
+            (Some(mine), Some(held)) => mine.as_str() == held,
+            (Some(_), None) => false,
+            (None, held) => held.is_none() || until.is_none_or(|u| u <= record.attempt.started_at),
+        };
+        if !allowed {
+            return Err(LogError::ClaimLost {
+                event_id: record.event_unique_id,
+                endpoint_id: record.endpoint_id,
+            });
+        }
+        let next = match record.state {
+            DeliveryState::Pending => record.next_attempt_at,
+            _ => None,
+        };
         let columns = AttemptColumns::of(&record.attempt);
+        // The delivery, its attempt and the event's status in one statement. Its parts see the
+        // deliveries as they were before it, so the status counts this delivery's new state
+        // ($3) and the others' stored ones.
         sqlx::query(
-            "INSERT INTO fermion_attempts (event_seq, endpoint_id, position, started_at, \
-             duration_ms, http_status, response_snippet, error_kind, error_message, \
-             attempt_trigger) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "WITH delivery AS (UPDATE fermion_deliveries SET state = $3, next_attempt_at = $4, \
+             attempts = attempts + 1, claim_token = NULL, claimed_until = NULL \
+             WHERE event_seq = $1 AND endpoint_id = $2), \
+             attempt AS (INSERT INTO fermion_attempts (event_seq, endpoint_id, position, \
+             started_at, duration_ms, http_status, response_snippet, error_kind, error_message, \
+             attempt_trigger) VALUES ($1, $2, $5, $6, $7, $8, $9, $10, $11, $12)) \
+             UPDATE fermion_events SET attempts = attempts + 1, status = CASE \
+             WHEN $3 = 'failed' OR EXISTS (SELECT 1 FROM fermion_deliveries \
+             WHERE event_seq = $1 AND endpoint_id <> $2 AND state = 'failed') THEN 'failed' \
+             WHEN $3 = 'pending' OR EXISTS (SELECT 1 FROM fermion_deliveries \
+             WHERE event_seq = $1 AND endpoint_id <> $2 AND state = 'pending') THEN 'pending' \
+             ELSE 'delivered' END WHERE seq = $1",
         )
         .bind(seq)
         .bind(&record.endpoint_id)
+        .bind(record.state.as_str())
+        .bind(next)
         .bind(position)
         .bind(columns.started_at)
         .bind(columns.duration_ms)
@@ -410,17 +426,6 @@ impl PostgresLogStore {
         .bind(columns.error_kind)
         .bind(columns.error_message)
         .bind(columns.trigger)
-        .execute(&mut *tx)
-        .await
-        .map_err(failed())?;
-        sqlx::query(
-            "UPDATE fermion_events SET attempts = attempts + 1, status = CASE \
-             WHEN EXISTS (SELECT 1 FROM fermion_deliveries WHERE event_seq = $1 \
-             AND state = 'failed') THEN 'failed' \
-             WHEN EXISTS (SELECT 1 FROM fermion_deliveries WHERE event_seq = $1 \
-             AND state = 'pending') THEN 'pending' ELSE 'delivered' END WHERE seq = $1",
-        )
-        .bind(seq)
         .execute(&mut *tx)
         .await
         .map_err(failed())?;

@@ -650,3 +650,42 @@ pub async fn rows_agree_with_whole_events_under_every_filter(store: Arc<dyn Stor
         "oldest first, with status, attempts and the latest HTTP status"
     );
 }
+
+/// A contract check; panics when the backend breaks the contract.
+pub async fn attempts_recorded_at_once_on_one_event_leave_its_status_right(store: Arc<dyn Store>) {
+    let endpoints: Vec<String> = (0..8).map(|i| format!("endpoint-{i}")).collect();
+    let names: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let event = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &names);
+    store.append(event.clone()).await.unwrap();
+    let tasks: Vec<_> = endpoints
+        .iter()
+        .map(|endpoint| {
+            let (store, event, endpoint) = (store.clone(), event.clone(), endpoint.clone());
+            tokio::spawn(async move {
+                let ok = attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z");
+                let done = record(&event, &endpoint, ok, DeliveryState::Delivered);
+                store.record_attempt(done).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let back = store.get(&event.event_unique_id).await.unwrap().unwrap();
+    assert_eq!(back.attempt_count(), 8);
+    assert_eq!(
+        back.status(),
+        DeliveryState::Delivered,
+        "every delivery delivered: {back:?}"
+    );
+    let rows = matching(
+        &*store,
+        &LogFilter::default().status(DeliveryState::Delivered),
+    )
+    .await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "the stored status agrees with the deliveries"
+    );
+}

@@ -58,6 +58,7 @@ pub const CHECKS: &[&str] = &[
     "concurrent_appends_all_land_exactly_once",
     "a_bad_cursor_is_a_typed_error",
     "rows_agree_with_whole_events_under_every_filter",
+    "attempts_recorded_at_once_on_one_event_leave_its_status_right",
 ];
 
 /// Runs every check, each on a fresh store from `make`.
@@ -87,6 +88,7 @@ where
     concurrent_appends_all_land_exactly_once(make().await).await;
     a_bad_cursor_is_a_typed_error(make().await).await;
     rows_agree_with_whole_events_under_every_filter(make().await).await;
+    attempts_recorded_at_once_on_one_event_leave_its_status_right(make().await).await;
 }
 
 /// The lease the checks claim for.
