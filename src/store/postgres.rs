@@ -283,6 +283,9 @@ impl EventTables for PostgresLogStore {
     }
 }
 
+/// Where a delivery is: its event's row key, its position, and its claim's token and end.
+type Located = (i64, i32, Option<String>, Option<DateTime<Utc>>);
+
 impl PostgresLogStore {
     /// Appends `event`, its pending deliveries claimed with `claim` when given.
     async fn insert(
@@ -362,7 +365,7 @@ impl PostgresLogStore {
         let mut tx = self.pool.begin().await.map_err(failed())?;
         // The event's row is locked first: attempts on its other deliveries wait here, so the
         // overall status below is computed from their committed states, never from a stale one.
-        let found: Option<(i64, i32, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let found: Option<Located> = sqlx::query_as(
             "SELECT e.seq, d.position, d.claim_token, d.claimed_until \
              FROM fermion_events e JOIN fermion_deliveries d ON d.event_seq = e.seq \
              WHERE e.event_unique_id = $1 AND d.endpoint_id = $2 FOR UPDATE",
