@@ -352,3 +352,34 @@ async fn send_sends_a_payload_file_as_is_and_refuses_a_bad_one() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("payload.userFullname"));
 }
+
+#[test]
+fn a_bad_or_unreachable_database_url_fails_at_once_with_one_line_and_exit_2() {
+    let dir = TempDir::new("bad-urls");
+    let not_a_directory = dir.path().join("file");
+    std::fs::write(&not_a_directory, "").unwrap();
+    let inside_a_file = format!("sqlite://{}/events.sqlite3", not_a_directory.display());
+    for (tool, url) in [
+        ("worker", "mysql://db.internal/webhooks"),
+        ("worker", "postgres://nobody@127.0.0.1:1/webhooks"),
+        ("worker", "sqlite://"),
+        ("worker", inside_a_file.as_str()),
+        ("logs", "postgres://nobody@127.0.0.1:1/webhooks"),
+    ] {
+        let start = std::time::Instant::now();
+        let mut command = Command::new(example_binary(tool));
+        command.args(["--database-url", url]);
+        if tool == "logs" {
+            command.arg("list");
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{tool} {url}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{tool} {url}: {stderr}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{tool} {url} took {:?}",
+            start.elapsed()
+        );
+    }
+}
