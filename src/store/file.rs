@@ -8,17 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use rusqlite::OptionalExtension;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use tokio::sync::{mpsc, oneshot};
 
-use super::memory::lease_end;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
-use super::record::{AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent};
-use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros, parse_state};
+use super::record::{AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, lease_end};
+use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros};
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
 mod writes;
@@ -79,9 +76,8 @@ pub struct WriteStats {
 #[derive(Debug)]
 pub struct FileLogStore {
     path: PathBuf,
-    reads: SqlitePool,
     writes: Option<mpsc::Sender<(Op, Reply)>>,
-    /// Idle rusqlite connections for scans and pages.
+    /// Idle reading connections, used on blocking threads.
     readers: Arc<std::sync::Mutex<Vec<rusqlite::Connection>>>,
     read_only: bool,
     /// The writer thread, joined on drop so that the database is closed (and its write-ahead
@@ -118,24 +114,24 @@ impl FileLogStore {
     pub async fn open_file(path: impl AsRef<Path>) -> Result<Self, LogError> {
         let path = path.as_ref().to_owned();
         create_private_file(&path)?;
-        let options = connect_options(&path).create_if_missing(true);
-        let mut writer = SqliteConnection::connect_with(&options)
+        // sqlx only applies the migrations; reads and writes go through rusqlite, whose
+        // statements run on the thread that asks (sqlx's SQLite driver hands every statement and
+        // row to a worker thread and back, which made a durable emit cost three times more).
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let mut migrating = SqliteConnection::connect_with(&options)
             .await
-            .map_err(database(format!("opening {}", path.display())))?;
+            .map_err(|error| database(format!("opening {}", path.display()), error))?;
         sqlx::migrate!("migrations/sqlite")
-            .run(&mut writer)
+            .run(&mut migrating)
             .await
-            .map_err(|error| LogError::Database {
-                what: format!("migrating {}", path.display()),
-                source: Box::new(error),
-            })?;
-        let reads = read_pool(&path, false).await?;
+            .map_err(|error| database(format!("migrating {}", path.display()), error))?;
+        drop(migrating);
         let stats = Arc::new(Stats::default());
-        drop(writer);
-        let conn = writes::connect(&path).map_err(|error| LogError::Database {
-            what: format!("opening {}", path.display()),
-            source: Box::new(error),
-        })?;
+        let conn = writes::connect(&path)
+            .map_err(|error| database(format!("opening {}", path.display()), error))?;
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
         let stats_for_writer = stats.clone();
         let writer = std::thread::Builder::new()
@@ -147,7 +143,6 @@ impl FileLogStore {
             })?;
         Ok(Self {
             path,
-            reads,
             writes: Some(writes),
             readers: Arc::default(),
             read_only: false,
@@ -171,7 +166,6 @@ impl FileLogStore {
             });
         }
         Ok(Self {
-            reads: read_pool(&path, true).await?,
             path,
             writes: None,
             readers: Arc::default(),
@@ -190,14 +184,13 @@ impl FileLogStore {
     }
 
     /// Closes the log: waits for queued writes, then closes every connection, so that the
-    /// files are complete and settled when it returns. Dropping the store closes it too, but
-    /// its reading connections finish closing in the background.
+    /// files are complete and settled when it returns (dropping the store closes it too, but
+    /// blocks the thread that drops it while the writer finishes).
     pub async fn close(mut self) {
         self.writes.take();
         if let Some(writer) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
-        self.reads.close().await;
         if let Ok(mut idle) = self.readers.lock() {
             idle.clear();
         }
@@ -219,14 +212,32 @@ impl FileLogStore {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let conn = rusqlite::Connection::open_with_flags(&self.path, flags).map_err(|error| {
-            LogError::Database {
-                what: format!("opening {}", self.path.display()),
-                source: Box::new(error),
-            }
-        })?;
+        let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
+            .map_err(|error| database(format!("opening {}", self.path.display()), error))?;
         let _ = conn.busy_timeout(Duration::from_secs(10));
         Ok(conn)
+    }
+
+    /// Runs `read` on a reading connection, on a blocking thread; `what` names it in an error.
+    async fn read<T: Send + 'static>(
+        &self,
+        what: impl Into<String>,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let conn = self.read_connection()?;
+        let readers = self.readers.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let result = read(&conn);
+            if let Ok(mut idle) = readers.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|error| LogError::Corrupt {
+            reason: error.to_string(),
+        })?;
+        done.map_err(|error| database(what.into(), error))
     }
 
     /// Has the writer task apply `op`, in the next transaction it commits.
@@ -245,26 +256,9 @@ impl FileLogStore {
     }
 }
 
-fn connect_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
-}
-
-async fn read_pool(path: &Path, read_only: bool) -> Result<SqlitePool, LogError> {
-    SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(connect_options(path).read_only(read_only))
-        .await
-        .map_err(database(format!("opening {}", path.display())))
-}
-
 /// An error of the database while doing `what`.
-fn database(what: String) -> impl FnOnce(sqlx::Error) -> LogError {
-    move |error| LogError::Database {
+fn database(what: String, error: impl std::error::Error + Send + Sync + 'static) -> LogError {
+    LogError::Database {
         what,
         source: Box::new(error),
     }
@@ -356,6 +350,20 @@ fn rows_query(
     (sql, params)
 }
 
+/// A column's text as the enum it names, or the conversion error that reports it.
+fn parse_column<T: std::str::FromStr<Err = String>>(
+    column: usize,
+    text: &str,
+) -> rusqlite::Result<T> {
+    text.parse().map_err(|reason: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            reason.into(),
+        )
+    })
+}
+
 /// Runs a rows query on `conn`.
 fn read_rows(
     conn: &rusqlite::Connection,
@@ -374,7 +382,7 @@ fn read_rows(
                 event_type: row.get("event_type")?,
                 timestamp: from_micros(row.get("timestamp_us")?),
                 is_test_event: row.get("is_test_event")?,
-                status: status.parse().unwrap_or(super::DeliveryState::Pending),
+                status: parse_column(4, &status)?,
                 attempts: usize::try_from(attempts).unwrap_or(0),
                 last_response_status: last.and_then(|s| u16::try_from(s).ok()),
                 body: row.get("body")?,
@@ -382,28 +390,6 @@ fn read_rows(
         ))
     })?;
     rows.collect()
-}
-
-fn event_row(row: &SqliteRow) -> Result<(i64, EventRow), LogError> {
-    let corrupt = |e: sqlx::Error| LogError::Corrupt {
-        reason: e.to_string(),
-    };
-    let status: String = row.try_get("status").map_err(corrupt)?;
-    let last: Option<i64> = row.try_get("last_status").map_err(corrupt)?;
-    let attempts: i64 = row.try_get("attempts").map_err(corrupt)?;
-    Ok((
-        row.try_get("seq").map_err(corrupt)?,
-        EventRow {
-            event_unique_id: row.try_get("event_unique_id").map_err(corrupt)?,
-            event_type: row.try_get("event_type").map_err(corrupt)?,
-            timestamp: from_micros(row.try_get("timestamp_us").map_err(corrupt)?),
-            is_test_event: row.try_get("is_test_event").map_err(corrupt)?,
-            status: parse_state(&status)?,
-            attempts: usize::try_from(attempts).unwrap_or(0),
-            last_response_status: last.and_then(|s| u16::try_from(s).ok()),
-            body: row.try_get("body").map_err(corrupt)?,
-        },
-    ))
 }
 
 #[async_trait]
@@ -419,23 +405,8 @@ impl EventTables for FileLogStore {
         limit: usize,
     ) -> Result<Vec<(i64, EventRow)>, LogError> {
         let (sql, params) = rows_query(filter, after, oldest, limit);
-        let conn = self.read_connection()?;
-        let readers = self.readers.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let rows = read_rows(&conn, &sql, &params);
-            if let Ok(mut idle) = readers.lock() {
-                idle.push(conn);
-            }
-            rows
-        })
-        .await
-        .map_err(|e| LogError::Corrupt {
-            reason: e.to_string(),
-        })?;
-        read.map_err(|error| LogError::Database {
-            what: "reading events".into(),
-            source: Box::new(error),
-        })
+        self.read("reading events", move |conn| read_rows(conn, &sql, &params))
+            .await
     }
 
     /// Whole events for `rows`, in their order.
@@ -443,65 +414,59 @@ impl EventTables for FileLogStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<i64> = rows.iter().map(|(key, _)| *key).collect();
-        let list = keys
+        let list = rows
             .iter()
-            .map(i64::to_string)
+            .map(|(key, _)| key.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let deliveries = sqlx::query(AssertSqlSafe(format!(
-            "SELECT event_seq, endpoint_id, url, state, next_attempt_us FROM deliveries \
-             WHERE event_seq IN ({list}) ORDER BY event_seq, position"
-        )))
-        .fetch_all(&self.reads)
-        .await
-        .map_err(database("reading deliveries".into()))?;
-        let attempts = sqlx::query(AssertSqlSafe(format!(
-            "SELECT event_seq, endpoint_id, started_us, duration_ms, http_status, \
-             response_snippet, error_kind, error_message, attempt_trigger FROM attempts \
-             WHERE event_seq IN ({list}) ORDER BY event_seq, id"
-        )))
-        .fetch_all(&self.reads)
-        .await
-        .map_err(database("reading attempts".into()))?;
-        let corrupt = |e: sqlx::Error| LogError::Corrupt {
-            reason: e.to_string(),
-        };
-        let deliveries = deliveries
-            .iter()
-            .map(|row| {
-                let state: String = row.try_get("state").map_err(corrupt)?;
-                let next: Option<i64> = row.try_get("next_attempt_us").map_err(corrupt)?;
-                Ok((
-                    row.try_get("event_seq").map_err(corrupt)?,
-                    Delivery {
-                        endpoint_id: row.try_get("endpoint_id").map_err(corrupt)?,
-                        url: row.try_get("url").map_err(corrupt)?,
-                        state: parse_state(&state)?,
-                        next_attempt_at: next.map(from_micros),
-                        attempts: Vec::new(),
-                    },
-                ))
+        let (deliveries, attempts) = self
+            .read("reading deliveries and attempts", move |conn| {
+                let deliveries = conn
+                    .prepare(&format!(
+                        "SELECT event_seq, endpoint_id, url, state, next_attempt_us \
+                         FROM deliveries WHERE event_seq IN ({list}) \
+                         ORDER BY event_seq, position"
+                    ))?
+                    .query_map([], |row| {
+                        let state: String = row.get(3)?;
+                        let next: Option<i64> = row.get(4)?;
+                        Ok((
+                            row.get(0)?,
+                            Delivery {
+                                endpoint_id: row.get(1)?,
+                                url: row.get(2)?,
+                                state: parse_column(3, &state)?,
+                                next_attempt_at: next.map(from_micros),
+                                attempts: Vec::new(),
+                            },
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<(i64, Delivery)>>>()?;
+                let attempts = conn
+                    .prepare(&format!(
+                        "SELECT event_seq, endpoint_id, started_us, duration_ms, http_status, \
+                         response_snippet, error_kind, error_message, attempt_trigger \
+                         FROM attempts WHERE event_seq IN ({list}) ORDER BY event_seq, id"
+                    ))?
+                    .query_map([], |row| {
+                        let columns = AttemptColumns {
+                            started_at: from_micros(row.get(2)?),
+                            duration_ms: row.get(3)?,
+                            http_status: row.get(4)?,
+                            response_snippet: row.get(5)?,
+                            error_kind: row.get(6)?,
+                            error_message: row.get(7)?,
+                            trigger: row.get(8)?,
+                        };
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, columns))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((deliveries, attempts))
             })
-            .collect::<Result<Vec<_>, LogError>>()?;
+            .await?;
         let attempts = attempts
-            .iter()
-            .map(|row| {
-                let columns = AttemptColumns {
-                    started_at: from_micros(row.try_get("started_us").map_err(corrupt)?),
-                    duration_ms: row.try_get("duration_ms").map_err(corrupt)?,
-                    http_status: row.try_get("http_status").map_err(corrupt)?,
-                    response_snippet: row.try_get("response_snippet").map_err(corrupt)?,
-                    error_kind: row.try_get("error_kind").map_err(corrupt)?,
-                    error_message: row.try_get("error_message").map_err(corrupt)?,
-                    trigger: row.try_get("attempt_trigger").map_err(corrupt)?,
-                };
-                Ok((
-                    row.try_get("event_seq").map_err(corrupt)?,
-                    row.try_get("endpoint_id").map_err(corrupt)?,
-                    columns.into_attempt()?,
-                ))
-            })
+            .into_iter()
+            .map(|(key, endpoint, columns)| Ok((key, endpoint, columns.into_attempt()?)))
             .collect::<Result<Vec<_>, LogError>>()?;
         let events = rows
             .into_iter()
@@ -573,15 +538,14 @@ impl LogStore for FileLogStore {
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ROW_COLUMNS} FROM events e WHERE e.event_unique_id = ?"
-        )))
-        .bind(event_unique_id)
-        .fetch_optional(&self.reads)
-        .await
-        .map_err(database(format!("reading event {event_unique_id}")))?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(self.whole(vec![event_row(&row)?]).await?.pop())
+        let sql = format!("SELECT {ROW_COLUMNS} FROM events e WHERE e.event_unique_id = ?");
+        let id = rusqlite::types::Value::Text(event_unique_id.to_owned());
+        let rows = self
+            .read(format!("reading event {event_unique_id}"), move |conn| {
+                read_rows(conn, &sql, &[id])
+            })
+            .await?;
+        Ok(self.whole(rows).await?.pop())
     }
 
     async fn query(
@@ -610,17 +574,10 @@ impl LogStore for FileLogStore {
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
-        if self.writes.is_none() {
-            return Err(LogError::ReadOnly {
-                dir: self.path.clone(),
-            });
+        match self.write(Op::DeleteBefore(cutoff)).await? {
+            Answer::Deleted(deleted) => Ok(deleted),
+            _ => Ok(0),
         }
-        let deleted = sqlx::query("DELETE FROM events WHERE timestamp_us < ?")
-            .bind(micros(cutoff))
-            .execute(&self.reads)
-            .await
-            .map_err(database("deleting old events".into()))?;
-        Ok(deleted.rows_affected())
     }
 }
 
@@ -638,29 +595,31 @@ impl Documents for FileLogStore {
     }
 
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<String>, LogError> {
-        sqlx::query_scalar("SELECT body FROM documents WHERE kind = ? AND key = ?")
-            .bind(kind.as_str())
-            .bind(key)
-            .fetch_optional(&self.reads)
-            .await
-            .map_err(database(format!("reading {} {key}", kind.as_str())))
+        let key = key.to_owned();
+        self.read(format!("reading {} {key}", kind.as_str()), move |conn| {
+            conn.prepare_cached("SELECT body FROM documents WHERE kind = ? AND key = ?")?
+                .query_row([kind.as_str(), key.as_str()], |row| row.get(0))
+                .optional()
+        })
+        .await
     }
 
     async fn list(&self, kind: Kind, owner: Option<&str>) -> Result<Vec<String>, LogError> {
-        sqlx::query_scalar(
-            "SELECT body FROM documents WHERE kind = ? AND (? IS NULL OR owner = ?) ORDER BY key",
-        )
-        .bind(kind.as_str())
-        .bind(owner)
-        .bind(owner)
-        .fetch_all(&self.reads)
+        let owner = owner.map(str::to_owned);
+        self.read(format!("listing {}s", kind.as_str()), move |conn| {
+            conn.prepare_cached(
+                "SELECT body FROM documents WHERE kind = ?1 AND (?2 IS NULL OR owner = ?2) \
+                 ORDER BY key",
+            )?
+            .query_map(rusqlite::params![kind.as_str(), owner], |row| row.get(0))?
+            .collect()
+        })
         .await
-        .map_err(database(format!("listing {}s", kind.as_str())))
     }
 
     async fn delete(&self, kind: Kind, key: &str) -> Result<bool, LogError> {
         match self.write(Op::Delete(kind, key.to_owned())).await? {
-            Answer::Deleted(deleted) => Ok(deleted),
+            Answer::Deleted(deleted) => Ok(deleted > 0),
             _ => Ok(false),
         }
     }

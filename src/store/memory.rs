@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::query::{Cursor, LogFilter, Page, Position};
-use super::record::{AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent};
+use super::record::{
+    AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent, lease_end,
+};
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// An event log in memory. Nothing survives the process; use [`FileLogStore`](super::FileLogStore)
@@ -62,14 +64,6 @@ impl State {
     fn held(&self, key: &(Position, usize), now: DateTime<Utc>) -> bool {
         self.claims.get(key).is_some_and(|(_, until)| *until > now)
     }
-}
-
-/// `now + lease`, saturating.
-pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    chrono::TimeDelta::from_std(lease)
-        .ok()
-        .and_then(|lease| now.checked_add_signed(lease))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// How many events a scan copies out under the lock at a time.

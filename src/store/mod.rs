@@ -22,10 +22,10 @@ pub use documents::EndpointStore;
 pub(crate) use documents::{Documents, Kind};
 pub use file::{DATABASE_FILE, FileLogStore, WriteStats};
 pub use memory::MemoryLogStore;
-pub(crate) use memory::lease_end;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresLogStore;
 pub use query::{Cursor, EventRow, LogFilter, Page};
+pub(crate) use record::lease_end;
 pub use record::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, ClaimToken, Delivery, DeliveryState,
     DueDelivery, RESPONSE_SNIPPET_LIMIT, StoredEvent, TransportErrorKind,

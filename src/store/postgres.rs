@@ -8,10 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
-use super::memory::lease_end;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
-    AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, aggregate_status,
+    AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, aggregate_status, lease_end,
 };
 use super::sql::{AttemptColumns, EventTables, assemble, parse_state};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};

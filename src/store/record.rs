@@ -1,5 +1,7 @@
 //! What the event log holds: events with their exact bodies, deliveries and attempts.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +193,14 @@ impl ClaimToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `now + lease`, saturating.
+pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 impl Default for ClaimToken {

@@ -44,6 +44,8 @@ pub(super) enum Op {
     Put(Kind, String, Option<String>, String),
     /// A document deleted: kind, key.
     Delete(Kind, String),
+    /// Events older than this deleted, with their deliveries and attempts.
+    DeleteBefore(DateTime<Utc>),
 }
 
 /// What a write answers.
@@ -52,7 +54,8 @@ pub(super) enum Answer {
     Done,
     Token(Option<ClaimToken>),
     Claimed(Vec<DueDelivery>),
-    Deleted(bool),
+    /// How many rows went.
+    Deleted(u64),
 }
 
 pub(super) type Reply = oneshot::Sender<Result<Answer, LogError>>;
@@ -140,7 +143,13 @@ fn commit(
                 let deleted = tx
                     .prepare_cached("DELETE FROM documents WHERE kind = ? AND key = ?")?
                     .execute(params![kind.as_str(), key])?;
-                Ok(Answer::Deleted(deleted > 0))
+                Ok(Answer::Deleted(deleted as u64))
+            }
+            Op::DeleteBefore(cutoff) => {
+                let deleted = tx
+                    .prepare_cached("DELETE FROM events WHERE timestamp_us < ?")?
+                    .execute([micros(cutoff)])?;
+                Ok(Answer::Deleted(deleted as u64))
             }
             Op::Release(token) => {
                 tx.prepare_cached(
