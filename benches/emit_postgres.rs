@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use fermion_webhooks::{EventKind, EventPayload, WebhookEvent};
 use support::data::runtime;
-use support::postgres::{Schema, outbox_baseline, receiver};
+use support::emit::receiver;
+use support::postgres::{Schema, outbox_baseline};
 
 fn main() {
     let total = if support::quick() { 2_000 } else { 10_000 };

@@ -9,7 +9,8 @@ use std::process::{Child, Command};
 use std::time::Instant;
 
 use support::data::{child_task, runtime};
-use support::postgres::{Schema, deliver_until_idle, pending_events, receiver};
+use support::emit::receiver;
+use support::postgres::{Schema, deliver_until_idle, pending_events};
 
 fn spawn(schema: &str) -> Child {
     Command::new(std::env::current_exe().expect("the bench binary"))

@@ -101,6 +101,24 @@ pub use sender::{HttpSender, Sender};
 #[cfg(feature = "emit")]
 pub use store::{FileLogStore, LogStore, MemoryLogStore};
 
+/// `error` and each of its sources, joined by `: `: a failure's whole story in one line, for a
+/// recorded attempt or an answer to a webhook's sender.
+#[cfg(any(feature = "receive", feature = "emit"))]
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(current) = source {
+        let part = current.to_string();
+        // Some errors repeat their source's text in their own: say it once.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = current.source();
+    }
+    text
+}
+
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.
 #[cfg(all(doctest, feature = "axum", feature = "emit"))]
 #[doc = include_str!("../README.md")]

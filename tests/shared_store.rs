@@ -188,17 +188,17 @@ fn checkout(order: &str) -> Checkout {
     }
 }
 
+/// An instance's checkout tracker on its handle of the store.
+async fn tracker(store: &Arc<dyn Store>) -> CheckoutTracker {
+    CheckoutTracker::new(
+        store.clone(),
+        dispatcher(store.clone()).await,
+        Arc::new(SystemClock),
+    )
+}
+
 async fn a_checkout_started_on_one_instance_and_completed_on_another_emits_nothing(shared: Shared) {
-    let first = CheckoutTracker::new(
-        shared.first.clone(),
-        dispatcher(shared.first.clone()).await,
-        Arc::new(SystemClock),
-    );
-    let second = CheckoutTracker::new(
-        shared.second.clone(),
-        dispatcher(shared.second.clone()).await,
-        Arc::new(SystemClock),
-    );
+    let (first, second) = (tracker(&shared.first).await, tracker(&shared.second).await);
     first.initiated(checkout("ord_1")).await.unwrap();
     assert!(
         second.completed("ord_1").await.unwrap(),
@@ -209,16 +209,7 @@ async fn a_checkout_started_on_one_instance_and_completed_on_another_emits_nothi
 }
 
 async fn an_abandoned_checkout_fires_once_across_instances(shared: Shared) {
-    let first = CheckoutTracker::new(
-        shared.first.clone(),
-        dispatcher(shared.first.clone()).await,
-        Arc::new(SystemClock),
-    );
-    let second = CheckoutTracker::new(
-        shared.second.clone(),
-        dispatcher(shared.second.clone()).await,
-        Arc::new(SystemClock),
-    );
+    let (first, second) = (tracker(&shared.first).await, tracker(&shared.second).await);
     first.initiated(checkout("ord_2")).await.unwrap();
     let (a, b) = tokio::join!(first.fire_due(), second.fire_due());
     assert_eq!(a.unwrap().len() + b.unwrap().len(), 1, "exactly once");

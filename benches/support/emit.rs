@@ -19,7 +19,7 @@ use super::data::{runtime, scratch_dir};
 pub const IN_FLIGHT: usize = 64;
 pub const SECRET: &str = "bench-secret";
 
-pub async fn count(State(received): State<Arc<AtomicUsize>>) -> &'static str {
+async fn count(State(received): State<Arc<AtomicUsize>>) -> &'static str {
     received.fetch_add(1, Ordering::Relaxed);
     "ok"
 }
@@ -128,9 +128,26 @@ pub async fn through_dispatcher(
     rate
 }
 
+/// An axum receiver on 127.0.0.1 counting requests: its URL and the count.
+pub async fn receiver() -> (String, Arc<AtomicUsize>) {
+    let received = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/hooks", post(count))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!(
+        "http://{}/hooks",
+        listener.local_addr().expect("an address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
 /// How many tasks call `emit` at once: 64 unless `FERMION_BENCH_CALLERS` says otherwise. A
 /// diagnosis knob: with more callers than deliveries in flight, the time a durable `emit` waits
-/// for its fsync no longer caps the rate (BENCHMARKS.md).
+/// for its commit no longer caps the rate.
 fn emit_callers() -> usize {
     std::env::var("FERMION_BENCH_CALLERS")
         .ok()
@@ -146,18 +163,7 @@ pub fn run(name: &str, durable: bool) {
     // the median of five strays less.
     let rounds = if super::quick() { 3 } else { 5 };
     runtime().block_on(async {
-        let received = Arc::new(AtomicUsize::new(0));
-        let app = Router::new()
-            .route("/hooks", post(count))
-            .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let url = format!(
-            "http://{}/hooks",
-            listener.local_addr().expect("an address")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (url, received) = receiver().await;
         let bodies: Arc<Vec<String>> = Arc::new(
             (0..total)
                 .map(|i| WebhookEvent::new(EventPayload::sample(EventKind::ALL[i % 4])).to_json())

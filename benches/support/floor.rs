@@ -2,9 +2,9 @@
 //! crate's `HttpSender`. Each ready-made body is written to a file and fsynced before its
 //! emitter hears back, then POSTed by one of 64 long-lived sender tasks, whose outcome is written
 //! and fsynced the same way. No event model, no index, no retries, no claims, an unbounded queue:
-//! only the two durable writes per event that `FileLogStore`'s durable mode promises,
-//! group-committed by its rule (wait up to 2 ms for four in five of the records the last
-//! commit answered, then write and fsync all that have arrived at once).
+//! only the two durable writes per event that `FileLogStore` promises, group-committed (wait up
+//! to 2 ms for four in five of the records the last commit answered, then write and fsync all
+//! that have arrived at once).
 //!
 //! Its ratio to the bare loop says how far a durable emitter can get on this machine;
 //! `emit_file` against it is the cost of everything else the crate does.

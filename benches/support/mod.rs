@@ -59,9 +59,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// figure on this machine, whose speed moves between a quiet mode and one about 45 % slower
 /// while another tenant is busy. A round's batches run within about 10 ms of each other, so
 /// they share a mode and dividing by their mean cancels it; a median or a minimum over all the
-/// rounds of one routine does not. In 16 runs with a figure of each kind, the five cases'
-/// medians spread by up to 11.5 % and their minimums, in five later runs, by up to 19.7 %
-/// (BENCHMARKS.md, sixth session).
+/// rounds of one routine does not: the five cases' medians spread by up to 11.5 %, and their
+/// minimums by up to 19.7 %, where these ratios stay within a few percent.
 pub fn relative_medians(rounds: &[Vec<f64>]) -> Vec<f64> {
     let count = rounds.first().map_or(0, Vec::len);
     let mut relative: Vec<Vec<f64>> = vec![Vec::with_capacity(count); rounds.len()];

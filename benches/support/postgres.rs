@@ -1,13 +1,10 @@
 //! The PostgreSQL benches: a schema of their own in `FERMION_BENCH_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards, and an axum receiver on
-//! 127.0.0.1 that counts what arrives.
+//! `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::post;
 use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::store::{EndpointStore, PostgresLogStore};
 use fermion_webhooks::{
@@ -16,7 +13,7 @@ use fermion_webhooks::{
 };
 use sqlx::Connection;
 
-use super::emit::{IN_FLIGHT, SECRET, count, wait_for};
+use super::emit::{IN_FLIGHT, SECRET, wait_for};
 
 /// The server's URL.
 pub fn database_url() -> String {
@@ -60,23 +57,6 @@ impl Schema {
             .execute(&mut conn)
             .await;
     }
-}
-
-/// An axum receiver on 127.0.0.1 counting requests: its URL and the count.
-pub async fn receiver() -> (String, Arc<AtomicUsize>) {
-    let received = Arc::new(AtomicUsize::new(0));
-    let app = Router::new()
-        .route("/hooks", post(count))
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let url = format!(
-        "http://{}/hooks",
-        listener.local_addr().expect("an address")
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
 }
 
 /// The least durable outbox on the same database: each of 64 tasks inserts a body, POSTs it

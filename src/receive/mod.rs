@@ -88,14 +88,7 @@ impl ReceiveError {
     /// The message and each of its causes, joined by `: `: the text to answer the sender with,
     /// such as `invalid webhook body: field `payload.userEmail` is missing; ...`.
     pub fn explain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        crate::error_chain(self)
     }
 }
 

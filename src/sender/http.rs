@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use reqwest::header::RETRY_AFTER;
 
-use super::error_chain;
 use super::resolver::GuardedResolver;
 use super::ssrf::is_global_address;
 use super::{DeliveryRequest, SendOutcome, SendResult, Sender, parse_retry_after};
+use crate::error_chain;
 use crate::store::{RESPONSE_SNIPPET_LIMIT, TransportErrorKind};
 
 /// The default time limit for one attempt, connection to last byte read.

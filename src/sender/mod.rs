@@ -265,22 +265,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     (at.with_timezone(&Utc) - now).to_std().ok()
 }
 
-/// `error` and each of its sources, joined by `: `, for a recorded failure's message.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(current) = source {
-        let part = current.to_string();
-        // Some errors repeat their source's text in their own: say it once.
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = current.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
