@@ -1,15 +1,16 @@
 //! Send Fermion webhooks from the command line, through the durable dispatcher.
 //!
 //! ```text
-//! cargo run --example send -- --url URL --secret S (--event KIND | --payload FILE)
+//! cargo run --example send -- --url URL [--url URL2 ...] --secret S (--event KIND | --payload FILE)
 //!     [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
 //!     [--allow-private-networks]
 //!     [--retry-schedule 500ms,1s,2s] [--timeout 10s]
 //! ```
 //!
 //! It first resumes deliveries left pending in the log (`--count 0` does only that), then
-//! sends, and waits until every delivery is final. One JSON line per event on stdout. Exit 0 if
-//! none failed, 1 if any failed, 2 for bad arguments.
+//! sends every event to each `--url`, and waits until every delivery is final. One JSON line
+//! per event on stdout. Exit 0 only if every delivery was delivered, 1 if any failed, 2 for
+//! bad arguments.
 
 mod support;
 
@@ -28,9 +29,12 @@ use lexopt::prelude::*;
 use support::{ResultLine, parse_duration};
 
 const USAGE: &str =
-    "usage: send --url URL --secret S (--event KIND | --payload FILE) [--count N] [--test]
-            [--log-dir DIR | --database-url URL] [--events K1,K2] [--allow-private-networks]
-            [--retry-schedule 500ms,1s,2s] [--timeout 10s]
+    "usage: send --url URL [--url URL2 ...] --secret S (--event KIND | --payload FILE)
+            [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
+            [--allow-private-networks] [--retry-schedule 500ms,1s,2s] [--timeout 10s]
+  --url URL           an endpoint; give it several times for several endpoints, all with the
+                      same --secret and --events: every event goes to each, and the exit
+                      status is 0 only when every delivery to every one was delivered
   --event KIND        send realistic samples of KIND (free-course-enrollment, paid-course-sale,
                       payment-failed, payment-initiated-not-completed)
   --payload FILE      send this payload object (with its eventType) as is, in a fresh envelope;
@@ -47,11 +51,20 @@ const USAGE: &str =
   --timeout D         per-attempt timeout (default 15s)
   --allow-private-networks   allow loopback/private addresses (off: SSRF guard)";
 
-/// The endpoint id this tool logs deliveries under, so a later run can resume them.
+/// The endpoint id this tool logs deliveries to the first `--url` under, so a later run can
+/// resume them; the next ones are `send-cli-2`, `send-cli-3`, ...
 const ENDPOINT_ID: &str = "send-cli";
 
+/// The id of the endpoint for the `index`-th `--url` (from 0).
+fn endpoint_id(index: usize) -> String {
+    match index {
+        0 => ENDPOINT_ID.to_owned(),
+        n => format!("{ENDPOINT_ID}-{}", n + 1),
+    }
+}
+
 struct Options {
-    url: String,
+    urls: Vec<String>,
     secret: WebhookSecret,
     what: Option<What>,
     count: usize,
@@ -106,7 +119,7 @@ fn read_payload(path: &str) -> Result<What, String> {
 
 fn parse() -> Result<Options, String> {
     let mut parser = lexopt::Parser::from_env();
-    let (mut url, mut secret, mut what) = (None, None, None);
+    let (mut urls, mut secret, mut what) = (Vec::new(), None, None);
     let mut options_count = 1;
     let mut test = false;
     let mut database = support::Database::Dir(PathBuf::from("fermion-webhook-logs"));
@@ -116,7 +129,7 @@ fn parse() -> Result<Options, String> {
     let mut timeout = Duration::from_secs(15);
     while let Some(arg) = parser.next().map_err(|e| support::explain(&e))? {
         match arg {
-            Long("url") => url = Some(value(&mut parser)?),
+            Long("url") => urls.push(value(&mut parser)?),
             Long("secret") => {
                 secret = Some(
                     WebhookSecret::new(value(&mut parser)?).map_err(|e| support::explain(&e))?,
@@ -164,7 +177,9 @@ fn parse() -> Result<Options, String> {
             other => return Err(other.unexpected().to_string()),
         }
     }
-    let url = url.ok_or("--url is required")?;
+    if urls.is_empty() {
+        return Err("--url is required".into());
+    }
     let secret = secret.ok_or("--secret is required")?;
     if what.is_none() && options_count > 0 {
         return Err(
@@ -172,7 +187,7 @@ fn parse() -> Result<Options, String> {
         );
     }
     Ok(Options {
-        url,
+        urls,
         secret,
         what,
         count: options_count,
@@ -194,15 +209,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut endpoint = match Endpoint::new(ENDPOINT_ID, &options.url, options.secret.clone()) {
-        Ok(endpoint) => endpoint,
-        Err(error) => {
-            eprintln!("send: {error}\n\n{USAGE}");
-            return ExitCode::from(2);
+    let mut endpoints = Vec::with_capacity(options.urls.len());
+    for (index, url) in options.urls.iter().enumerate() {
+        let mut endpoint = match Endpoint::new(endpoint_id(index), url, options.secret.clone()) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                eprintln!("send: {error}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        if let Some(kinds) = &options.events {
+            endpoint = endpoint.subscribe_only(kinds.iter().copied());
         }
-    };
-    if let Some(kinds) = &options.events {
-        endpoint = endpoint.subscribe_only(kinds.iter().copied());
+        endpoints.push(endpoint);
     }
     let store = match options.database.open().await {
         Ok(store) => store,
@@ -211,7 +230,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(options, endpoint, store).await {
+    match run(options, endpoints, store).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(message) => {
@@ -224,15 +243,18 @@ async fn main() -> ExitCode {
 /// Returns whether every delivery succeeded.
 async fn run(
     options: Options,
-    endpoint: Endpoint,
+    endpoints: Vec<Endpoint>,
     store: Arc<dyn fermion_webhooks::store::Store>,
 ) -> Result<bool, String> {
     // Stored beside the log, so that a `worker` sharing the database can deliver what this
     // run leaves pending.
-    store
-        .put_endpoint(&endpoint)
-        .await
-        .map_err(|e| support::explain(&e))?;
+    for endpoint in &endpoints {
+        store
+            .put_endpoint(endpoint)
+            .await
+            .map_err(|e| support::explain(&e))?;
+    }
+    let ids_of_endpoints: Vec<String> = endpoints.iter().map(|e| e.id.clone()).collect();
     let sender = HttpSender::builder()
         .allow_private_networks(options.allow_private)
         .timeout(options.timeout)
@@ -263,7 +285,7 @@ async fn run(
     let dispatcher = Dispatcher::start_with(
         store,
         Arc::new(sender),
-        vec![endpoint],
+        endpoints,
         config,
         Arc::new(SystemClock),
     )
@@ -288,33 +310,41 @@ async fn run(
     // Emit everything first (each is durable once `emit` returns), then wait for them all.
     let mut emitted_ids = Vec::new();
     for _ in 0..options.count {
-        let emitted = match (&options.what, options.test) {
+        let mut emitted = Vec::new();
+        match (&options.what, options.test) {
+            // A test event goes to one endpoint: one to each.
             (Some(What::Sample(kind)), true) => {
-                dispatcher.send_test_event(*kind, ENDPOINT_ID).await
+                for id in &ids_of_endpoints {
+                    emitted.push(dispatcher.send_test_event(*kind, id).await);
+                }
             }
-            (Some(What::Sample(kind)), false) => dispatcher.emit(EventPayload::sample(*kind)).await,
+            (Some(What::Sample(kind)), false) => {
+                emitted.push(dispatcher.emit(EventPayload::sample(*kind)).await)
+            }
             (Some(What::Payload { text, .. }), test) => {
-                dispatcher.emit_json(envelope(text, test)).await
+                emitted.push(dispatcher.emit_json(envelope(text, test)).await)
             }
             (None, _) => break,
         }
-        .map_err(|e| support::explain(&e))?;
-        if emitted.is_unsubscribed() {
-            let event_type = match &options.what {
-                Some(What::Sample(kind)) => kind.as_str().to_owned(),
-                Some(What::Payload { event_type, .. }) => event_type.clone(),
-                None => String::new(),
-            };
-            ResultLine {
-                event_unique_id: &emitted.event_unique_id,
-                event_type: &event_type,
-                status: "not-subscribed",
-                attempts: 0,
-                last_response_status: None,
+        for emitted in emitted {
+            let emitted = emitted.map_err(|e| support::explain(&e))?;
+            if emitted.is_unsubscribed() {
+                let event_type = match &options.what {
+                    Some(What::Sample(kind)) => kind.as_str().to_owned(),
+                    Some(What::Payload { event_type, .. }) => event_type.clone(),
+                    None => String::new(),
+                };
+                ResultLine {
+                    event_unique_id: &emitted.event_unique_id,
+                    event_type: &event_type,
+                    status: "not-subscribed",
+                    attempts: 0,
+                    last_response_status: None,
+                }
+                .print();
+            } else {
+                emitted_ids.push(emitted.event_unique_id);
             }
-            .print();
-        } else {
-            emitted_ids.push(emitted.event_unique_id);
         }
     }
     for id in emitted_ids {

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --features postgres --example worker -- --database-url URL [--exit-when-idle]
 //!     [--allow-private-networks] [--timeout 10s] [--retry-schedule 500ms,1s,2s]
-//!     [--max-in-flight N] [--lease 60s]
+//!     [--max-in-flight N] [--max-in-flight-per-endpoint N] [--lease 60s]
 //! ```
 //!
 //! It prints one line to stderr when it starts and one when it stops. Exit 0 when stopped
@@ -25,12 +25,16 @@ use lexopt::prelude::*;
 use support::{Database, parse_duration};
 
 const USAGE: &str = "usage: worker --database-url URL [--exit-when-idle] [--allow-private-networks]
-              [--timeout 10s] [--retry-schedule 500ms,1s,2s] [--max-in-flight N] [--lease 60s]
+              [--timeout 10s] [--retry-schedule 500ms,1s,2s] [--max-in-flight N]
+              [--max-in-flight-per-endpoint N] [--lease 60s]
   --database-url URL  postgres://USER@HOST/DB, or sqlite://PATH for one machine
   --exit-when-idle    stop once nothing is pending (otherwise run until Ctrl-C)
   --timeout D         per-attempt timeout (default 15s)
   --retry-schedule    delays between retries (default 5s,5m,30m,2h,5h,10h,10h)
   --max-in-flight N   attempts at once (default 64)
+  --max-in-flight-per-endpoint N
+                      deliveries of one endpoint claimed at once, across every worker
+                      (default 16): a hanging endpoint holds no more
   --lease D           how long a claimed delivery is held before another worker may take it
                       over (default 60s)
   --allow-private-networks   allow loopback/private addresses (off: SSRF guard)";
@@ -70,6 +74,13 @@ fn parse() -> Result<Options, String> {
                 config.max_in_flight =
                     text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                         format!("--max-in-flight {text:?} is not a positive number")
+                    })?;
+            }
+            Long("max-in-flight-per-endpoint") => {
+                let text = value(&mut parser)?;
+                config.max_in_flight_per_endpoint =
+                    text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--max-in-flight-per-endpoint {text:?} is not a positive number")
                     })?;
             }
             Long("retry-schedule") => {

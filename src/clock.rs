@@ -78,3 +78,56 @@ impl Clock for ManualClock {
         *self.lock()
     }
 }
+
+/// Wall-clock time that moves with tokio's clock: it starts at the system time and then
+/// advances as `tokio::time::Instant` does. Under paused time (`#[tokio::test(start_paused =
+/// true)]`) a dispatcher on this clock sees retries and leases fall due as the test advances
+/// time, without sleeping.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use fermion_webhooks::clock::{Clock, TokioClock};
+///
+/// let clock = TokioClock::new();
+/// let before = clock.now();
+/// tokio::time::advance(Duration::from_secs(300)).await;
+/// assert_eq!((clock.now() - before).num_seconds(), 300);
+/// # }
+/// ```
+#[cfg(feature = "emit")]
+#[derive(Debug)]
+pub struct TokioClock {
+    start: DateTime<Utc>,
+    started: tokio::time::Instant,
+}
+
+#[cfg(feature = "emit")]
+impl TokioClock {
+    /// A clock at the system time now, following tokio's clock from here.
+    pub fn new() -> Self {
+        Self {
+            start: Utc::now(),
+            started: tokio::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "emit")]
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "emit")]
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed =
+            chrono::TimeDelta::from_std(self.started.elapsed()).unwrap_or(chrono::TimeDelta::MAX);
+        self.start
+            .checked_add_signed(elapsed)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}

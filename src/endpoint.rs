@@ -61,9 +61,22 @@ pub struct Endpoint {
     pub url: String,
     /// Sent in `X-Fermion-Webhook-Secret`.
     pub secret: WebhookSecret,
-    /// The endpoint's on/off switch; a disabled endpoint gets nothing.
+    /// The endpoint's on/off switch. A disabled endpoint is paused: new events are not
+    /// logged for it, and its pending deliveries wait until it is enabled again.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Why the endpoint was disabled, when the dispatcher did it (see
+    /// [`AutoDisable`](crate::dispatch::AutoDisable)); cleared when it is enabled again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt to the endpoint has failed, kept by the dispatcher; `None`
+    /// while it answers.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::event::time_serde::iso_millis_option"
+    )]
+    pub failing_since: Option<chrono::DateTime<chrono::Utc>>,
     /// The per-event switches: the kinds it receives.
     #[serde(default = "all_kinds")]
     pub events: BTreeSet<EventKind>,
@@ -93,6 +106,8 @@ impl Endpoint {
             url: url.into(),
             secret,
             enabled: true,
+            disabled_reason: None,
+            failing_since: None,
             events: all_kinds(),
             owner: None,
         };
@@ -112,9 +127,14 @@ impl Endpoint {
         self
     }
 
-    /// Turns the endpoint on or off.
+    /// Turns the endpoint on or off; turning it on clears the reason it was disabled and its
+    /// failure streak.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
+        if enabled {
+            self.disabled_reason = None;
+            self.failing_since = None;
+        }
         self
     }
 

@@ -383,3 +383,35 @@ fn a_bad_or_unreachable_database_url_fails_at_once_with_one_line_and_exit_2() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_several_urls_delivers_every_event_to_each_and_fails_if_one_fails() {
+    let crm = TestReceiver::ok().await;
+    let books = TestReceiver::ok().await;
+    let broken = TestReceiver::start(|_| Reply::Status(500)).await;
+    let dir = TempDir::new("cli-send-several");
+    let sale = ["--event", "paid-course-sale", "--count", "2"];
+    let quick = ["--allow-private-networks", "--retry-schedule", "10ms"];
+    let books_url = books.url();
+    let args = [&["--url", books_url.as_str()][..], &sale, &quick].concat();
+    let output = send(dir.path(), &crm.url(), &args);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(lines(&output).len(), 2, "one line per event");
+    assert_eq!((crm.received().len(), books.received().len()), (2, 2));
+
+    let broken_url = broken.url();
+    let args = [&["--url", broken_url.as_str()][..], &sale, &quick].concat();
+    let output = send(dir.path(), &crm.url(), &args);
+    assert_eq!(output.status.code(), Some(1), "one endpoint failed");
+    assert_eq!(crm.received().len(), 4, "the healthy one got both");
+    assert!(
+        lines(&output).iter().all(|line| line["status"] == "failed"),
+        "{:?}",
+        lines(&output)
+    );
+}

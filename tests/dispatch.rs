@@ -607,11 +607,15 @@ impl LogStore for AttemptsFail {
     }
     async fn claim_due(
         &self,
-        now: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-        lease: Duration,
+        request: &fermion_webhooks::store::ClaimRequest,
     ) -> Result<Vec<fermion_webhooks::store::DueDelivery>, fermion_webhooks::store::LogError> {
-        self.0.claim_due(now, limit, lease).await
+        self.0.claim_due(request).await
+    }
+    async fn backlog(
+        &self,
+    ) -> Result<Vec<fermion_webhooks::store::EndpointBacklog>, fermion_webhooks::store::LogError>
+    {
+        self.0.backlog().await
     }
     async fn claim(
         &self,

@@ -62,11 +62,11 @@ async fn everything_survives_a_reopen_byte_for_byte() {
     assert_eq!(back.deliveries[0].attempts[0].http_status(), Some(503));
     assert_eq!(back.deliveries[1].state, DeliveryState::Delivered);
     let due = store
-        .claim_due(
+        .claim_due(&fermion_webhooks::store::ClaimRequest::new(
             at("2026-11-28T10:00:05Z"),
             10,
             std::time::Duration::from_secs(60),
-        )
+        ))
         .await
         .unwrap();
     assert_eq!(

@@ -86,6 +86,8 @@ contract!(
     a_claim_taken_over_after_its_lease_fences_out_the_old_holder,
     claims_are_released_on_request_and_held_against_unclaimed_records,
     concurrent_claimers_never_get_the_same_delivery,
+    claims_take_turns_across_endpoints_and_keep_each_under_its_cap,
+    the_backlog_counts_pending_deliveries_by_endpoint,
     endpoints_are_stored_secret_included_replaced_listed_by_owner_and_removed,
     pending_checkouts_are_kept_until_forgotten,
     queries_page_newest_first_through_every_event_exactly_once,

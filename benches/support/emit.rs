@@ -81,6 +81,8 @@ pub async fn through_dispatcher(
         .expect("a sender");
     let mut config = DispatchConfig::default();
     config.max_in_flight = IN_FLIGHT;
+    // One endpoint, as many requests to it at once as the baseline sends.
+    config.max_in_flight_per_endpoint = IN_FLIGHT;
     config.poll_interval = Duration::from_millis(20);
     let endpoint = Endpoint::new("crm", url, WebhookSecret::new(SECRET).expect("a secret"))
         .expect("an endpoint");

@@ -168,6 +168,8 @@ pub async fn deliver_until_idle(schema_name: &str) {
         .expect("a sender");
     let mut config = DispatchConfig::default();
     config.max_in_flight = IN_FLIGHT;
+    // One endpoint, as many requests to it at once as the baseline sends.
+    config.max_in_flight_per_endpoint = IN_FLIGHT;
     config.poll_interval = Duration::from_millis(20);
     let dispatcher = Dispatcher::start_with_stored_endpoints(
         store.clone(),

@@ -219,7 +219,12 @@ impl CheckoutTracker {
     pub async fn run(self, interval: Duration) {
         loop {
             // A failure (the log is unavailable) is retried at the next tick.
-            let _ = self.fire_due().await;
+            if let Err(error) = self.fire_due().await {
+                tracing::error!(
+                    error = %crate::error_chain(&error),
+                    "checking for abandoned checkouts failed; trying again in {interval:?}"
+                );
+            }
             tokio::time::sleep(interval).await;
         }
     }

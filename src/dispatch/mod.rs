@@ -1,8 +1,10 @@
 //! The platform side: emit events, deliver them in the background with retries, re-trigger.
 
+mod endpoints;
 mod ready;
 mod retrigger;
 mod retry;
+mod stats;
 mod wait;
 mod worker;
 
@@ -21,7 +23,10 @@ use crate::store::{
 };
 
 pub use crate::endpoint::{Endpoint, EndpointError};
+pub use endpoints::{AutoDisable, EndpointUpdate};
+pub use retrigger::RetriggerOptions;
 pub use retry::RetrySchedule;
+pub use stats::DispatchStats;
 
 /// Why the dispatcher could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,15 @@ pub enum DispatchError {
     /// No endpoint with this id is configured.
     #[error("no endpoint {id} is configured")]
     UnknownEndpoint {
+        /// The endpoint id.
+        id: String,
+    },
+    /// The endpoint is disabled (paused): nothing is sent to it until it is enabled again.
+    #[error(
+        "endpoint {id} is disabled; enable it first, or re-trigger with \
+         RetriggerOptions::include_disabled"
+    )]
+    EndpointDisabled {
         /// The endpoint id.
         id: String,
     },
@@ -128,6 +142,15 @@ pub struct DispatchConfig {
     pub retry: RetrySchedule,
     /// The most attempts in flight at once (default 64).
     pub max_in_flight: usize,
+    /// The most deliveries of one endpoint claimed at once, waiting or in flight (default
+    /// 16): an endpoint that hangs or answers slowly holds no more of `max_in_flight`, and
+    /// endpoints with due work take turns. The log enforces it across every dispatcher that
+    /// shares it, except for a just-emitted event's first attempts, which each dispatcher
+    /// caps on its own.
+    pub max_in_flight_per_endpoint: usize,
+    /// When an endpoint that keeps failing is disabled (default: after 5 days and 10
+    /// attempts, all failed); `None` never disables one.
+    pub auto_disable: Option<AutoDisable>,
     /// How often the dispatcher checks for due retries when nothing wakes it (default 250 ms).
     /// The log is queried on such a tick when a retry this dispatcher scheduled is due, and
     /// otherwise at least once a second while fewer than 1,024 deliveries wait in its queue
@@ -161,6 +184,8 @@ impl Default for DispatchConfig {
         Self {
             retry: RetrySchedule::default(),
             max_in_flight: 64,
+            max_in_flight_per_endpoint: 16,
+            auto_disable: Some(AutoDisable::default()),
             poll_interval: Duration::from_millis(250),
             lease: Duration::from_secs(60),
             endpoint_refresh: Duration::from_secs(1),
@@ -213,9 +238,28 @@ impl Default for DispatchConfig {
 /// ```
 ///
 /// [`FileLogStore`]: crate::FileLogStore
+///
+/// Dropping the last clone of a `Dispatcher` stops its background tasks at once (attempts in
+/// flight are abandoned and their deliveries stay claimed until the lease ends); call
+/// [`shutdown`](Self::shutdown) to let them finish and give queued claims back.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     inner: Arc<Inner>,
+    /// Stops the background tasks when the last clone goes.
+    _running: Arc<StopOnDrop>,
+}
+
+/// Stops a dispatcher's background tasks when dropped.
+#[derive(Debug)]
+struct StopOnDrop(Arc<Inner>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+        if let Some(worker) = lock(&self.0.worker).take() {
+            worker.abort();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -234,7 +278,11 @@ struct Inner {
     progress: Notify,
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
-    log_failed_at: Mutex<Option<std::time::Instant>>,
+    log_failed_at: Mutex<Option<tokio::time::Instant>>,
+    /// Endpoint edits one at a time, failure streaks for auto-disable, and who to tell.
+    upkeep: endpoints::Upkeep,
+    /// Counters for [`Dispatcher::stats`].
+    counters: stats::Counters,
     /// Deliveries claimed for an attempt, for the runners: just-emitted ones with their bodies,
     /// and those the worker found in the log.
     ready: ready::ReadyQueue,
@@ -312,6 +360,8 @@ impl Dispatcher {
             wake: Notify::new(),
             progress: Notify::new(),
             log_failed_at: Mutex::new(None),
+            upkeep: endpoints::Upkeep::default(),
+            counters: stats::Counters::default(),
             ready: ready::ReadyQueue::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
@@ -320,11 +370,16 @@ impl Dispatcher {
             let handle = runtime.spawn(worker::run(inner.clone()));
             *lock(&inner.worker) = Some(handle);
         }
-        Ok(Self { inner })
+        Ok(Self {
+            _running: Arc::new(StopOnDrop(inner.clone())),
+            inner,
+        })
     }
 
-    /// Replaces the endpoint configuration (for example after a creator edits it). Pending
-    /// deliveries to a removed or disabled endpoint fail at their next attempt.
+    /// Replaces the whole endpoint list of this dispatcher. Pending deliveries to a disabled
+    /// endpoint wait; those to an endpoint no longer listed fail ("endpoint removed"). To
+    /// change one endpoint, prefer the per-endpoint calls ([`update_endpoint`](Self::update_endpoint)
+    /// and the rest), which also write through to the store the endpoints are kept in.
     pub fn set_endpoints(&self, endpoints: Vec<Endpoint>) -> Result<(), DispatchError> {
         validate_all(&endpoints)?;
         *self
@@ -364,13 +419,19 @@ impl Dispatcher {
     }
 
     /// Sends a realistic sample of `kind` with `isTestEvent: true` to one endpoint, whether or
-    /// not it is subscribed to that kind. It is logged and marked as a test.
+    /// not it is subscribed to that kind. It is logged and marked as a test. Refused with
+    /// [`DispatchError::UnknownEndpoint`] or [`DispatchError::EndpointDisabled`].
     pub async fn send_test_event(
         &self,
         kind: EventKind,
         endpoint_id: &str,
     ) -> Result<Emitted, DispatchError> {
         let endpoint = self.endpoint(endpoint_id)?;
+        if !endpoint.enabled {
+            return Err(DispatchError::EndpointDisabled {
+                id: endpoint.id.clone(),
+            });
+        }
         let mut event = WebhookEvent::at(EventPayload::sample(kind), self.inner.clock.now());
         event.is_test_event = true;
         let body = event.to_json();
@@ -394,11 +455,7 @@ impl Dispatcher {
         body: String,
         targets: &[&Endpoint],
     ) -> Result<Emitted, DispatchError> {
-        if self
-            .inner
-            .stopping
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if self.inner.stopped() {
             return Err(DispatchError::ShuttingDown);
         }
         let emitted = Emitted {
@@ -433,21 +490,46 @@ impl Dispatcher {
         let body: Arc<str> = Arc::from(entry.body.as_str());
         let is_test_event = entry.is_test_event;
         let lease = self.inner.config.lease;
-        // Claimed only by a dispatcher that will attempt them: one that does not deliver in
-        // the background leaves them to whichever does.
-        let claim = if self.inner.config.background_delivery {
-            self.inner.store.append_claimed(entry, now, lease).await?
+        // Claimed only by a dispatcher that will attempt them (one that does not deliver in
+        // the background leaves them to whichever does), and only for endpoints under their
+        // cap: the others wait in the log for their turn.
+        let ids: Vec<&str> = emitted.endpoint_ids.iter().map(String::as_str).collect();
+        let reserved = if self.inner.config.background_delivery {
+            self.inner
+                .ready
+                .reserve(&ids, self.inner.config.max_in_flight_per_endpoint.max(1))
         } else {
-            self.inner.store.append(entry).await?;
-            None
+            Vec::new()
         };
+        let claim = if reserved.is_empty() {
+            self.inner.store.append(entry).await.map(|()| None)
+        } else {
+            self.inner
+                .store
+                .append_claimed(entry, now, lease, &reserved)
+                .await
+        };
+        let claim = match claim {
+            Ok(claim) => claim,
+            Err(error) => {
+                self.inner.ready.release(reserved.iter().copied());
+                return Err(error.into());
+            }
+        };
+        if claim.is_none() {
+            self.inner.ready.release(reserved.iter().copied());
+        }
+        if reserved.len() < ids.len() && self.inner.config.background_delivery {
+            self.inner.ready.claim_more();
+            self.inner.wake.notify_one();
+        }
         match claim {
             // The first attempts, from the ids `emitted` holds anyway.
             Some(claim) => {
                 let claimed_until = lease_end(now, lease);
-                let fresh = emitted.endpoint_ids.iter().map(|endpoint_id| DueDelivery {
+                let fresh = reserved.iter().map(|endpoint_id| DueDelivery {
                     event_unique_id: emitted.event_unique_id.clone(),
-                    endpoint_id: endpoint_id.clone(),
+                    endpoint_id: (*endpoint_id).to_owned(),
                     // Not read: an attempt goes to the endpoint's current URL.
                     url: String::new(),
                     next_attempt_at: now,
@@ -479,9 +561,11 @@ impl Dispatcher {
     }
 
     fn endpoint(&self, id: &str) -> Result<Endpoint, DispatchError> {
-        self.endpoints()
-            .into_iter()
+        self.inner
+            .endpoint_list()
+            .iter()
             .find(|e| e.id == id)
+            .cloned()
             .ok_or_else(|| DispatchError::UnknownEndpoint { id: id.to_owned() })
     }
 }
@@ -497,6 +581,18 @@ fn subscribers<'a>(endpoints: &'a [Endpoint], event: &WebhookEvent) -> Vec<&'a E
 }
 
 impl Inner {
+    /// Whether the dispatcher is stopping.
+    fn stopped(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops taking work and wakes the worker to end.
+    fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
     /// The current endpoints, shared.
     fn endpoint_list(&self) -> Arc<[Endpoint]> {
         self.endpoints

@@ -7,7 +7,7 @@
 //! an earlier run or a dead instance left) the worker claims from the log on its poll ticks, or
 //! sooner when the queue runs low, no more than the runners can start while the claims last.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,7 +25,7 @@ pub(super) struct ReadyDelivery {
 /// The queue, and whether the worker should claim more from the log.
 #[derive(Debug)]
 pub(super) struct ReadyQueue {
-    queue: std::sync::Mutex<VecDeque<ReadyDelivery>>,
+    queue: std::sync::Mutex<Queued>,
     /// Wakes a runner waiting for work: one per queued delivery, all of them at a stop.
     pub(super) work: tokio::sync::Notify,
     claim_more: AtomicBool,
@@ -34,11 +34,20 @@ pub(super) struct ReadyQueue {
     backlog: AtomicBool,
 }
 
+/// Claimed deliveries waiting for a runner, and how many this dispatcher holds per endpoint
+/// (queued or in flight): the log caps what it hands out per endpoint, and a just-emitted
+/// event's deliveries are claimed only for endpoints under the same cap here.
+#[derive(Debug, Default)]
+struct Queued {
+    waiting: VecDeque<ReadyDelivery>,
+    held: HashMap<String, usize>,
+}
+
 impl ReadyQueue {
     /// An empty queue; the log is checked first, for deliveries left by an earlier run.
     pub(super) fn new() -> Self {
         Self {
-            queue: std::sync::Mutex::new(VecDeque::new()),
+            queue: std::sync::Mutex::new(Queued::default()),
             work: tokio::sync::Notify::new(),
             claim_more: AtomicBool::new(true),
             backlog: AtomicBool::new(false),
@@ -46,31 +55,84 @@ impl ReadyQueue {
     }
 
     pub(super) fn pop(&self) -> Option<ReadyDelivery> {
-        lock(&self.queue).pop_front()
+        lock(&self.queue).waiting.pop_front()
     }
 
     pub(super) fn len(&self) -> usize {
-        lock(&self.queue).len()
+        lock(&self.queue).waiting.len()
     }
 
-    /// Queues deliveries, and wakes a runner for each.
+    /// Queues deliveries claimed from the log, and wakes a runner for each.
     pub(super) fn extend(&self, ready: impl IntoIterator<Item = ReadyDelivery>) {
         let mut queue = lock(&self.queue);
-        let before = queue.len();
-        queue.extend(ready);
-        let added = queue.len() - before;
+        let before = queue.waiting.len();
+        for delivery in ready {
+            *queue
+                .held
+                .entry(delivery.due.endpoint_id.clone())
+                .or_default() += 1;
+            queue.waiting.push_back(delivery);
+        }
+        self.wake_runners(queue, before);
+    }
+
+    /// Queues deliveries reserved with [`reserve`](Self::reserve), and wakes a runner for
+    /// each.
+    pub(super) fn extend_reserved(&self, ready: impl IntoIterator<Item = ReadyDelivery>) {
+        let mut queue = lock(&self.queue);
+        let before = queue.waiting.len();
+        queue.waiting.extend(ready);
+        self.wake_runners(queue, before);
+    }
+
+    /// Wakes a runner for each delivery queued after the first `before`.
+    fn wake_runners(&self, queue: std::sync::MutexGuard<'_, Queued>, before: usize) {
+        let added = queue.waiting.len().saturating_sub(before);
         drop(queue);
         for _ in 0..added {
             self.work.notify_one();
         }
     }
 
+    /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those.
+    pub(super) fn reserve<'a>(&self, endpoint_ids: &[&'a str], cap: usize) -> Vec<&'a str> {
+        let mut queue = lock(&self.queue);
+        let mut reserved = Vec::with_capacity(endpoint_ids.len());
+        for id in endpoint_ids {
+            let held = queue.held.entry((*id).to_owned()).or_default();
+            if *held < cap {
+                *held += 1;
+                reserved.push(*id);
+            }
+        }
+        reserved
+    }
+
+    /// Gives back one place of each endpoint: an attempt is over, or a reservation unused.
+    pub(super) fn release<'a>(&self, endpoint_ids: impl IntoIterator<Item = &'a str>) {
+        let mut queue = lock(&self.queue);
+        for id in endpoint_ids {
+            if let Some(held) = queue.held.get_mut(id) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    queue.held.remove(id);
+                }
+            }
+        }
+    }
+
+    /// How many deliveries this dispatcher holds, waiting or in flight.
+    pub(super) fn held(&self) -> usize {
+        lock(&self.queue).held.values().sum()
+    }
+
     /// Takes every queued delivery out, for a shutdown: the tokens their claims are under.
     pub(super) fn drain_tokens(&self) -> HashSet<ClaimToken> {
-        lock(&self.queue)
-            .drain(..)
-            .map(|ready| ready.due.claim)
-            .collect()
+        let mut queue = lock(&self.queue);
+        let drained: Vec<ReadyDelivery> = queue.waiting.drain(..).collect();
+        drop(queue);
+        self.release(drained.iter().map(|ready| ready.due.endpoint_id.as_str()));
+        drained.into_iter().map(|ready| ready.due.claim).collect()
     }
 
     /// Wakes every runner, for a stop.
@@ -100,17 +162,18 @@ impl ReadyQueue {
 }
 
 impl Inner {
-    /// Queues the first attempts of a just-emitted event, claimed under `claim` in the
-    /// transaction that stored it.
+    /// Queues the first attempts of a just-emitted event, claimed in the transaction that
+    /// stored it, for endpoints reserved with [`ReadyQueue::reserve`].
     pub(super) fn queue_first_attempts(
         &self,
         deliveries: impl Iterator<Item = DueDelivery>,
         body: &Arc<str>,
         is_test_event: bool,
     ) {
-        self.ready.extend(deliveries.map(|due| ReadyDelivery {
-            due,
-            body: Some((body.clone(), is_test_event)),
-        }));
+        self.ready
+            .extend_reserved(deliveries.map(|due| ReadyDelivery {
+                due,
+                body: Some((body.clone(), is_test_event)),
+            }));
     }
 }

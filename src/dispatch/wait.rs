@@ -70,7 +70,13 @@ impl Dispatcher {
             // another dispatcher sharing the log need not wait for them to run out.
             Ok(_) => {
                 for token in self.inner.ready.drain_tokens() {
-                    let _ = self.inner.store.release(&token).await;
+                    if let Err(error) = self.inner.store.release(&token).await {
+                        tracing::error!(
+                            error = %crate::error_chain(&error),
+                            "giving back queued claims at shutdown failed; they run out with \
+                             their lease"
+                        );
+                    }
                 }
                 0
             }

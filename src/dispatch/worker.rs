@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::ready::ReadyDelivery;
 use super::retry::next_step;
 use super::{Inner, lock};
 use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
 use crate::store::{
-    AttemptRecord, AttemptTrigger, DeliveryState, DueDelivery, LogError, TransportErrorKind,
+    AttemptRecord, AttemptTrigger, ClaimRequest, DeliveryState, DueDelivery, LogError,
+    TransportErrorKind,
 };
 
 pub(super) async fn run(inner: Arc<Inner>) {
@@ -51,11 +53,25 @@ async fn refresh_endpoints(inner: &Inner) {
     let Some(source) = &inner.endpoint_source else {
         return;
     };
-    if let Ok(endpoints) = source.endpoints(None).await {
-        *inner
-            .endpoints
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = endpoints.into();
+    match source.endpoints(None).await {
+        Ok(endpoints) => {
+            let resumed = {
+                let mut list = inner.endpoints.write().unwrap_or_else(|p| p.into_inner());
+                let resumed = endpoints
+                    .iter()
+                    .any(|e| e.enabled && !list.iter().any(|old| old.id == e.id && old.enabled));
+                *list = endpoints.into();
+                resumed
+            };
+            // An endpoint enabled elsewhere: its paused deliveries are claimable again.
+            if resumed {
+                inner.ready.claim_more();
+            }
+        }
+        Err(error) => tracing::error!(
+            error = %crate::error_chain(&error),
+            "reading the endpoints failed; the ones read last stay in use"
+        ),
     }
 }
 
@@ -89,17 +105,29 @@ async fn claim_if_asked(inner: &Inner) {
     if room == 0 {
         return;
     }
-    let claimed = inner
-        .store
-        .claim_due(inner.clock.now(), room, inner.config.lease)
-        .await;
-    // When the log is unavailable, the next tick tries again.
-    if let Ok(due) = claimed {
-        // More may be due: claim again as soon as the queue drains, not at the next tick.
-        inner.ready.set_backlog(due.len() == room);
-        inner
-            .ready
-            .extend(due.into_iter().map(|due| ReadyDelivery { due, body: None }));
+    // Disabled endpoints are paused: their deliveries stay pending, unclaimed.
+    let paused: Vec<String> = inner
+        .endpoint_list()
+        .iter()
+        .filter(|e| !e.enabled)
+        .map(|e| e.id.clone())
+        .collect();
+    let request = ClaimRequest::new(inner.clock.now(), room, inner.config.lease)
+        .per_endpoint(inner.config.max_in_flight_per_endpoint.max(1))
+        .skipping(paused);
+    match inner.store.claim_due(&request).await {
+        Ok(due) => {
+            // More may be due: claim again as soon as the queue drains, not at the next tick.
+            inner.ready.set_backlog(due.len() == room);
+            inner
+                .ready
+                .extend(due.into_iter().map(|due| ReadyDelivery { due, body: None }));
+        }
+        // The next tick tries again.
+        Err(error) => tracing::error!(
+            error = %crate::error_chain(&error),
+            "claiming due deliveries from the log failed"
+        ),
     }
 }
 
@@ -145,20 +173,29 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
 }
 
 async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_>) {
+    let endpoint_id = ready.due.endpoint_id.clone();
     // A claim about to run out is not started: another instance may take the delivery over
     // at any moment, and would send it again. It is claimed anew once its lease ends.
     let left = ready.due.claimed_until - inner.clock.now();
-    if left.to_std().unwrap_or_default() < inner.config.lease / 4 {
-        return;
+    if left.to_std().unwrap_or_default() >= inner.config.lease / 4 {
+        match deliver(inner, ready.due, ready.body, permit).await {
+            // Another caller took the delivery over: its outcome is the one recorded.
+            Ok(()) | Err(LogError::ClaimLost { .. }) => {}
+            // A failed log write leaves the delivery pending and claimed until the lease
+            // ends. It is tried again, but only after a pause: the endpoint got the event, and
+            // an at-least-once retry is fine, a flood of them is not.
+            Err(error) => {
+                tracing::error!(
+                    endpoint_id = %endpoint_id,
+                    error = %crate::error_chain(&error),
+                    "recording an attempt in the log failed; attempts pause for {:?}",
+                    LOG_FAILURE_PAUSE
+                );
+                *lock(&inner.log_failed_at) = Some(tokio::time::Instant::now());
+            }
+        }
     }
-    match deliver(inner, ready.due, ready.body, permit).await {
-        // Another caller took the delivery over: its outcome is the one recorded.
-        Ok(()) | Err(LogError::ClaimLost { .. }) => {}
-        // A failed log write leaves the delivery pending and claimed until the lease ends. It
-        // is tried again, but only after a pause: the endpoint got the event, and an
-        // at-least-once retry is fine, a flood of them is not.
-        Err(_) => *lock(&inner.log_failed_at) = Some(std::time::Instant::now()),
-    }
+    inner.ready.release([endpoint_id.as_str()]);
     inner.progress.notify_waiters();
     // Under a backlog, the queue is refilled as it drains; otherwise the poll tick finds what
     // falls due (a claim per finished attempt would double the log's work).
@@ -174,6 +211,29 @@ async fn deliver(
     body: Option<(Arc<str>, bool)>,
     permit: SemaphorePermit<'_>,
 ) -> Result<(), LogError> {
+    let endpoint = match endpoint_for(inner, &due.endpoint_id).await {
+        Target::Endpoint(endpoint) => endpoint,
+        // Removed: the delivery ends, saying so.
+        Target::Removed => {
+            let outcome = SendOutcome {
+                started_at: inner.clock.now(),
+                duration: Duration::ZERO,
+                result: SendResult::Failed {
+                    kind: TransportErrorKind::Other,
+                    message: "endpoint removed".to_owned(),
+                },
+            };
+            let trigger = AttemptTrigger::AutomaticRetry;
+            return record(inner, due, outcome, trigger, None, permit).await;
+        }
+        // Not known to be removed: nothing is sent or recorded, and the claim runs out.
+        Target::Unreadable => return Ok(()),
+    };
+    // Disabled since it was claimed: paused, so nothing is sent or recorded. The claim runs
+    // out by itself, and the delivery is claimed again once the endpoint is enabled.
+    if !endpoint.enabled {
+        return Ok(());
+    }
     let (body, is_test_event) = match body {
         Some(queued) => queued,
         None => match inner.store.get(&due.event_unique_id).await? {
@@ -186,46 +246,110 @@ async fn deliver(
         (0, false) => AttemptTrigger::FirstTry,
         _ => AttemptTrigger::AutomaticRetry,
     };
-    let endpoints = inner.endpoint_list();
-    let endpoint = endpoints
-        .iter()
-        .find(|e| e.id == due.endpoint_id && e.enabled);
-    let (outcome, state, next_attempt_at) = match endpoint {
-        None => {
-            let outcome = SendOutcome {
-                started_at: inner.clock.now(),
-                duration: Duration::ZERO,
-                result: SendResult::Failed {
-                    kind: TransportErrorKind::Other,
-                    message: format!(
-                        "endpoint {} is no longer configured, or is disabled",
-                        due.endpoint_id
-                    ),
-                },
-            };
-            (outcome, DeliveryState::Failed, None)
-        }
-        Some(endpoint) => {
-            let mut outcome = inner
-                .sender
-                .send(DeliveryRequest {
-                    url: &endpoint.url,
-                    secret: &endpoint.secret,
-                    body: body.as_bytes(),
-                    event_unique_id: &due.event_unique_id,
-                })
-                .await;
-            outcome.redact(&endpoint.secret);
-            let (state, next) = next_step(
-                &outcome,
-                due.attempts_made + 1,
-                &inner.config.retry,
-                inner.clock.now(),
-                random_unit(),
-            );
-            (outcome, state, next)
-        }
+    let span = tracing::info_span!(
+        "webhook_attempt",
+        event_id = %due.event_unique_id,
+        endpoint_id = %due.endpoint_id,
+        attempt = due.attempts_made + 1,
+        outcome = tracing::field::Empty,
+        http_status = tracing::field::Empty,
+        error_kind = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    let mut outcome = inner
+        .sender
+        .send(DeliveryRequest {
+            url: &endpoint.url,
+            secret: &endpoint.secret,
+            body: body.as_bytes(),
+            event_unique_id: &due.event_unique_id,
+        })
+        .instrument(span.clone())
+        .await;
+    outcome.redact(&endpoint.secret);
+    trace_outcome(&span, &outcome);
+    inner
+        .note_outcome(&endpoint, succeeded(&outcome), outcome.started_at)
+        .await;
+    record(inner, due, outcome, trigger, Some(&endpoint), permit).await
+}
+
+/// Where a claimed delivery goes.
+enum Target {
+    Endpoint(crate::Endpoint),
+    Removed,
+    /// The store the endpoints are kept in could not be read.
+    Unreadable,
+}
+
+/// The endpoint a delivery goes to. One this dispatcher does not know is looked up in the
+/// store the endpoints are kept in, if any: it may have been added through another instance
+/// since the last refresh.
+async fn endpoint_for(inner: &Inner, id: &str) -> Target {
+    if let Some(endpoint) = inner.endpoint_list().iter().find(|e| e.id == id) {
+        return Target::Endpoint(endpoint.clone());
+    }
+    let Some(source) = &inner.endpoint_source else {
+        return Target::Removed;
     };
+    match source.endpoint(id).await {
+        Ok(Some(endpoint)) => Target::Endpoint(endpoint),
+        Ok(None) => Target::Removed,
+        Err(error) => {
+            tracing::error!(
+                endpoint_id = %id,
+                error = %crate::error_chain(&error),
+                "reading an endpoint failed; its delivery waits"
+            );
+            Target::Unreadable
+        }
+    }
+}
+
+/// Puts what happened on the attempt's span, and warns of a failure.
+fn trace_outcome(span: &tracing::Span, outcome: &SendOutcome) {
+    let latency = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+    span.record("latency_ms", latency);
+    match &outcome.result {
+        SendResult::Response { status, .. } => {
+            span.record("http_status", status);
+            let ok = (200..300).contains(status);
+            span.record("outcome", if ok { "delivered" } else { "rejected" });
+            if !ok {
+                tracing::warn!(parent: span, http_status = status, "webhook attempt failed");
+            }
+        }
+        SendResult::Failed { kind, .. } => {
+            span.record("outcome", "unreachable");
+            span.record("error_kind", tracing::field::debug(kind));
+            tracing::warn!(parent: span, error_kind = ?kind, "webhook attempt failed");
+        }
+    }
+}
+
+/// Logs an attempt's outcome under its claim, once its request is over.
+async fn record(
+    inner: &Inner,
+    due: DueDelivery,
+    outcome: SendOutcome,
+    trigger: AttemptTrigger,
+    endpoint: Option<&crate::Endpoint>,
+    permit: SemaphorePermit<'_>,
+) -> Result<(), LogError> {
+    let (state, next_attempt_at) = match endpoint {
+        Some(_) => next_step(
+            &outcome,
+            due.attempts_made + 1,
+            &inner.config.retry,
+            inner.clock.now(),
+            random_unit(),
+        ),
+        None => (DeliveryState::Failed, None),
+    };
+    let mut attempt = outcome.into_attempt(trigger);
+    if let Some(endpoint) = endpoint {
+        attempt = attempt.sent_to(&endpoint.url);
+    }
     // The request is over: the next one may start while this outcome is logged. The delivery
     // stays claimed in the log until then, so it is not started twice.
     let recording = inner.record_permits.acquire().await;
@@ -235,14 +359,22 @@ async fn deliver(
         .record_attempt(AttemptRecord {
             event_unique_id: due.event_unique_id,
             endpoint_id: due.endpoint_id,
-            attempt: outcome.into_attempt(trigger),
+            attempt,
             state,
             next_attempt_at,
             claim: Some(due.claim),
         })
         .await;
     drop(recording);
+    if recorded.is_ok() {
+        inner.counters.count(state);
+    }
     recorded
+}
+
+/// Whether the endpoint answered 2xx.
+pub(super) fn succeeded(outcome: &SendOutcome) -> bool {
+    outcome.status().is_some_and(|s| (200..300).contains(&s))
 }
 
 /// A random number in `[0, 1)` for retry jitter.

@@ -76,6 +76,9 @@ pub struct Attempt {
     pub outcome: AttemptOutcome,
     /// What started it.
     pub trigger: AttemptTrigger,
+    /// The URL the request went to, when known (an endpoint's URL may change between
+    /// attempts; logs written before attempts recorded it have none).
+    pub url: Option<String>,
 }
 
 impl Attempt {
@@ -96,6 +99,7 @@ impl Attempt {
                 snippet: capped(snippet.into()),
             },
             trigger,
+            url: None,
         }
     }
 
@@ -115,7 +119,14 @@ impl Attempt {
                 message: capped(message.into()),
             },
             trigger,
+            url: None,
         }
+    }
+
+    /// The attempt, noting the URL its request went to.
+    pub fn sent_to(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
     }
 
     /// The HTTP status, if there was an answer.
@@ -149,6 +160,8 @@ struct AttemptWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     error_message: Option<String>,
     trigger: AttemptTrigger,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
 }
 
 impl From<Attempt> for AttemptWire {
@@ -169,6 +182,7 @@ impl From<Attempt> for AttemptWire {
             error_kind,
             error_message,
             trigger: attempt.trigger,
+            url: attempt.url,
         }
     }
 }
@@ -193,6 +207,7 @@ impl TryFrom<AttemptWire> for Attempt {
             duration: Duration::from_millis(wire.duration_ms),
             outcome,
             trigger: wire.trigger,
+            url: wire.url,
         })
     }
 }

@@ -14,7 +14,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
-use super::record::{AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, lease_end};
+use super::record::{
+    AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
+    lease_end,
+};
 use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros};
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
@@ -445,7 +448,7 @@ impl EventTables for FileLogStore {
                 let attempts = conn
                     .prepare(&format!(
                         "SELECT event_seq, endpoint_id, started_us, duration_ms, http_status, \
-                         response_snippet, error_kind, error_message, attempt_trigger \
+                         response_snippet, error_kind, error_message, attempt_trigger, url \
                          FROM attempts WHERE event_seq IN ({list}) ORDER BY event_seq, id"
                     ))?
                     .query_map([], |row| {
@@ -457,6 +460,7 @@ impl EventTables for FileLogStore {
                             error_kind: row.get(6)?,
                             error_message: row.get(7)?,
                             trigger: row.get(8)?,
+                            url: row.get(9)?,
                         };
                         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, columns))
                     })?
@@ -488,26 +492,45 @@ impl LogStore for FileLogStore {
         event: StoredEvent,
         now: DateTime<Utc>,
         lease: Duration,
+        endpoint_ids: &[&str],
     ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
         let claim = (ClaimToken::new(), lease_end(now, lease));
-        match self.write(Op::Append(event, Some(claim))).await? {
+        let endpoints = endpoint_ids.iter().map(|id| (*id).to_owned()).collect();
+        match self
+            .write(Op::Append(event, Some((claim, endpoints))))
+            .await?
+        {
             Answer::Token(token) => Ok(token),
             _ => Ok(None),
         }
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>, LogError> {
-        let claim = (ClaimToken::new(), lease_end(now, lease));
-        match self.write(Op::ClaimDue { now, limit, claim }).await? {
+    async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError> {
+        let claim = (ClaimToken::new(), lease_end(request.now, request.lease));
+        match self.write(Op::ClaimDue(request.clone(), claim)).await? {
             Answer::Claimed(due) => Ok(due),
             _ => Ok(Vec::new()),
         }
+    }
+
+    async fn backlog(&self) -> Result<Vec<EndpointBacklog>, LogError> {
+        self.read("reading the backlog", |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT d.endpoint_id, count(*), min(e.timestamp_us) FROM deliveries d \
+                 JOIN events e ON e.seq = d.event_seq WHERE d.state = 'pending' \
+                 GROUP BY d.endpoint_id ORDER BY d.endpoint_id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(EndpointBacklog {
+                    endpoint_id: row.get(0)?,
+                    pending: row.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                    oldest: from_micros(row.get(2)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     async fn claim(

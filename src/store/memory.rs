@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::query::{Cursor, LogFilter, Page, Position};
 use super::record::{
-    AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent, lease_end,
+    AttemptRecord, ClaimRequest, ClaimToken, DeliveryState, DueDelivery, EndpointBacklog,
+    StoredEvent, lease_end,
 };
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
@@ -75,11 +76,12 @@ impl MemoryLogStore {
         Self::default()
     }
 
-    /// Appends `event`, its pending deliveries claimed until `claimed_until` when given.
+    /// Appends `event`, its pending deliveries to the endpoints named claimed until the time
+    /// given, if any.
     fn insert(
         &self,
         event: StoredEvent,
-        claimed_until: Option<DateTime<Utc>>,
+        claim: Option<(DateTime<Utc>, &[&str])>,
     ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
         let mut state = self.lock();
@@ -93,20 +95,24 @@ impl MemoryLogStore {
         state
             .positions
             .insert(event.event_unique_id.clone(), position);
-        let token = claimed_until.map(|_| ClaimToken::new());
+        let token = ClaimToken::new();
+        let mut claimed = false;
         for (index, delivery) in event.deliveries.iter().enumerate() {
             if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
             {
                 state.pending.insert((due, position, index));
-                if let (Some(token), Some(until)) = (&token, claimed_until) {
+                if let Some((until, endpoints)) = claim
+                    && endpoints.contains(&delivery.endpoint_id.as_str())
+                {
                     state
                         .claims
                         .insert((position, index), (token.clone(), until));
+                    claimed = true;
                 }
             }
         }
         state.by_position.insert(position, event);
-        Ok(token)
+        Ok(claimed.then_some(token))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -128,29 +134,66 @@ impl LogStore for MemoryLogStore {
         event: StoredEvent,
         now: DateTime<Utc>,
         lease: Duration,
+        endpoint_ids: &[&str],
     ) -> Result<Option<ClaimToken>, LogError> {
-        self.insert(event, Some(lease_end(now, lease)))
+        self.insert(event, Some((lease_end(now, lease), endpoint_ids)))
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>, LogError> {
+    async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError> {
         let mut state = self.lock();
-        let token = ClaimToken::new();
-        let until = lease_end(now, lease);
-        let chosen: Vec<(DateTime<Utc>, Position, usize)> = state
-            .pending
-            .iter()
-            .take_while(|(due, _, _)| *due <= now)
-            .filter(|(_, position, index)| !state.held(&(*position, *index), now))
-            .take(limit)
-            .copied()
+        let now = request.now;
+        let endpoint_of = |state: &State, (position, index): (Position, usize)| {
+            state
+                .by_position
+                .get(&position)
+                .and_then(|event| event.deliveries.get(index))
+                .map(|delivery| delivery.endpoint_id.clone())
+                .unwrap_or_default()
+        };
+        // Each endpoint's room: its cap less what live claims already hold.
+        let mut room: HashMap<String, usize> = HashMap::new();
+        for (&key, (_, until)) in &state.claims {
+            if *until > now {
+                let held = room.entry(endpoint_of(&state, key)).or_default();
+                *held = held.saturating_add(1);
+            }
+        }
+        let mut rounds: HashMap<String, Vec<(DateTime<Utc>, Position, usize)>> = HashMap::new();
+        for &(due, position, index) in state.pending.iter().take_while(|(due, ..)| *due <= now) {
+            if state.held(&(position, index), now) {
+                continue;
+            }
+            let endpoint = endpoint_of(&state, (position, index));
+            if request.skip_endpoints.contains(&endpoint) {
+                continue;
+            }
+            let held = room.get(&endpoint).copied().unwrap_or(0);
+            let queue = rounds.entry(endpoint).or_default();
+            if queue.len() < request.limit
+                && held.saturating_add(queue.len()) < request.per_endpoint
+            {
+                queue.push((due, position, index));
+            }
+        }
+        // Turn by turn: the endpoint holding the fewest claims first.
+        let mut chosen: Vec<(usize, DateTime<Utc>, Position, usize)> = rounds
+            .into_iter()
+            .flat_map(|(endpoint, queue)| {
+                let held = room.get(&endpoint).copied().unwrap_or(0);
+                queue
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(round, (due, position, index))| {
+                        (held + round, due, position, index)
+                    })
+            })
             .collect();
+        chosen.sort_unstable();
+        chosen.truncate(request.limit);
+        let token = ClaimToken::new();
+        let until = lease_end(now, request.lease);
         let mut claimed = Vec::with_capacity(chosen.len());
-        for (due, position, index) in chosen {
+        for (_, due, position, index) in chosen {
             let Some(event) = state.by_position.get(&position) else {
                 continue;
             };
@@ -171,6 +214,29 @@ impl LogStore for MemoryLogStore {
                 .insert((position, index), (token.clone(), until));
         }
         Ok(claimed)
+    }
+
+    async fn backlog(&self) -> Result<Vec<EndpointBacklog>, LogError> {
+        let state = self.lock();
+        let mut backlog: BTreeMap<&str, EndpointBacklog> = BTreeMap::new();
+        for (_, position, index) in &state.pending {
+            let Some(event) = state.by_position.get(position) else {
+                continue;
+            };
+            let Some(delivery) = event.deliveries.get(*index) else {
+                continue;
+            };
+            let entry = backlog
+                .entry(&delivery.endpoint_id)
+                .or_insert_with(|| EndpointBacklog {
+                    endpoint_id: delivery.endpoint_id.clone(),
+                    pending: 0,
+                    oldest: event.timestamp,
+                });
+            entry.pending += 1;
+            entry.oldest = entry.oldest.min(event.timestamp);
+        }
+        Ok(backlog.into_values().collect())
     }
 
     async fn claim(

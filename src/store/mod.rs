@@ -27,8 +27,9 @@ pub use postgres::PostgresLogStore;
 pub use query::{Cursor, EventRow, LogFilter, Page};
 pub(crate) use record::lease_end;
 pub use record::{
-    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, ClaimToken, Delivery, DeliveryState,
-    DueDelivery, RESPONSE_SNIPPET_LIMIT, StoredEvent, TransportErrorKind,
+    Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, ClaimRequest, ClaimToken, Delivery,
+    DeliveryState, DueDelivery, EndpointBacklog, RESPONSE_SNIPPET_LIMIT, StoredEvent,
+    TransportErrorKind,
 };
 
 /// Why a log operation failed.
@@ -139,6 +140,8 @@ pub enum LogError {
 /// - **hand out work by claims**: [`claim_due`](Self::claim_due) atomically marks each
 ///   delivery it returns as claimed under a fresh [`ClaimToken`] until the lease ends. Until
 ///   then no other call claims it; after, any may (the holder is presumed dead).
+///   Claims are fair across endpoints and capped per endpoint, so that one endpoint's
+///   backlog never holds up another's.
 /// - **fence with the token**: [`record_attempt`](Self::record_attempt) with a token applies
 ///   only while that token still holds the delivery (its lease may have ended, as long as
 ///   nobody claimed it since); otherwise it changes nothing and fails with
@@ -176,29 +179,39 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// attempts.
     async fn append(&self, event: StoredEvent) -> Result<(), LogError>;
 
-    /// [`append`](Self::append), with the event's pending deliveries claimed for the caller
-    /// in the same transaction, until `now + lease`: the dispatcher sends a just-emitted event
-    /// at once from memory. Returns the claim's token, or `None` from a backend that does not
-    /// claim on append (the default), whose deliveries [`claim_due`](Self::claim_due) hands out
-    /// instead.
+    /// [`append`](Self::append), with the event's pending deliveries to `endpoint_ids` claimed
+    /// for the caller in the same transaction, until `now + lease`: the dispatcher sends a
+    /// just-emitted event at once from memory. Returns the claim's token (`None` when nothing
+    /// was claimed), or `None` from a backend that does not claim on append (the default),
+    /// whose deliveries [`claim_due`](Self::claim_due) hands out instead.
     async fn append_claimed(
         &self,
         event: StoredEvent,
         now: DateTime<Utc>,
         lease: Duration,
+        endpoint_ids: &[&str],
     ) -> Result<Option<ClaimToken>, LogError> {
-        let _ = (now, lease);
+        let _ = (now, lease, endpoint_ids);
         self.append(event).await.map(|()| None)
     }
 
-    /// Claims up to `limit` pending deliveries due at or before `now` that no live claim
-    /// holds, earliest first, for `lease`; all under one new token.
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>, LogError>;
+    /// Claims pending deliveries due at or before `request.now` that no live claim holds, all
+    /// under one new token, until `now + lease`:
+    /// - at most `request.limit` of them;
+    /// - none to an endpoint in `request.skip_endpoints`;
+    /// - for each endpoint, no more than `request.per_endpoint` under live claims afterwards,
+    ///   counting those claimed earlier by anyone (so a hanging endpoint never holds more);
+    /// - fairly, one delivery per endpoint per turn, the endpoint holding the fewest live
+    ///   claims first and the earliest due first among equals; each endpoint's deliveries
+    ///   earliest due first. Returned each endpoint's first, then each one's second, and so
+    ///   on. (A backend may choose from a bounded window of the earliest due deliveries of
+    ///   endpoints with room, as the SQL ones do, so a long backlog is not read on every
+    ///   claim.)
+    async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError>;
+
+    /// Pending deliveries by endpoint, for monitoring: how many, and the oldest event among
+    /// them.
+    async fn backlog(&self) -> Result<Vec<EndpointBacklog>, LogError>;
 
     /// Claims one delivery, whatever its state, for a manual attempt (a re-trigger): `None`
     /// when a live claim holds it. Fails with [`LogError::UnknownEvent`] or
@@ -255,10 +268,8 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
             .await
     }
 
-    /// Deletes events older than `cutoff` (retention); returns how many were deleted.
-    ///
-    /// [`FileLogStore`] deletes whole daily segments, so it only deletes events from UTC days
-    /// that end at or before `cutoff`; [`MemoryLogStore`] deletes exactly.
+    /// Deletes events older than `cutoff` (retention), with their deliveries and attempts;
+    /// returns how many events were deleted.
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError>;
 }
 

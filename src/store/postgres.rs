@@ -10,7 +10,8 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
-    AttemptRecord, ClaimToken, Delivery, DueDelivery, StoredEvent, aggregate_status, lease_end,
+    AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
+    aggregate_status, lease_end, round_robin,
 };
 use super::sql::{AttemptColumns, EventTables, assemble, parse_state};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
@@ -231,7 +232,7 @@ impl EventTables for PostgresLogStore {
         .map_err(database("reading deliveries".into()))?;
         let attempts = sqlx::query(
             "SELECT event_seq, endpoint_id, started_at, duration_ms, http_status, \
-             response_snippet, error_kind, error_message, attempt_trigger FROM fermion_attempts \
+             response_snippet, error_kind, error_message, attempt_trigger, url FROM fermion_attempts \
              WHERE event_seq = ANY($1) ORDER BY event_seq, id",
         )
         .bind(&keys)
@@ -266,6 +267,7 @@ impl EventTables for PostgresLogStore {
                     error_kind: row.try_get("error_kind").map_err(corrupt)?,
                     error_message: row.try_get("error_message").map_err(corrupt)?,
                     trigger: row.try_get("attempt_trigger").map_err(corrupt)?,
+                    url: row.try_get("url").map_err(corrupt)?,
                 };
                 Ok((
                     row.try_get("event_seq").map_err(corrupt)?,
@@ -290,7 +292,7 @@ impl PostgresLogStore {
     async fn insert(
         &self,
         event: StoredEvent,
-        claim: Option<(ClaimToken, DateTime<Utc>)>,
+        claim: Option<(ClaimToken, DateTime<Utc>, &[&str])>,
     ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
         let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
@@ -304,17 +306,26 @@ impl PostgresLogStore {
         let states: Vec<&str> = event.deliveries.iter().map(|d| d.state.as_str()).collect();
         let due: Vec<Option<DateTime<Utc>>> =
             event.deliveries.iter().map(|d| d.next_attempt_at).collect();
-        let claimed = |d: &Delivery| claim.as_ref().filter(|_| d.state == DeliveryState::Pending);
+        let claimed = |d: &Delivery| {
+            claim.as_ref().filter(|(_, _, endpoints)| {
+                d.state == DeliveryState::Pending && endpoints.contains(&d.endpoint_id.as_str())
+            })
+        };
         let tokens: Vec<Option<&str>> = event
             .deliveries
             .iter()
-            .map(|d| claimed(d).map(|(token, _)| token.as_str()))
+            .map(|d| claimed(d).map(|(token, _, _)| token.as_str()))
             .collect();
         let until: Vec<Option<DateTime<Utc>>> = event
             .deliveries
             .iter()
-            .map(|d| claimed(d).map(|(_, until)| *until))
+            .map(|d| claimed(d).map(|(_, until, _)| *until))
             .collect();
+        let token = tokens
+            .iter()
+            .any(Option::is_some)
+            .then(|| claim.as_ref().map(|(token, _, _)| token.clone()))
+            .flatten();
         // One statement, so one round trip and atomic by itself: the event, then its
         // deliveries, only if the event was new.
         let inserted: Option<i64> = sqlx::query_scalar(
@@ -351,7 +362,7 @@ impl PostgresLogStore {
                 id: event.event_unique_id,
             });
         }
-        Ok(claim.map(|(token, _)| token))
+        Ok(token)
     }
 
     async fn record(&self, record: AttemptRecord) -> Result<(), LogError> {
@@ -408,7 +419,7 @@ impl PostgresLogStore {
              WHERE event_seq = $1 AND endpoint_id = $2), \
              attempt AS (INSERT INTO fermion_attempts (event_seq, endpoint_id, position, \
              started_at, duration_ms, http_status, response_snippet, error_kind, error_message, \
-             attempt_trigger) VALUES ($1, $2, $5, $6, $7, $8, $9, $10, $11, $12)) \
+             attempt_trigger, url) VALUES ($1, $2, $5, $6, $7, $8, $9, $10, $11, $12, $13)) \
              UPDATE fermion_events SET attempts = attempts + 1, status = CASE \
              WHEN $3 = 'failed' OR EXISTS (SELECT 1 FROM fermion_deliveries \
              WHERE event_seq = $1 AND endpoint_id <> $2 AND state = 'failed') THEN 'failed' \
@@ -428,6 +439,7 @@ impl PostgresLogStore {
         .bind(columns.error_kind)
         .bind(columns.error_message)
         .bind(columns.trigger)
+        .bind(columns.url)
         .execute(&mut *tx)
         .await
         .map_err(failed())?;
@@ -482,32 +494,57 @@ impl LogStore for PostgresLogStore {
         event: StoredEvent,
         now: DateTime<Utc>,
         lease: Duration,
+        endpoint_ids: &[&str],
     ) -> Result<Option<ClaimToken>, LogError> {
-        self.insert(event, Some((ClaimToken::new(), lease_end(now, lease))))
-            .await
+        let claim = (ClaimToken::new(), lease_end(now, lease), endpoint_ids);
+        self.insert(event, Some(claim)).await
     }
 
-    async fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<DueDelivery>, LogError> {
+    async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError> {
         let token = ClaimToken::new();
-        let until = lease_end(now, lease);
-        // SKIP LOCKED: instances claiming at the same moment each take different rows instead
-        // of queueing behind one another's row locks.
+        let until = lease_end(request.now, request.lease);
+        // Ranked per endpoint by due time, less the endpoint's live claims, round by round;
+        // the claimable condition is checked again on the locked rows, so no delivery is
+        // claimed twice. Instances claiming at the same moment each count the live claims
+        // before the other's land: an endpoint may then briefly hold up to one cap per
+        // claimer. (Serialising claimers with a lock would need a transaction held across
+        // round trips; a dispatcher cancelled in the middle would leave it held.)
         let rows: Vec<(String, String, String, DateTime<Utc>, i32)> = sqlx::query_as(
-            "WITH due AS (SELECT event_seq, endpoint_id FROM fermion_deliveries              WHERE state = 'pending' AND next_attempt_at <= $3              AND (claimed_until IS NULL OR claimed_until <= $3)              ORDER BY next_attempt_at, event_seq, position LIMIT $4 FOR UPDATE SKIP LOCKED)              UPDATE fermion_deliveries d SET claim_token = $1, claimed_until = $2              FROM due, fermion_events e              WHERE d.event_seq = due.event_seq AND d.endpoint_id = due.endpoint_id              AND e.seq = d.event_seq              RETURNING e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_at, d.attempts",
+            "WITH busy AS (SELECT endpoint_id, count(*) AS held FROM fermion_deliveries \
+               WHERE claim_token IS NOT NULL AND claimed_until > $3 GROUP BY endpoint_id), \
+             candidates AS (SELECT event_seq, endpoint_id, position, next_attempt_at \
+               FROM fermion_deliveries WHERE state = 'pending' AND next_attempt_at <= $3 \
+               AND (claimed_until IS NULL OR claimed_until <= $3) \
+               AND NOT (endpoint_id = ANY($5::text[])) \
+               AND endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE held >= $6) \
+               ORDER BY next_attempt_at, event_seq, position LIMIT $7), \
+             ranked AS (SELECT candidates.*, coalesce(busy.held, 0) + row_number() OVER ( \
+               PARTITION BY candidates.endpoint_id \
+               ORDER BY next_attempt_at, event_seq, position) AS place \
+               FROM candidates LEFT JOIN busy USING (endpoint_id)), \
+             chosen AS (SELECT event_seq, endpoint_id FROM ranked WHERE place <= $6 \
+               ORDER BY place, next_attempt_at, event_seq, position LIMIT $4), \
+             locked AS (SELECT d.event_seq, d.endpoint_id FROM fermion_deliveries d \
+               JOIN chosen USING (event_seq, endpoint_id) WHERE d.state = 'pending' \
+               AND (d.claimed_until IS NULL OR d.claimed_until <= $3) \
+               FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE fermion_deliveries d SET claim_token = $1, claimed_until = $2 \
+             FROM locked, fermion_events e \
+             WHERE d.event_seq = locked.event_seq AND d.endpoint_id = locked.endpoint_id \
+             AND e.seq = d.event_seq \
+             RETURNING e.event_unique_id, d.endpoint_id, d.url, d.next_attempt_at, d.attempts",
         )
         .bind(token.as_str())
         .bind(until)
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(request.now)
+        .bind(request.limit_i64())
+        .bind(&request.skip_endpoints)
+        .bind(request.per_endpoint_i64())
+        .bind(request.window_i64())
         .fetch_all(&self.pool)
         .await
         .map_err(database("claiming due deliveries".into()))?;
-        let mut claimed: Vec<DueDelivery> = rows
+        let claimed = rows
             .into_iter()
             .map(
                 |(event_unique_id, endpoint_id, url, due, attempts)| DueDelivery {
@@ -521,8 +558,26 @@ impl LogStore for PostgresLogStore {
                 },
             )
             .collect();
-        claimed.sort_by_key(|due| due.next_attempt_at);
-        Ok(claimed)
+        Ok(round_robin(claimed))
+    }
+
+    async fn backlog(&self) -> Result<Vec<EndpointBacklog>, LogError> {
+        let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT d.endpoint_id, count(*), min(e.timestamp) FROM fermion_deliveries d \
+             JOIN fermion_events e ON e.seq = d.event_seq WHERE d.state = 'pending' \
+             GROUP BY d.endpoint_id ORDER BY d.endpoint_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("reading the backlog".into()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(endpoint_id, pending, oldest)| EndpointBacklog {
+                endpoint_id,
+                pending: pending.try_into().unwrap_or(0),
+                oldest,
+            })
+            .collect())
     }
 
     async fn claim(

@@ -254,3 +254,106 @@ pub struct DueDelivery {
     /// When the claim's lease ends.
     pub claimed_until: DateTime<Utc>,
 }
+
+/// What [`LogStore::claim_due`](super::LogStore::claim_due) is asked to claim: up to `limit`
+/// due deliveries for `lease`, fairly across endpoints.
+///
+/// ```
+/// use std::time::Duration;
+/// use fermion_webhooks::store::ClaimRequest;
+///
+/// let request = ClaimRequest::new(chrono::Utc::now(), 64, Duration::from_secs(60))
+///     .per_endpoint(16)
+///     .skipping(["paused-endpoint"]);
+/// assert_eq!(request.per_endpoint, 16);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimRequest {
+    /// Deliveries due at or before this time are claimable; claims live at this time count.
+    pub now: DateTime<Utc>,
+    /// The most deliveries to claim.
+    pub limit: usize,
+    /// How long the claims last.
+    pub lease: Duration,
+    /// The most deliveries of one endpoint under live claims afterwards, counting those
+    /// claimed earlier by anyone (default: no limit).
+    pub per_endpoint: usize,
+    /// Endpoints whose deliveries are not claimed (paused ones, say): they stay pending.
+    pub skip_endpoints: Vec<String>,
+}
+
+impl ClaimRequest {
+    /// Up to `limit` due deliveries at `now`, claimed for `lease`, with no per-endpoint limit.
+    pub fn new(now: DateTime<Utc>, limit: usize, lease: Duration) -> Self {
+        Self {
+            now,
+            limit,
+            lease,
+            per_endpoint: usize::MAX,
+            skip_endpoints: Vec::new(),
+        }
+    }
+
+    /// At most `cap` deliveries of one endpoint under live claims, these included.
+    pub fn per_endpoint(mut self, cap: usize) -> Self {
+        self.per_endpoint = cap;
+        self
+    }
+
+    /// Leaves these endpoints' deliveries alone.
+    pub fn skipping<S: Into<String>>(mut self, endpoint_ids: impl IntoIterator<Item = S>) -> Self {
+        self.skip_endpoints
+            .extend(endpoint_ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// The per-endpoint cap as a database integer.
+    pub(crate) fn per_endpoint_i64(&self) -> i64 {
+        i64::try_from(self.per_endpoint).unwrap_or(i64::MAX)
+    }
+
+    /// The limit as a database integer.
+    pub(crate) fn limit_i64(&self) -> i64 {
+        i64::try_from(self.limit).unwrap_or(i64::MAX)
+    }
+
+    /// How many of the earliest due deliveries (of endpoints with room) a SQL backend ranks
+    /// to choose from: enough for every endpoint in them to take its turn, few enough that a
+    /// long backlog is not read whole on every claim.
+    pub(crate) fn window_i64(&self) -> i64 {
+        i64::try_from(self.limit.saturating_mul(8).max(256)).unwrap_or(i64::MAX)
+    }
+}
+
+/// One endpoint's pending deliveries, for [`LogStore::backlog`](super::LogStore::backlog).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointBacklog {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// How many of its deliveries are pending.
+    pub pending: u64,
+    /// The timestamp of the oldest event with a pending delivery to it.
+    pub oldest: DateTime<Utc>,
+}
+
+/// Orders claimed deliveries as [`LogStore::claim_due`](super::LogStore::claim_due) returns
+/// them: each endpoint's earliest first, then each one's second, and so on, earliest due first
+/// within a round (for backends whose claiming statement returns rows in no order).
+pub(crate) fn round_robin(mut claimed: Vec<DueDelivery>) -> Vec<DueDelivery> {
+    claimed.sort_by(|a, b| {
+        (&a.endpoint_id, a.next_attempt_at).cmp(&(&b.endpoint_id, b.next_attempt_at))
+    });
+    let mut ranked: Vec<(usize, DueDelivery)> = Vec::with_capacity(claimed.len());
+    for due in claimed {
+        let round = match ranked.last() {
+            Some((last, previous)) if previous.endpoint_id == due.endpoint_id => last + 1,
+            _ => 0,
+        };
+        ranked.push((round, due));
+    }
+    ranked.sort_by(|(a_round, a), (b_round, b)| {
+        (a_round, a.next_attempt_at).cmp(&(b_round, b.next_attempt_at))
+    });
+    ranked.into_iter().map(|(_, due)| due).collect()
+}

@@ -186,6 +186,7 @@ pub(super) struct AttemptColumns {
     pub(super) error_kind: Option<String>,
     pub(super) error_message: Option<String>,
     pub(super) trigger: String,
+    pub(super) url: Option<String>,
 }
 
 impl AttemptColumns {
@@ -207,6 +208,7 @@ impl AttemptColumns {
             error_kind,
             error_message,
             trigger: kebab(&attempt.trigger),
+            url: attempt.url.clone(),
         }
     }
 
@@ -234,6 +236,7 @@ impl AttemptColumns {
             duration: Duration::from_millis(u64::try_from(self.duration_ms).unwrap_or(0)),
             outcome,
             trigger: parse_kebab(&self.trigger, "attempt trigger")?,
+            url: self.url,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{LEASE, at, attempt, record, stored};
 use crate::EventKind;
-use crate::store::{AttemptTrigger, DeliveryState, LogError, Store};
+use crate::store::{AttemptTrigger, ClaimRequest, DeliveryState, LogError, Store};
 
 /// A contract check; panics when the backend breaks the contract.
 pub async fn claims_hand_out_due_pending_deliveries_earliest_first_each_once_per_lease(
@@ -20,7 +20,12 @@ pub async fn claims_hand_out_due_pending_deliveries_earliest_first_each_once_per
     store.append(late.clone()).await.unwrap();
     store.append(early.clone()).await.unwrap();
     // An hour's lease, so that every claim below is still held when the next is asked for.
-    let claim = |now: &str, limit| store.claim_due(at(now), limit, Duration::from_secs(3600));
+    let hour = Duration::from_secs(3600);
+    let claim = async |now: &str, limit| {
+        store
+            .claim_due(&ClaimRequest::new(at(now), limit, hour))
+            .await
+    };
     assert!(
         claim("2026-11-28T09:59:59Z", 10).await.unwrap().is_empty(),
         "none due yet"
@@ -79,11 +84,11 @@ pub async fn a_claim_taken_over_after_its_lease_fences_out_the_old_holder(store:
     let event = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
     store.append(event.clone()).await.unwrap();
     let slow = store
-        .claim_due(at("2026-11-28T10:00:00Z"), 10, LEASE)
+        .claim_due(&ClaimRequest::new(at("2026-11-28T10:00:00Z"), 10, LEASE))
         .await
         .unwrap();
     let fast = store
-        .claim_due(at("2026-11-28T10:01:00Z"), 10, LEASE)
+        .claim_due(&ClaimRequest::new(at("2026-11-28T10:01:00Z"), 10, LEASE))
         .await
         .unwrap();
     assert_eq!(fast.len(), 1, "taken over once the lease ran out");
@@ -120,13 +125,17 @@ pub async fn claims_are_released_on_request_and_held_against_unclaimed_records(
 ) {
     let event = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
     let token = store
-        .append_claimed(event.clone(), at("2026-11-28T10:00:00Z"), LEASE)
+        .append_claimed(event.clone(), at("2026-11-28T10:00:00Z"), LEASE, &["crm"])
         .await
         .unwrap();
     let now = at("2026-11-28T10:00:10Z");
     if let Some(token) = token {
         assert!(
-            store.claim_due(now, 10, LEASE).await.unwrap().is_empty(),
+            store
+                .claim_due(&ClaimRequest::new(now, 10, LEASE))
+                .await
+                .unwrap()
+                .is_empty(),
             "held from append"
         );
         let unclaimed = record(
@@ -147,7 +156,10 @@ pub async fn claims_are_released_on_request_and_held_against_unclaimed_records(
         );
         store.release(&token).await.unwrap();
     }
-    let claimed = store.claim_due(now, 10, LEASE).await.unwrap();
+    let claimed = store
+        .claim_due(&ClaimRequest::new(now, 10, LEASE))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1, "free once released");
     store.release(&claimed[0].claim).await.unwrap();
     let manual = store
@@ -187,7 +199,7 @@ pub async fn concurrent_claimers_never_get_the_same_delivery(store: Arc<dyn Stor
                 let mut mine = Vec::new();
                 loop {
                     let got = store
-                        .claim_due(at("2026-11-28T11:00:00Z"), 3, LEASE)
+                        .claim_due(&ClaimRequest::new(at("2026-11-28T11:00:00Z"), 3, LEASE))
                         .await
                         .unwrap();
                     if got.is_empty() {
@@ -210,4 +222,134 @@ pub async fn concurrent_claimers_never_get_the_same_delivery(store: Arc<dyn Stor
         (80, 80),
         "each delivery claimed exactly once"
     );
+}
+
+/// A contract check; panics when the backend breaks the contract.
+pub async fn claims_take_turns_across_endpoints_and_keep_each_under_its_cap(store: Arc<dyn Store>) {
+    // A hanging endpoint with a long backlog, due first; a healthy one with a short one.
+    let mut hanging = Vec::new();
+    for second in 0..6 {
+        let event = stored(
+            EventKind::PaidCourseSale,
+            &format!("2026-11-28T10:00:0{second}Z"),
+            &["hanging"],
+        );
+        store.append(event.clone()).await.unwrap();
+        hanging.push(event);
+    }
+    let healthy = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:30Z",
+        &["healthy", "paused"],
+    );
+    store.append(healthy.clone()).await.unwrap();
+    let later = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:40Z",
+        &["healthy"],
+    );
+    store.append(later.clone()).await.unwrap();
+    let now = at("2026-11-28T10:01:00Z");
+    let request = |limit| {
+        ClaimRequest::new(now, limit, LEASE)
+            .per_endpoint(2)
+            .skipping(["paused"])
+    };
+
+    let first = store.claim_due(&request(3)).await.unwrap();
+    let order: Vec<&str> = first.iter().map(|d| d.endpoint_id.as_str()).collect();
+    assert_eq!(
+        order,
+        ["hanging", "healthy", "hanging"],
+        "each endpoint's earliest first, then each one's second"
+    );
+    assert_eq!(first[0].event_unique_id, hanging[0].event_unique_id);
+    assert_eq!(first[1].event_unique_id, healthy.event_unique_id);
+
+    // The hanging endpoint holds its two; the healthy one gets its second; the paused one
+    // nothing.
+    let second = store.claim_due(&request(10)).await.unwrap();
+    let order: Vec<(&str, &str)> = second
+        .iter()
+        .map(|d| (d.endpoint_id.as_str(), d.event_unique_id.as_str()))
+        .collect();
+    assert_eq!(order, [("healthy", later.event_unique_id.as_str())]);
+    assert!(store.claim_due(&request(10)).await.unwrap().is_empty());
+
+    // An attempt recorded frees its place under the cap.
+    let mut failed = record(
+        &hanging[0],
+        "hanging",
+        attempt(503, AttemptTrigger::FirstTry, "2026-11-28T10:01:00Z"),
+        DeliveryState::Pending,
+    );
+    failed.next_attempt_at = Some(at("2026-11-28T11:00:00Z"));
+    failed.claim = Some(first[0].claim.clone());
+    store.record_attempt(failed).await.unwrap();
+    let third = store.claim_due(&request(10)).await.unwrap();
+    let ids: Vec<&str> = third.iter().map(|d| d.event_unique_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [hanging[2].event_unique_id.as_str()],
+        "the next in line"
+    );
+
+    // Claims made on append count toward the cap as well.
+    let fresh = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:50Z",
+        &["spare"],
+    );
+    let token = store
+        .append_claimed(fresh.clone(), now, LEASE, &["spare"])
+        .await
+        .unwrap();
+    let spare = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:51Z",
+        &["spare"],
+    );
+    store.append(spare.clone()).await.unwrap();
+    let capped = store
+        .claim_due(
+            &ClaimRequest::new(now, 10, LEASE)
+                .per_endpoint(1)
+                .skipping(["hanging", "healthy", "paused"]),
+        )
+        .await
+        .unwrap();
+    match token {
+        Some(_) => assert!(
+            capped.is_empty(),
+            "the appended claim fills the cap: {capped:?}"
+        ),
+        None => assert_eq!(capped.len(), 1, "a backend that claims nothing on append"),
+    }
+}
+
+/// A contract check; panics when the backend breaks the contract.
+pub async fn the_backlog_counts_pending_deliveries_by_endpoint(store: Arc<dyn Store>) {
+    assert!(store.backlog().await.unwrap().is_empty());
+    let old = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00Z",
+        &["crm", "books"],
+    );
+    let new = stored(EventKind::PaidCourseSale, "2026-11-28T11:00:00Z", &["crm"]);
+    store.append(old.clone()).await.unwrap();
+    store.append(new.clone()).await.unwrap();
+    store
+        .record_attempt(record(
+            &old,
+            "books",
+            attempt(200, AttemptTrigger::FirstTry, "2026-11-28T10:00:01Z"),
+            DeliveryState::Delivered,
+        ))
+        .await
+        .unwrap();
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.len(), 1, "{backlog:?}");
+    assert_eq!(backlog[0].endpoint_id, "crm");
+    assert_eq!(backlog[0].pending, 2);
+    assert_eq!(backlog[0].oldest, at("2026-11-28T10:00:00Z"));
 }

@@ -386,11 +386,11 @@ pub async fn retention_deletes_events_of_days_before_the_cutoff(store: Arc<dyn S
     assert!(store.get(&recent.event_unique_id).await.unwrap().is_some());
     assert!(
         store
-            .claim_due(
+            .claim_due(&crate::store::ClaimRequest::new(
                 at("2026-12-01T00:00:00Z"),
                 10,
                 std::time::Duration::from_secs(60)
-            )
+            ))
             .await
             .unwrap()
             .len()

@@ -46,6 +46,8 @@ pub const CHECKS: &[&str] = &[
     "a_claim_taken_over_after_its_lease_fences_out_the_old_holder",
     "claims_are_released_on_request_and_held_against_unclaimed_records",
     "concurrent_claimers_never_get_the_same_delivery",
+    "claims_take_turns_across_endpoints_and_keep_each_under_its_cap",
+    "the_backlog_counts_pending_deliveries_by_endpoint",
     "endpoints_are_stored_secret_included_replaced_listed_by_owner_and_removed",
     "pending_checkouts_are_kept_until_forgotten",
     "queries_page_newest_first_through_every_event_exactly_once",
@@ -76,6 +78,8 @@ where
     a_claim_taken_over_after_its_lease_fences_out_the_old_holder(make().await).await;
     claims_are_released_on_request_and_held_against_unclaimed_records(make().await).await;
     concurrent_claimers_never_get_the_same_delivery(make().await).await;
+    claims_take_turns_across_endpoints_and_keep_each_under_its_cap(make().await).await;
+    the_backlog_counts_pending_deliveries_by_endpoint(make().await).await;
     endpoints_are_stored_secret_included_replaced_listed_by_owner_and_removed(make().await).await;
     pending_checkouts_are_kept_until_forgotten(make().await).await;
     queries_page_newest_first_through_every_event_exactly_once(make().await).await;
@@ -127,6 +131,7 @@ fn attempt(status: u16, trigger: AttemptTrigger, at_iso: &str) -> Attempt {
         "{\"ok\":true}",
         trigger,
     )
+    .sent_to("https://hooks.example.com/attempted")
 }
 
 fn record(

@@ -14,8 +14,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_BATCH, Stats};
-use crate::store::record::aggregate_status;
-use crate::store::record::{AttemptRecord, ClaimToken, DeliveryState, DueDelivery, StoredEvent};
+use crate::store::record::{
+    AttemptRecord, ClaimRequest, ClaimToken, DeliveryState, DueDelivery, StoredEvent,
+};
+use crate::store::record::{aggregate_status, round_robin};
 use crate::store::sql::{AttemptColumns, from_micros, micros};
 use crate::store::{Kind, LogError};
 
@@ -25,14 +27,10 @@ pub(super) type NewClaim = (ClaimToken, DateTime<Utc>);
 /// One write.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// An event, its pending deliveries claimed when a claim is given.
-    Append(StoredEvent, Option<NewClaim>),
+    /// An event, its pending deliveries to the endpoints named claimed when a claim is given.
+    Append(StoredEvent, Option<(NewClaim, Vec<String>)>),
     Attempt(AttemptRecord),
-    ClaimDue {
-        now: DateTime<Utc>,
-        limit: usize,
-        claim: NewClaim,
-    },
+    ClaimDue(ClaimRequest, NewClaim),
     Claim {
         event_unique_id: String,
         endpoint_id: String,
@@ -123,7 +121,7 @@ fn commit(
         let answer = match op {
             Op::Append(event, claim) => insert_event(&tx, &event, claim)?,
             Op::Attempt(record) => insert_attempt(&tx, &record)?,
-            Op::ClaimDue { now, limit, claim } => claim_due(&tx, now, limit, claim)?,
+            Op::ClaimDue(request, claim) => claim_due(&tx, &request, claim)?,
             Op::Claim {
                 event_unique_id,
                 endpoint_id,
@@ -167,7 +165,11 @@ fn commit(
 
 type Outcome = Result<Result<Answer, LogError>, rusqlite::Error>;
 
-fn insert_event(conn: &Connection, event: &StoredEvent, claim: Option<NewClaim>) -> Outcome {
+fn insert_event(
+    conn: &Connection,
+    event: &StoredEvent,
+    claim: Option<(NewClaim, Vec<String>)>,
+) -> Outcome {
     let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
     let inserted = conn
         .prepare_cached(
@@ -192,10 +194,18 @@ fn insert_event(conn: &Connection, event: &StoredEvent, claim: Option<NewClaim>)
         "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
          next_attempt_us, claim_token, claimed_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
+    let mut token = None;
     for (position, delivery) in event.deliveries.iter().enumerate() {
         let claimed = claim
             .as_ref()
-            .filter(|_| delivery.state == DeliveryState::Pending);
+            .filter(|(_, endpoints)| {
+                delivery.state == DeliveryState::Pending
+                    && endpoints.contains(&delivery.endpoint_id)
+            })
+            .map(|(claim, _)| claim);
+        if let Some((claimed, _)) = claimed {
+            token = Some(claimed.clone());
+        }
         insert.execute(params![
             seq,
             position as i64,
@@ -207,7 +217,7 @@ fn insert_event(conn: &Connection, event: &StoredEvent, claim: Option<NewClaim>)
             claimed.map(|(_, until)| micros(*until)),
         ])?;
     }
-    Ok(Ok(Answer::Token(claim.map(|(token, _)| token))))
+    Ok(Ok(Answer::Token(token)))
 }
 
 /// Where a delivery is: its event's row key, its position, and its claim's token and end.
@@ -283,8 +293,8 @@ fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
     let columns = AttemptColumns::of(&record.attempt);
     conn.prepare_cached(
         "INSERT INTO attempts (event_seq, endpoint_id, position, started_us, duration_ms, \
-         http_status, response_snippet, error_kind, error_message, attempt_trigger) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         http_status, response_snippet, error_kind, error_message, attempt_trigger, url) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         seq,
@@ -297,6 +307,7 @@ fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
         columns.error_kind,
         columns.error_message,
         columns.trigger,
+        columns.url,
     ])?;
     conn.prepare_cached(
         "UPDATE events SET attempts = attempts + 1, status = CASE \
@@ -309,27 +320,39 @@ fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
     Ok(Ok(Answer::Done))
 }
 
-fn claim_due(
-    conn: &Connection,
-    now: DateTime<Utc>,
-    limit: usize,
-    (token, until): NewClaim,
-) -> Outcome {
+fn claim_due(conn: &Connection, request: &ClaimRequest, (token, until): NewClaim) -> Outcome {
+    // The live claims per endpoint (from the small index of claimed rows); then the earliest
+    // due deliveries of endpoints with room, a bounded window of them, ranked per endpoint;
+    // then round by round up to each endpoint's room.
     let mut claim = conn.prepare_cached(
-        "UPDATE deliveries SET claim_token = ?1, claimed_until_us = ?2 \
-         WHERE (event_seq, endpoint_id) IN (SELECT event_seq, endpoint_id FROM deliveries \
-         WHERE state = 'pending' AND next_attempt_us <= ?3 \
-         AND (claimed_until_us IS NULL OR claimed_until_us <= ?3) \
-         ORDER BY next_attempt_us, event_seq, position LIMIT ?4) \
+        "WITH busy AS (SELECT endpoint_id, count(*) AS held FROM deliveries \
+           WHERE claim_token IS NOT NULL AND claimed_until_us > ?3 GROUP BY endpoint_id), \
+         candidates AS (SELECT event_seq, endpoint_id, position, next_attempt_us FROM deliveries \
+           WHERE state = 'pending' AND next_attempt_us <= ?3 \
+           AND (claimed_until_us IS NULL OR claimed_until_us <= ?3) \
+           AND endpoint_id NOT IN (SELECT value FROM json_each(?5)) \
+           AND endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE held >= ?6) \
+           ORDER BY next_attempt_us, event_seq, position LIMIT ?7), \
+         ranked AS (SELECT candidates.*, coalesce(busy.held, 0) + row_number() OVER ( \
+           PARTITION BY candidates.endpoint_id \
+           ORDER BY next_attempt_us, event_seq, position) AS place \
+           FROM candidates LEFT JOIN busy USING (endpoint_id)) \
+         UPDATE deliveries SET claim_token = ?1, claimed_until_us = ?2 \
+         WHERE (event_seq, endpoint_id) IN (SELECT event_seq, endpoint_id FROM ranked \
+           WHERE place <= ?6 ORDER BY place, next_attempt_us, event_seq, position LIMIT ?4) \
          RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), endpoint_id, \
          url, next_attempt_us, attempts",
     )?;
+    let skip = serde_json::to_string(&request.skip_endpoints).unwrap_or_else(|_| "[]".into());
     let rows = claim.query_map(
         params![
             token.as_str(),
             micros(until),
-            micros(now),
-            i64::try_from(limit).unwrap_or(i64::MAX)
+            micros(request.now),
+            request.limit_i64(),
+            skip,
+            request.per_endpoint_i64(),
+            request.window_i64(),
         ],
         |row| {
             Ok(DueDelivery {
@@ -343,10 +366,8 @@ fn claim_due(
             })
         },
     )?;
-    let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
-    // RETURNING gives no order: earliest first, as promised.
-    claimed.sort_by_key(|due| due.next_attempt_at);
-    Ok(Ok(Answer::Claimed(claimed)))
+    let claimed = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(Answer::Claimed(round_robin(claimed))))
 }
 
 fn claim_one(
