@@ -31,7 +31,7 @@ enum Neighbour {
 
 fn main() {
     let total = if support::quick() { 500 } else { 2_000 };
-    let rounds = if support::quick() { 1 } else { 3 };
+    let rounds = if support::quick() { 1 } else { 5 };
     for (name, neighbour) in [
         ("noisy_neighbor (never answers)", Neighbour::NeverAnswers),
         (
@@ -43,16 +43,13 @@ fn main() {
         for round in 0..rounds {
             let solo = runtime().block_on(healthy_done_after(total, Neighbour::None));
             let noisy = runtime().block_on(healthy_done_after(total, neighbour));
-            eprintln!(
-                "round {round}: alone {:.3} s, beside the neighbour {:.3} s",
-                solo.as_secs_f64(),
-                noisy.as_secs_f64()
-            );
-            alone.push(solo.as_secs_f64());
-            beside.push(noisy.as_secs_f64());
+            let (solo, noisy) = (solo.as_secs_f64() * 1e3, noisy.as_secs_f64() * 1e3);
+            eprintln!("round {round}: alone {solo:.0} ms, beside the neighbour {noisy:.0} ms");
+            alone.push(solo);
+            beside.push(noisy);
         }
         let (beside, alone) = support::median_round(&beside, &alone);
-        support::summary(name, beside, "s beside", alone, "s alone");
+        support::summary(name, beside, "ms beside", alone, "ms alone");
     }
 }
 

@@ -41,6 +41,9 @@ pub(super) struct ReadyQueue {
 struct Queued {
     waiting: VecDeque<ReadyDelivery>,
     held: HashMap<String, usize>,
+    /// Endpoints that reached the cap with work left in the log: when one of their attempts
+    /// ends, the log is asked at once for the next, not at the next poll tick.
+    capped: HashSet<String>,
 }
 
 impl ReadyQueue {
@@ -62,8 +65,10 @@ impl ReadyQueue {
         lock(&self.queue).waiting.len()
     }
 
-    /// Queues deliveries claimed from the log, and wakes a runner for each.
-    pub(super) fn extend(&self, ready: impl IntoIterator<Item = ReadyDelivery>) {
+    /// Queues deliveries claimed from the log, and wakes a runner for each. Every endpoint
+    /// that now holds `cap` (whether from this claim or from emits that took the places) may
+    /// have more waiting in the log.
+    pub(super) fn extend(&self, ready: impl IntoIterator<Item = ReadyDelivery>, cap: usize) {
         let mut queue = lock(&self.queue);
         let before = queue.waiting.len();
         for delivery in ready {
@@ -73,6 +78,12 @@ impl ReadyQueue {
                 .or_default() += 1;
             queue.waiting.push_back(delivery);
         }
+        let Queued { held, capped, .. } = &mut *queue;
+        capped.extend(
+            held.iter()
+                .filter(|(_, held)| **held >= cap)
+                .map(|(endpoint, _)| endpoint.clone()),
+        );
         self.wake_runners(queue, before);
     }
 
@@ -103,14 +114,19 @@ impl ReadyQueue {
             if *held < cap {
                 *held += 1;
                 reserved.push(*id);
+            } else {
+                // Its delivery waits in the log.
+                queue.capped.insert((*id).to_owned());
             }
         }
         reserved
     }
 
     /// Gives back one place of each endpoint: an attempt is over, or a reservation unused.
-    pub(super) fn release<'a>(&self, endpoint_ids: impl IntoIterator<Item = &'a str>) {
+    /// Returns whether one of them had work left waiting in the log for that place.
+    pub(super) fn release<'a>(&self, endpoint_ids: impl IntoIterator<Item = &'a str>) -> bool {
         let mut queue = lock(&self.queue);
+        let mut waiting = false;
         for id in endpoint_ids {
             if let Some(held) = queue.held.get_mut(id) {
                 *held = held.saturating_sub(1);
@@ -118,7 +134,9 @@ impl ReadyQueue {
                     queue.held.remove(id);
                 }
             }
+            waiting |= queue.capped.remove(id);
         }
+        waiting
     }
 
     /// How many deliveries this dispatcher holds, waiting or in flight.

@@ -119,9 +119,11 @@ async fn claim_if_asked(inner: &Inner) {
         Ok(due) => {
             // More may be due: claim again as soon as the queue drains, not at the next tick.
             inner.ready.set_backlog(due.len() == room);
-            inner
-                .ready
-                .extend(due.into_iter().map(|due| ReadyDelivery { due, body: None }));
+            let cap = inner.config.max_in_flight_per_endpoint.max(1);
+            inner.ready.extend(
+                due.into_iter().map(|due| ReadyDelivery { due, body: None }),
+                cap,
+            );
         }
         // The next tick tries again.
         Err(error) => tracing::error!(
@@ -195,11 +197,13 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_
             }
         }
     }
-    inner.ready.release([endpoint_id.as_str()]);
+    let capped_with_work_left = inner.ready.release([endpoint_id.as_str()]);
     inner.progress.notify_waiters();
-    // Under a backlog, the queue is refilled as it drains; otherwise the poll tick finds what
-    // falls due (a claim per finished attempt would double the log's work).
-    if inner.ready.backlog() && inner.ready.len() <= inner.config.max_in_flight / 2 {
+    // Under a backlog, the queue is refilled as it drains, and an endpoint that reached its
+    // cap with work left claims its next as soon as a place frees; otherwise the poll tick
+    // finds what falls due (a claim per finished attempt would double the log's work).
+    let refill = inner.ready.backlog() && inner.ready.len() <= inner.config.max_in_flight / 2;
+    if refill || capped_with_work_left {
         inner.ready.claim_more();
         inner.wake.notify_one();
     }

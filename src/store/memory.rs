@@ -28,7 +28,7 @@ struct State {
     positions: HashMap<String, Position>,
     /// Pending deliveries by due time: (due, event, delivery index), so finding due work does
     /// not walk every event.
-    pending: BTreeSet<(DateTime<Utc>, Position, usize)>,
+    pending: HashMap<String, BTreeSet<(DateTime<Utc>, Position, usize)>>,
     /// Endpoints and pending checkouts: (owner, JSON) by kind and key.
     documents: BTreeMap<(Kind, String), (Option<String>, String)>,
     /// Live and expired claims, by delivery, until recorded, released or taken over.
@@ -59,6 +59,29 @@ impl State {
                 endpoint_id: endpoint_id.to_owned(),
             })?;
         Ok((position, index))
+    }
+
+    /// Notes a pending delivery of `endpoint`, due at the time given.
+    fn pend(&mut self, endpoint: &str, due: (DateTime<Utc>, Position, usize)) {
+        match self.pending.get_mut(endpoint) {
+            Some(waiting) => {
+                waiting.insert(due);
+            }
+            None => {
+                self.pending
+                    .insert(endpoint.to_owned(), BTreeSet::from([due]));
+            }
+        }
+    }
+
+    /// Forgets a pending delivery of `endpoint`.
+    fn unpend(&mut self, endpoint: &str, due: (DateTime<Utc>, Position, usize)) {
+        if let Some(waiting) = self.pending.get_mut(endpoint) {
+            waiting.remove(&due);
+            if waiting.is_empty() {
+                self.pending.remove(endpoint);
+            }
+        }
     }
 
     /// Whether a claim that has not ended at `now` holds the delivery.
@@ -100,7 +123,7 @@ impl MemoryLogStore {
         for (index, delivery) in event.deliveries.iter().enumerate() {
             if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
             {
-                state.pending.insert((due, position, index));
+                state.pend(&delivery.endpoint_id, (due, position, index));
                 if let Some((until, endpoints)) = claim
                     && endpoints.contains(&delivery.endpoint_id.as_str())
                 {
@@ -142,44 +165,45 @@ impl LogStore for MemoryLogStore {
     async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError> {
         let mut state = self.lock();
         let now = request.now;
-        let endpoint_of = |state: &State, (position, index): (Position, usize)| {
+        let endpoint_of = |(position, index): (Position, usize)| {
             state
                 .by_position
                 .get(&position)
                 .and_then(|event| event.deliveries.get(index))
-                .map(|delivery| delivery.endpoint_id.clone())
-                .unwrap_or_default()
+                .map_or("", |delivery| delivery.endpoint_id.as_str())
         };
-        // Each endpoint's room: its cap less what live claims already hold.
-        let mut room: HashMap<String, usize> = HashMap::new();
+        // Each endpoint's live claims, against its cap.
+        let mut room: HashMap<&str, usize> = HashMap::new();
         for (&key, (_, until)) in &state.claims {
             if *until > now {
-                let held = room.entry(endpoint_of(&state, key)).or_default();
+                let held = room.entry(endpoint_of(key)).or_default();
                 *held = held.saturating_add(1);
             }
         }
-        let mut rounds: HashMap<String, Vec<(DateTime<Utc>, Position, usize)>> = HashMap::new();
-        for &(due, position, index) in state.pending.iter().take_while(|(due, ..)| *due <= now) {
-            if state.held(&(position, index), now) {
+        // Each endpoint's earliest due, as many as it has room for.
+        let mut rounds: HashMap<&str, Vec<(DateTime<Utc>, Position, usize)>> = HashMap::new();
+        for (endpoint, waiting) in &state.pending {
+            if request.skip_endpoints.iter().any(|skip| skip == endpoint) {
                 continue;
             }
-            let endpoint = endpoint_of(&state, (position, index));
-            if request.skip_endpoints.contains(&endpoint) {
-                continue;
-            }
-            let held = room.get(&endpoint).copied().unwrap_or(0);
-            let queue = rounds.entry(endpoint).or_default();
-            if queue.len() < request.limit
-                && held.saturating_add(queue.len()) < request.per_endpoint
-            {
-                queue.push((due, position, index));
+            let held = room.get(endpoint.as_str()).copied().unwrap_or(0);
+            let wanted = request.per_endpoint.saturating_sub(held).min(request.limit);
+            let due: Vec<_> = waiting
+                .iter()
+                .take_while(|(due, ..)| *due <= now)
+                .filter(|(_, position, index)| !state.held(&(*position, *index), now))
+                .take(wanted)
+                .copied()
+                .collect();
+            if !due.is_empty() {
+                rounds.insert(endpoint, due);
             }
         }
         // Turn by turn: the endpoint holding the fewest claims first.
         let mut chosen: Vec<(usize, DateTime<Utc>, Position, usize)> = rounds
             .into_iter()
             .flat_map(|(endpoint, queue)| {
-                let held = room.get(&endpoint).copied().unwrap_or(0);
+                let held = room.get(endpoint).copied().unwrap_or(0);
                 queue
                     .into_iter()
                     .enumerate()
@@ -218,25 +242,22 @@ impl LogStore for MemoryLogStore {
 
     async fn backlog(&self) -> Result<Vec<EndpointBacklog>, LogError> {
         let state = self.lock();
-        let mut backlog: BTreeMap<&str, EndpointBacklog> = BTreeMap::new();
-        for (_, position, index) in &state.pending {
-            let Some(event) = state.by_position.get(position) else {
-                continue;
-            };
-            let Some(delivery) = event.deliveries.get(*index) else {
-                continue;
-            };
-            let entry = backlog
-                .entry(&delivery.endpoint_id)
-                .or_insert_with(|| EndpointBacklog {
-                    endpoint_id: delivery.endpoint_id.clone(),
-                    pending: 0,
-                    oldest: event.timestamp,
-                });
-            entry.pending += 1;
-            entry.oldest = entry.oldest.min(event.timestamp);
-        }
-        Ok(backlog.into_values().collect())
+        let mut backlog: Vec<EndpointBacklog> = state
+            .pending
+            .iter()
+            .map(|(endpoint, waiting)| EndpointBacklog {
+                endpoint_id: endpoint.clone(),
+                pending: waiting.len() as u64,
+                oldest: waiting
+                    .iter()
+                    .map(|(_, position, _)| position.micros)
+                    .min()
+                    .and_then(DateTime::from_timestamp_micros)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        backlog.sort_by(|a, b| a.endpoint_id.cmp(&b.endpoint_id));
+        Ok(backlog)
     }
 
     async fn claim(
@@ -288,11 +309,12 @@ impl LogStore for MemoryLogStore {
         let was_due = delivery.next_attempt_at;
         delivery.apply(record);
         let now_due = delivery.next_attempt_at;
+        let endpoint = delivery.endpoint_id.clone();
         if let Some(due) = was_due {
-            state.pending.remove(&(due, position, index));
+            state.unpend(&endpoint, (due, position, index));
         }
         if let Some(due) = now_due {
-            state.pending.insert((due, position, index));
+            state.pend(&endpoint, (due, position, index));
         }
         Ok(())
     }
@@ -388,7 +410,7 @@ impl LogStore for MemoryLogStore {
                 for (index, delivery) in event.deliveries.iter().enumerate() {
                     state.claims.remove(&(*position, index));
                     if let Some(due) = delivery.next_attempt_at {
-                        state.pending.remove(&(due, *position, index));
+                        state.unpend(&delivery.endpoint_id, (due, *position, index));
                     }
                 }
             }
