@@ -1,5 +1,6 @@
 //! The platform side: emit events, deliver them in the background with retries, re-trigger.
 
+mod bodies;
 mod endpoints;
 mod ready;
 mod retrigger;
@@ -142,11 +143,12 @@ pub struct DispatchConfig {
     pub retry: RetrySchedule,
     /// The most attempts in flight at once (default 64).
     pub max_in_flight: usize,
-    /// The most deliveries of one endpoint claimed at once, waiting or in flight (default
-    /// 16): an endpoint that hangs or answers slowly holds no more of `max_in_flight`, and
-    /// endpoints with due work take turns. The log enforces it across every dispatcher that
-    /// shares it, except for a just-emitted event's first attempts, which each dispatcher
-    /// caps on its own.
+    /// The most attempts to one endpoint in flight at once (default 16): an endpoint that
+    /// hangs or answers slowly holds no more of `max_in_flight`, and endpoints with due work
+    /// take turns. An endpoint also holds at most twice as many deliveries claimed (in
+    /// flight, or queued next), which the log enforces across every dispatcher sharing it,
+    /// except for a just-emitted event's first attempts, which each dispatcher caps on its
+    /// own.
     pub max_in_flight_per_endpoint: usize,
     /// When an endpoint that keeps failing is disabled (default: after 5 days and 10
     /// attempts, all failed); `None` never disables one.
@@ -283,6 +285,8 @@ struct Inner {
     upkeep: endpoints::Upkeep,
     /// Counters for [`Dispatcher::stats`].
     counters: stats::Counters,
+    /// Bodies of just-emitted events whose deliveries wait in the log for their turn.
+    waiting_bodies: bodies::WaitingBodies,
     /// Deliveries claimed for an attempt, for the runners: just-emitted ones with their bodies,
     /// and those the worker found in the log.
     ready: ready::ReadyQueue,
@@ -362,6 +366,7 @@ impl Dispatcher {
             log_failed_at: Mutex::new(None),
             upkeep: endpoints::Upkeep::default(),
             counters: stats::Counters::default(),
+            waiting_bodies: bodies::WaitingBodies::default(),
             ready: ready::ReadyQueue::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
@@ -494,12 +499,10 @@ impl Dispatcher {
         // the background leaves them to whichever does), and only for endpoints under their
         // cap: the others wait in the log for their turn.
         let ids: Vec<&str> = emitted.endpoint_ids.iter().map(String::as_str).collect();
-        let reserved = if self.inner.config.background_delivery {
-            self.inner
-                .ready
-                .reserve(&ids, self.inner.config.max_in_flight_per_endpoint.max(1))
+        let (reserved, newly_capped) = if self.inner.config.background_delivery {
+            self.inner.ready.reserve(&ids, self.inner.claim_cap())
         } else {
-            Vec::new()
+            (Vec::new(), false)
         };
         let claim = if reserved.is_empty() {
             self.inner.store.append(entry).await.map(|()| None)
@@ -512,16 +515,30 @@ impl Dispatcher {
         let claim = match claim {
             Ok(claim) => claim,
             Err(error) => {
-                self.inner.ready.release(reserved.iter().copied());
+                self.inner
+                    .ready
+                    .release(reserved.iter().copied(), usize::MAX);
                 return Err(error.into());
             }
         };
         if claim.is_none() {
-            self.inner.ready.release(reserved.iter().copied());
+            self.inner
+                .ready
+                .release(reserved.iter().copied(), usize::MAX);
         }
-        if reserved.len() < ids.len() && self.inner.config.background_delivery {
-            self.inner.ready.claim_more();
-            self.inner.wake.notify_one();
+        let waiting = if claim.is_some() {
+            ids.len() - reserved.len()
+        } else {
+            ids.len()
+        };
+        if waiting > 0 && self.inner.config.background_delivery {
+            self.inner
+                .waiting_bodies
+                .keep(&emitted.event_unique_id, &body, is_test_event, waiting);
+            if newly_capped {
+                self.inner.ready.claim_more();
+                self.inner.wake.notify_one();
+            }
         }
         match claim {
             // The first attempts, from the ids `emitted` holds anyway.
@@ -540,7 +557,7 @@ impl Dispatcher {
                 self.inner.queue_first_attempts(fresh, &body, is_test_event);
             }
             // A log that does not claim on append: the worker claims them.
-            None if self.inner.config.background_delivery => {
+            None if !reserved.is_empty() => {
                 self.inner.ready.claim_more();
                 self.inner.wake.notify_one();
             }
@@ -581,6 +598,17 @@ fn subscribers<'a>(endpoints: &'a [Endpoint], event: &WebhookEvent) -> Vec<&'a E
 }
 
 impl Inner {
+    /// The most attempts to one endpoint in flight at once.
+    fn in_flight_cap(&self) -> usize {
+        self.config.max_in_flight_per_endpoint.max(1)
+    }
+
+    /// The most deliveries of one endpoint claimed at once: those in flight, and as many
+    /// queued to follow them without waiting for the log.
+    fn claim_cap(&self) -> usize {
+        self.in_flight_cap().saturating_mul(2)
+    }
+
     /// Whether the dispatcher is stopping.
     fn stopped(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)

@@ -41,6 +41,8 @@ pub(super) struct ReadyQueue {
 struct Queued {
     waiting: VecDeque<ReadyDelivery>,
     held: HashMap<String, usize>,
+    /// Deliveries taken by a runner, by endpoint, until their attempt is over.
+    in_flight: HashMap<String, usize>,
     /// Endpoints that reached the cap with work left in the log: when one of their attempts
     /// ends, the log is asked at once for the next, not at the next poll tick.
     capped: HashSet<String>,
@@ -57,8 +59,38 @@ impl ReadyQueue {
         }
     }
 
-    pub(super) fn pop(&self) -> Option<ReadyDelivery> {
-        lock(&self.queue).waiting.pop_front()
+    /// The first waiting delivery whose endpoint has fewer than `cap` attempts in flight,
+    /// counted as in flight until [`finished`](Self::finished).
+    pub(super) fn pop(&self, cap: usize) -> Option<ReadyDelivery> {
+        let mut queue = lock(&self.queue);
+        let Queued {
+            waiting, in_flight, ..
+        } = &mut *queue;
+        let next = waiting.iter().position(|ready| {
+            in_flight
+                .get(&ready.due.endpoint_id)
+                .is_none_or(|n| *n < cap)
+        })?;
+        let ready = waiting.remove(next)?;
+        *in_flight.entry(ready.due.endpoint_id.clone()).or_default() += 1;
+        Some(ready)
+    }
+
+    /// An attempt taken with [`pop`](Self::pop) is over: a delivery of its endpoint that
+    /// waited for the place may go.
+    pub(super) fn finished(&self, endpoint_id: &str) {
+        let mut queue = lock(&self.queue);
+        if let Some(n) = queue.in_flight.get_mut(endpoint_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                queue.in_flight.remove(endpoint_id);
+            }
+        }
+        let waiting = !queue.waiting.is_empty();
+        drop(queue);
+        if waiting {
+            self.work.notify_one();
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -105,10 +137,13 @@ impl ReadyQueue {
         }
     }
 
-    /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those.
-    pub(super) fn reserve<'a>(&self, endpoint_ids: &[&'a str], cap: usize) -> Vec<&'a str> {
+    /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those,
+    /// and whether an endpoint refused a place was not yet known to have work waiting in the
+    /// log (then the worker must be told; otherwise the end of one of its attempts will).
+    pub(super) fn reserve<'a>(&self, endpoint_ids: &[&'a str], cap: usize) -> (Vec<&'a str>, bool) {
         let mut queue = lock(&self.queue);
         let mut reserved = Vec::with_capacity(endpoint_ids.len());
+        let mut newly_capped = false;
         for id in endpoint_ids {
             let held = queue.held.entry((*id).to_owned()).or_default();
             if *held < cap {
@@ -116,27 +151,39 @@ impl ReadyQueue {
                 reserved.push(*id);
             } else {
                 // Its delivery waits in the log.
-                queue.capped.insert((*id).to_owned());
+                newly_capped |= queue.capped.insert((*id).to_owned());
             }
         }
-        reserved
+        (reserved, newly_capped)
     }
 
     /// Gives back one place of each endpoint: an attempt is over, or a reservation unused.
-    /// Returns whether one of them had work left waiting in the log for that place.
-    pub(super) fn release<'a>(&self, endpoint_ids: impl IntoIterator<Item = &'a str>) -> bool {
+    /// Returns whether one of them, capped with work left in the log, is now down to half its
+    /// `cap`: time to claim its next ones (a claim for every freed place would double the
+    /// log's work).
+    pub(super) fn release<'a>(
+        &self,
+        endpoint_ids: impl IntoIterator<Item = &'a str>,
+        cap: usize,
+    ) -> bool {
         let mut queue = lock(&self.queue);
-        let mut waiting = false;
+        let mut refill = false;
         for id in endpoint_ids {
-            if let Some(held) = queue.held.get_mut(id) {
-                *held = held.saturating_sub(1);
-                if *held == 0 {
-                    queue.held.remove(id);
+            let left = match queue.held.get_mut(id) {
+                Some(held) => {
+                    *held = held.saturating_sub(1);
+                    *held
                 }
+                None => 0,
+            };
+            if left == 0 {
+                queue.held.remove(id);
             }
-            waiting |= queue.capped.remove(id);
+            if left <= cap / 2 {
+                refill |= queue.capped.remove(id);
+            }
         }
-        waiting
+        refill
     }
 
     /// How many deliveries this dispatcher holds, waiting or in flight.
@@ -149,7 +196,10 @@ impl ReadyQueue {
         let mut queue = lock(&self.queue);
         let drained: Vec<ReadyDelivery> = queue.waiting.drain(..).collect();
         drop(queue);
-        self.release(drained.iter().map(|ready| ready.due.endpoint_id.as_str()));
+        self.release(
+            drained.iter().map(|ready| ready.due.endpoint_id.as_str()),
+            usize::MAX,
+        );
         drained.into_iter().map(|ready| ready.due.claim).collect()
     }
 

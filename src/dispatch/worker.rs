@@ -113,16 +113,15 @@ async fn claim_if_asked(inner: &Inner) {
         .map(|e| e.id.clone())
         .collect();
     let request = ClaimRequest::new(inner.clock.now(), room, inner.config.lease)
-        .per_endpoint(inner.config.max_in_flight_per_endpoint.max(1))
+        .per_endpoint(inner.claim_cap())
         .skipping(paused);
     match inner.store.claim_due(&request).await {
         Ok(due) => {
             // More may be due: claim again as soon as the queue drains, not at the next tick.
             inner.ready.set_backlog(due.len() == room);
-            let cap = inner.config.max_in_flight_per_endpoint.max(1);
             inner.ready.extend(
                 due.into_iter().map(|due| ReadyDelivery { due, body: None }),
-                cap,
+                inner.claim_cap(),
             );
         }
         // The next tick tries again.
@@ -157,7 +156,7 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
             tokio::time::sleep(left).await;
             continue;
         }
-        if let Some(ready) = inner.ready.pop() {
+        if let Some(ready) = inner.ready.pop(inner.in_flight_cap()) {
             return Some(ready);
         }
         // Registered before looking again, so a delivery queued in between wakes this runner.
@@ -167,7 +166,7 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
         if inner.stopping.load(Ordering::SeqCst) {
             return None;
         }
-        if let Some(ready) = inner.ready.pop() {
+        if let Some(ready) = inner.ready.pop(inner.in_flight_cap()) {
             return Some(ready);
         }
         work.await;
@@ -197,11 +196,14 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_
             }
         }
     }
-    let capped_with_work_left = inner.ready.release([endpoint_id.as_str()]);
+    inner.ready.finished(&endpoint_id);
+    let capped_with_work_left = inner
+        .ready
+        .release([endpoint_id.as_str()], inner.claim_cap());
     inner.progress.notify_waiters();
     // Under a backlog, the queue is refilled as it drains, and an endpoint that reached its
-    // cap with work left claims its next as soon as a place frees; otherwise the poll tick
-    // finds what falls due (a claim per finished attempt would double the log's work).
+    // cap with work left claims its next once half its places are free; otherwise the poll
+    // tick finds what falls due (a claim per finished attempt would double the log's work).
     let refill = inner.ready.backlog() && inner.ready.len() <= inner.config.max_in_flight / 2;
     if refill || capped_with_work_left {
         inner.ready.claim_more();
@@ -238,7 +240,8 @@ async fn deliver(
     if !endpoint.enabled {
         return Ok(());
     }
-    let (body, is_test_event) = match body {
+    let kept = || inner.waiting_bodies.take(&due.event_unique_id);
+    let (body, is_test_event) = match body.or_else(kept) {
         Some(queued) => queued,
         None => match inner.store.get(&due.event_unique_id).await? {
             Some(event) => (Arc::from(event.body), event.is_test_event),
