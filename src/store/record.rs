@@ -322,7 +322,7 @@ impl ClaimRequest {
     /// to choose from: enough for every endpoint in them to take its turn, few enough that a
     /// long backlog is not read whole on every claim.
     pub(crate) fn window_i64(&self) -> i64 {
-        i64::try_from(self.limit.saturating_mul(8).max(256)).unwrap_or(i64::MAX)
+        i64::try_from(self.limit.saturating_mul(2).max(64)).unwrap_or(i64::MAX)
     }
 }
 
