@@ -499,10 +499,10 @@ impl Dispatcher {
         // the background leaves them to whichever does), and only for endpoints under their
         // cap: the others wait in the log for their turn.
         let ids: Vec<&str> = emitted.endpoint_ids.iter().map(String::as_str).collect();
-        let (reserved, newly_capped) = if self.inner.config.background_delivery {
+        let reserved = if self.inner.config.background_delivery {
             self.inner.ready.reserve(&ids, self.inner.claim_cap())
         } else {
-            (Vec::new(), false)
+            Vec::new()
         };
         let claim = if reserved.is_empty() {
             self.inner.store.append(entry).await.map(|()| None)
@@ -535,7 +535,9 @@ impl Dispatcher {
             self.inner
                 .waiting_bodies
                 .keep(&emitted.event_unique_id, &body, is_test_event, waiting);
-            if newly_capped {
+            // Noted once they are in the log, so that no claim can miss them.
+            let in_log = ids.iter().copied().filter(|id| !reserved.contains(id));
+            if self.inner.ready.waiting_in_log(in_log) {
                 self.inner.ready.claim_more();
                 self.inner.wake.notify_one();
             }

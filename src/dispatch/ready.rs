@@ -137,24 +137,33 @@ impl ReadyQueue {
         }
     }
 
-    /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those,
-    /// and whether an endpoint refused a place was not yet known to have work waiting in the
-    /// log (then the worker must be told; otherwise the end of one of its attempts will).
-    pub(super) fn reserve<'a>(&self, endpoint_ids: &[&'a str], cap: usize) -> (Vec<&'a str>, bool) {
+    /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those.
+    pub(super) fn reserve<'a>(&self, endpoint_ids: &[&'a str], cap: usize) -> Vec<&'a str> {
         let mut queue = lock(&self.queue);
         let mut reserved = Vec::with_capacity(endpoint_ids.len());
-        let mut newly_capped = false;
         for id in endpoint_ids {
             let held = queue.held.entry((*id).to_owned()).or_default();
             if *held < cap {
                 *held += 1;
                 reserved.push(*id);
-            } else {
-                // Its delivery waits in the log.
-                newly_capped |= queue.capped.insert((*id).to_owned());
             }
         }
-        (reserved, newly_capped)
+        reserved
+    }
+
+    /// Notes that these endpoints have a delivery waiting in the log for a place. Returns
+    /// whether one was not known to: then the worker must be told, otherwise the end of one
+    /// of its attempts will.
+    pub(super) fn waiting_in_log<'a>(
+        &self,
+        endpoint_ids: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        let mut queue = lock(&self.queue);
+        let mut news = false;
+        for id in endpoint_ids {
+            news |= queue.capped.insert(id.to_owned());
+        }
+        news
     }
 
     /// Gives back one place of each endpoint: an attempt is over, or a reservation unused.

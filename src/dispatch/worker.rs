@@ -103,6 +103,9 @@ async fn claim_if_asked(inner: &Inner) {
     }
     let room = queue_room(inner);
     if room == 0 {
+        // Asked again once the queue has room: a runner taking work wakes nobody, but the
+        // next attempt to end or the next tick does.
+        inner.ready.claim_more();
         return;
     }
     // Disabled endpoints are paused: their deliveries stay pending, unclaimed.
