@@ -1,0 +1,247 @@
+//! The routes: endpoints of the requesting tenant, and test events to them.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::{Admin, AdminError, Tenant};
+use crate::dispatch::EndpointUpdate;
+use crate::endpoint::Endpoint;
+use crate::event::EventKind;
+use crate::secret::WebhookSecret;
+
+/// The admin API's routes, to mount under any prefix with `Router::nest`.
+///
+/// - `GET /endpoints`, `POST /endpoints` `{url, events?, enabled?}` (201, with the generated
+///   secret, shown this once);
+/// - `GET`, `PATCH` `{url?, enabled?, events?}` and `DELETE /endpoints/{id}`;
+/// - `POST /endpoints/{id}/rotate-secret` (the new secret, once);
+/// - `POST /endpoints/{id}/test` `{eventType}` (202, the test event's id).
+///
+/// Lists and endpoints never show a secret.
+pub fn router(admin: Admin) -> Router {
+    Router::new()
+        .route("/endpoints", get(list).post(create))
+        .route("/endpoints/{id}", get(show).patch(change).delete(remove))
+        .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
+        .route("/endpoints/{id}/test", post(send_test))
+        .with_state(admin)
+}
+
+/// An endpoint as the API shows it: everything but its secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointView {
+    id: String,
+    url: String,
+    enabled: bool,
+    /// The per-event switches that are on.
+    events: Vec<EventKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
+}
+
+impl From<&Endpoint> for EndpointView {
+    fn from(endpoint: &Endpoint) -> Self {
+        Self {
+            id: endpoint.id.clone(),
+            url: endpoint.url.clone(),
+            enabled: endpoint.enabled,
+            events: endpoint.events.iter().copied().collect(),
+            disabled_reason: endpoint.disabled_reason.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewEndpoint {
+    url: String,
+    events: Option<Vec<EventKind>>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EndpointChange {
+    url: Option<String>,
+    events: Option<Vec<EventKind>>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TestRequest {
+    event_type: EventKind,
+}
+
+/// The tenant the request acts for.
+fn tenant(admin: &Admin, headers: &HeaderMap) -> Result<Tenant, AdminError> {
+    admin.authorize.authorize(headers)
+}
+
+/// The body, or the error saying what is wrong with it.
+fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
+    match parsed {
+        Ok(Json(value)) => Ok(value),
+        Err(JsonRejection::JsonDataError(error)) => Err(AdminError::invalid(error.body_text())),
+        Err(error) => Err(AdminError::bad_request(error.body_text())),
+    }
+}
+
+/// The tenant's endpoint with this id; 404 for another tenant's, as for none.
+fn owned(admin: &Admin, tenant: &Tenant, id: &str) -> Result<Endpoint, AdminError> {
+    admin
+        .dispatcher
+        .endpoints()
+        .into_iter()
+        .find(|e| e.id == id && e.owner.as_deref() == Some(tenant.0.as_str()))
+        .ok_or_else(|| AdminError::not_found(format!("no endpoint {id}")))
+}
+
+async fn list(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<EndpointView>>, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    let mut mine: Vec<Endpoint> = admin
+        .dispatcher
+        .endpoints()
+        .into_iter()
+        .filter(|e| e.owner.as_deref() == Some(tenant.0.as_str()))
+        .collect();
+    mine.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(mine.iter().map(EndpointView::from).collect()))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    endpoint: EndpointView,
+    /// Shown this once: the creator copies it into their receiver.
+    secret: String,
+}
+
+async fn create(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    parsed: Result<Json<NewEndpoint>, JsonRejection>,
+) -> Result<(StatusCode, Json<Created>), AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    let new = body(parsed)?;
+    let secret = generated_secret()?;
+    let id = format!("ep_{}", uuid::Uuid::new_v4().simple());
+    let mut endpoint = Endpoint::new(id, new.url, secret.clone())
+        .map_err(|e| AdminError::invalid(e.to_string()))?
+        .owned_by(tenant.0)
+        .enabled(new.enabled.unwrap_or(true));
+    if let Some(events) = new.events {
+        endpoint = endpoint.subscribe_only(events);
+    }
+    admin.dispatcher.add_endpoint(endpoint.clone()).await?;
+    let created = Created {
+        endpoint: EndpointView::from(&endpoint),
+        secret: secret.expose_secret().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn generated_secret() -> Result<WebhookSecret, AdminError> {
+    WebhookSecret::generate().map_err(|error| AdminError::internal(&error.to_string()))
+}
+
+async fn show(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointView>, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    Ok(Json(EndpointView::from(&owned(&admin, &tenant, &id)?)))
+}
+
+async fn change(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    parsed: Result<Json<EndpointChange>, JsonRejection>,
+) -> Result<Json<EndpointView>, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    let change = body(parsed)?;
+    owned(&admin, &tenant, &id)?;
+    let mut update = EndpointUpdate::new();
+    if let Some(url) = change.url {
+        update = update.url(url);
+    }
+    if let Some(events) = change.events {
+        update = update.events(events);
+    }
+    if let Some(enabled) = change.enabled {
+        update = update.enabled(enabled);
+    }
+    let changed = admin.dispatcher.update_endpoint(&id, update).await?;
+    Ok(Json(EndpointView::from(&changed)))
+}
+
+async fn remove(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    owned(&admin, &tenant, &id)?;
+    admin.dispatcher.remove_endpoint(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct NewSecret {
+    /// Shown this once.
+    secret: String,
+}
+
+async fn rotate_secret(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<NewSecret>, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    owned(&admin, &tenant, &id)?;
+    let secret = generated_secret()?;
+    admin
+        .dispatcher
+        .update_endpoint(&id, EndpointUpdate::new().secret(secret.clone()))
+        .await?;
+    Ok(Json(NewSecret {
+        secret: secret.expose_secret().to_owned(),
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TestSent {
+    event_unique_id: String,
+}
+
+async fn send_test(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    parsed: Result<Json<TestRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<TestSent>), AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    let request = body(parsed)?;
+    owned(&admin, &tenant, &id)?;
+    let sent = admin
+        .dispatcher
+        .send_test_event(request.event_type, &id)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TestSent {
+            event_unique_id: sent.event_unique_id,
+        }),
+    ))
+}

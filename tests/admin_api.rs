@@ -1,0 +1,279 @@
+//! The admin API through a real server on 127.0.0.1: authorization, tenants kept apart,
+//! endpoints added, listed, changed and removed, secrets shown once, test events sent, and
+//! bad input answered with a typed JSON error.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::receiver::TestReceiver;
+use fermion_webhooks::admin::{self, Admin, BearerTokens};
+use fermion_webhooks::clock::SystemClock;
+use fermion_webhooks::store::Store;
+use fermion_webhooks::{
+    DispatchConfig, Dispatcher, HttpSender, MemoryLogStore, SECRET_HEADER, WebhookSecret,
+};
+use serde_json::{Value, json};
+
+const ASHA: &str = "asha-token-1b9f";
+const RAVI: &str = "ravi-token-77c2";
+
+/// The API mounted under `/webhooks` on 127.0.0.1, for two creators; its base URL.
+async fn server() -> String {
+    let store: Arc<dyn Store> = Arc::new(MemoryLogStore::new());
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .unwrap();
+    let mut config = DispatchConfig::default();
+    config.poll_interval = Duration::from_millis(20);
+    let dispatcher = Dispatcher::start_with_stored_endpoints(
+        store,
+        Arc::new(sender),
+        config,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let tokens = BearerTokens::new()
+        .token(&WebhookSecret::new(ASHA).unwrap(), "asha")
+        .token(&WebhookSecret::new(RAVI).unwrap(), "ravi");
+    let app = axum::Router::new().nest(
+        "/webhooks",
+        admin::router(Admin::new(dispatcher, Arc::new(tokens))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// Sends `method path` as `token` with an optional JSON body; the status and the body.
+async fn call(
+    base: &str,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut request = client.request(method, format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused_with_a_json_error() {
+    let base = server().await;
+    for token in [None, Some("wrong-token")] {
+        let (status, body) = call(&base, token, reqwest::Method::GET, "/endpoints", None).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert!(body["error"]["message"].as_str().unwrap().contains("token"));
+    }
+}
+
+#[tokio::test]
+async fn a_creator_adds_lists_changes_and_removes_only_their_own_endpoints() {
+    let base = server().await;
+    let (status, created) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(json!({"url": "https://crm.example.com/hooks", "events": ["paid-course-sale"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 32, "a generated secret, shown once");
+    assert_eq!(created["endpoint"]["events"], json!(["paid-course-sale"]));
+    assert_eq!(created["endpoint"]["enabled"], true);
+
+    let (status, listed) = call(&base, Some(ASHA), reqwest::Method::GET, "/endpoints", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["url"], "https://crm.example.com/hooks");
+    assert!(!listed.to_string().contains(&secret), "no secret in a list");
+
+    // Another creator sees none of it, and cannot touch it.
+    let (_, theirs) = call(&base, Some(RAVI), reqwest::Method::GET, "/endpoints", None).await;
+    assert_eq!(theirs, json!([]));
+    let path = format!("/endpoints/{id}");
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let (status, body) = call(&base, Some(RAVI), method, &path, None).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+
+    let (status, changed) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"enabled": false, "events": ["payment-failed", "paid-course-sale"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["enabled"], false);
+    assert_eq!(
+        changed["events"],
+        json!(["paid-course-sale", "payment-failed"])
+    );
+    let (_, shown) = call(&base, Some(ASHA), reqwest::Method::GET, &path, None).await;
+    assert_eq!(shown, changed, "the change persists");
+    assert!(!shown.to_string().contains(&secret));
+
+    let (status, _) = call(&base, Some(ASHA), reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&base, Some(ASHA), reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_with_its_status_and_a_typed_json_error() {
+    let base = server().await;
+    let cases = [
+        (json!({"url": "ftp://files.example.com/"}), 422),
+        (
+            json!({"url": "https://x.example.com/", "color": "red"}),
+            422,
+        ),
+        (
+            json!({"url": "https://x.example.com/", "events": ["no-such-event"]}),
+            422,
+        ),
+        (json!({"events": []}), 422),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = call(
+            &base,
+            Some(ASHA),
+            reqwest::Method::POST,
+            "/endpoints",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, expected, "{body} → {answer}");
+        assert_eq!(answer["error"]["code"], "invalid", "{answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Not JSON at all.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .post(format!("{base}/endpoints"))
+        .bearer_auth(ASHA)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["error"]["code"], "bad_request");
+}
+
+#[tokio::test]
+async fn the_flask_sends_a_test_event_and_a_rotated_secret_is_used_from_then_on() {
+    let base = server().await;
+    let receiver = TestReceiver::ok().await;
+    let (_, created) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(json!({"url": receiver.url(), "events": ["paid-course-sale"]})),
+    )
+    .await;
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let first_secret = created["secret"].as_str().unwrap().to_owned();
+    let test = format!("/endpoints/{id}/test");
+
+    // Not subscribed to payment-failed, but a test goes anyway.
+    let (status, sent) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        &test,
+        Some(json!({"eventType": "payment-failed"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.received().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the test event arrives"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let arrived = &receiver.received()[0];
+    let event: Value = serde_json::from_slice(&arrived.body).unwrap();
+    assert_eq!(event["eventUniqueId"], sent["eventUniqueId"]);
+    assert_eq!(event["isTestEvent"], true);
+    assert_eq!(arrived.headers[SECRET_HEADER], first_secret.as_str());
+
+    let (status, rotated) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        &format!("/endpoints/{id}/rotate-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let second_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(second_secret, first_secret);
+    call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        &test,
+        Some(json!({"eventType": "paid-course-sale"})),
+    )
+    .await;
+    while receiver.received().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second test arrives"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        receiver.received()[1].headers[SECRET_HEADER],
+        second_secret.as_str()
+    );
+
+    // Disabled: the flask is refused with 409.
+    call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::PATCH,
+        &format!("/endpoints/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let (status, refused) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        &test,
+        Some(json!({"eventType": "paid-course-sale"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "conflict");
+}
