@@ -337,6 +337,14 @@ fn rows_query(
         sql.push_str(" AND e.is_test_event = ?");
         params.push(Value::Integer(i64::from(test)));
     }
+    if !filter.endpoints.is_empty() {
+        let marks = vec!["?"; filter.endpoints.len()].join(", ");
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq \
+             AND d.endpoint_id IN ({marks}))"
+        ));
+        params.extend(filter.endpoints.iter().map(|id| Value::Text(id.clone())));
+    }
     if let Some(position) = after {
         let op = if oldest { ">" } else { "<" };
         sql.push_str(&format!(" AND (e.timestamp_us, e.seq) {op} (?, ?)"));

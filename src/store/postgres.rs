@@ -160,6 +160,14 @@ fn push_filter(
     if let Some(test) = filter.is_test_event {
         sql.push(" AND e.is_test_event = ").push_bind(test);
     }
+    if !filter.endpoints.is_empty() {
+        sql.push(
+            " AND EXISTS (SELECT 1 FROM fermion_deliveries d WHERE d.event_seq = e.seq \
+             AND d.endpoint_id = ANY(",
+        )
+        .push_bind(filter.endpoints.clone())
+        .push("))");
+    }
     if let Some((position, newer)) = after {
         let at = DateTime::from_timestamp_micros(position.micros).unwrap_or_default();
         sql.push(if newer {

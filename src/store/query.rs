@@ -31,6 +31,9 @@ pub struct LogFilter {
     pub status: Option<DeliveryState>,
     /// Only test events (`Some(true)`) or only live ones (`Some(false)`).
     pub is_test_event: Option<bool>,
+    /// Only events with a delivery to one of these endpoints; empty means every event. (An
+    /// admin API shows a course creator the events of their own endpoints.)
+    pub endpoints: Vec<String>,
 }
 
 impl LogFilter {
@@ -53,34 +56,34 @@ impl LogFilter {
         self
     }
 
+    /// Events with a delivery to one of these endpoints only.
+    pub fn to_endpoints<S: Into<String>>(
+        mut self,
+        endpoint_ids: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.endpoints = endpoint_ids.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Test events only (`true`) or live events only (`false`).
     pub fn test_events(mut self, is_test_event: bool) -> Self {
         self.is_test_event = Some(is_test_event);
         self
     }
 
-    /// Whether an event with these properties matches; `status` is only computed if needed.
-    pub(crate) fn matches_parts(
-        &self,
-        timestamp: DateTime<Utc>,
-        event_type: &str,
-        is_test_event: bool,
-        status: impl FnOnce() -> DeliveryState,
-    ) -> bool {
-        self.in_range(timestamp)
-            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == event_type))
-            && self.is_test_event.is_none_or(|test| test == is_test_event)
-            && self.status.is_none_or(|wanted| wanted == status())
-    }
-
     /// Whether `event` matches.
     pub fn matches(&self, event: &StoredEvent) -> bool {
-        self.matches_parts(
-            event.timestamp,
-            &event.event_type,
-            event.is_test_event,
-            || event.status(),
-        )
+        self.in_range(event.timestamp)
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == event.event_type))
+            && self
+                .is_test_event
+                .is_none_or(|test| test == event.is_test_event)
+            && (self.endpoints.is_empty()
+                || event
+                    .deliveries
+                    .iter()
+                    .any(|d| self.endpoints.contains(&d.endpoint_id)))
+            && self.status.is_none_or(|wanted| wanted == event.status())
     }
 
     pub(crate) fn in_range(&self, timestamp: DateTime<Utc>) -> bool {

@@ -689,3 +689,53 @@ pub async fn attempts_recorded_at_once_on_one_event_leave_its_status_right(store
         "the stored status agrees with the deliveries"
     );
 }
+
+/// A contract check; panics when the backend breaks the contract.
+pub async fn queries_filter_by_the_endpoints_events_went_to(store: Arc<dyn Store>) {
+    let crm = stored(EventKind::PaidCourseSale, "2026-11-28T10:00:00Z", &["crm"]);
+    let both = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:01:00Z",
+        &["crm", "books"],
+    );
+    let books = stored(EventKind::PaymentFailed, "2026-11-28T10:02:00Z", &["books"]);
+    for event in [&crm, &both, &books] {
+        store.append(event.clone()).await.unwrap();
+    }
+    let newest_first = |events: &[&StoredEvent]| -> Vec<String> {
+        events
+            .iter()
+            .rev()
+            .map(|e| e.event_unique_id.clone())
+            .collect()
+    };
+    let to_books = LogFilter::default().to_endpoints(["books"]);
+    let ids = |events: Vec<StoredEvent>| -> Vec<String> {
+        events.into_iter().map(|e| e.event_unique_id).collect()
+    };
+    assert_eq!(
+        ids(matching(&*store, &to_books).await),
+        newest_first(&[&both, &books])
+    );
+    let mut rows = Vec::new();
+    store
+        .scan_rows(&to_books, &mut |row| {
+            rows.push(row.event_unique_id);
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [both.event_unique_id.clone(), books.event_unique_id.clone()]
+    );
+    let either = LogFilter::default()
+        .to_endpoints(["crm", "books"])
+        .kinds([EventKind::PaidCourseSale]);
+    assert_eq!(
+        ids(matching(&*store, &either).await),
+        newest_first(&[&crm, &both])
+    );
+    let nobody = LogFilter::default().to_endpoints(["nobody"]);
+    assert!(matching(&*store, &nobody).await.is_empty());
+}

@@ -53,6 +53,7 @@ pub const CHECKS: &[&str] = &[
     "queries_page_newest_first_through_every_event_exactly_once",
     "the_time_range_includes_from_and_excludes_to",
     "queries_filter_by_kind_status_and_test_flag",
+    "queries_filter_by_the_endpoints_events_went_to",
     "scan_visits_matching_events_oldest_first_and_stops_when_told",
     "retention_deletes_events_of_days_before_the_cutoff",
     "the_overall_status_is_failed_then_pending_then_delivered",
@@ -85,6 +86,7 @@ where
     queries_page_newest_first_through_every_event_exactly_once(make().await).await;
     the_time_range_includes_from_and_excludes_to(make().await).await;
     queries_filter_by_kind_status_and_test_flag(make().await).await;
+    queries_filter_by_the_endpoints_events_went_to(make().await).await;
     scan_visits_matching_events_oldest_first_and_stops_when_told(make().await).await;
     retention_deletes_events_of_days_before_the_cutoff(make().await).await;
     the_overall_status_is_failed_then_pending_then_delivered(make().await).await;
