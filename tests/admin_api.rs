@@ -277,3 +277,137 @@ async fn the_flask_sends_a_test_event_and_a_rotated_secret_is_used_from_then_on(
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["error"]["code"], "conflict");
 }
+
+/// Waits until `receiver` has `count` requests.
+async fn received(receiver: &TestReceiver, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.received().len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} requests arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_log_shows_a_creator_only_their_events_with_exact_bodies_attempts_and_retriggers() {
+    let base = server().await;
+    let failing_once =
+        TestReceiver::start(|n| common::receiver::Reply::Status(if n == 0 { 500 } else { 200 }))
+            .await;
+    let other = TestReceiver::ok().await;
+    let mut sent = Vec::new();
+    for (token, url) in [(ASHA, failing_once.url()), (RAVI, other.url())] {
+        let (_, created) = call(
+            &base,
+            Some(token),
+            reqwest::Method::POST,
+            "/endpoints",
+            Some(json!({ "url": url })),
+        )
+        .await;
+        let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+        let (_, test) = call(
+            &base,
+            Some(token),
+            reqwest::Method::POST,
+            &format!("/endpoints/{id}/test"),
+            Some(json!({"eventType": "paid-course-sale"})),
+        )
+        .await;
+        sent.push(test["eventUniqueId"].as_str().unwrap().to_owned());
+    }
+    received(&failing_once, 1).await;
+    received(&other, 1).await;
+    let asha_event = &sent[0];
+
+    // Each sees their own event only.
+    let (status, page) = call(&base, Some(ASHA), reqwest::Method::GET, "/events", None).await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{page}");
+    assert_eq!(events[0]["eventUniqueId"], asha_event.as_str());
+    assert_eq!(events[0]["eventType"], "paid-course-sale");
+    assert_eq!(events[0]["isTestEvent"], true);
+    let (_, theirs) = call(&base, Some(RAVI), reqwest::Method::GET, "/events", None).await;
+    assert_eq!(theirs["events"][0]["eventUniqueId"], sent[1].as_str());
+    let path = format!("/events/{asha_event}");
+    let (status, _) = call(&base, Some(RAVI), reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404, "another creator's event is not found");
+
+    // The exact bytes sent, for "copy".
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("{base}{path}/body"))
+        .bearer_auth(ASHA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(&bytes[..], &failing_once.received()[0].body[..]);
+
+    // Its attempt: the 500, with the URL it went to.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let attempts = loop {
+        let (_, attempts) = call(
+            &base,
+            Some(ASHA),
+            reqwest::Method::GET,
+            &format!("{path}/attempts"),
+            None,
+        )
+        .await;
+        if !attempts.as_array().unwrap().is_empty() {
+            break attempts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt is recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(attempts[0]["httpStatus"], 500, "{attempts}");
+    assert_eq!(attempts[0]["url"], failing_once.url().as_str());
+
+    // Re-triggered: the same bytes again, delivered now.
+    let (status, retriggered) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        &format!("{path}/retrigger"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{retriggered}");
+    assert_eq!(retriggered[0]["status"], "delivered", "{retriggered}");
+    assert_eq!(retriggered[0]["httpStatus"], 200);
+    assert_eq!(
+        failing_once.received()[1].body,
+        failing_once.received()[0].body
+    );
+    let (_, delivered) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::GET,
+        "/events?status=delivered&eventType=paid-course-sale,payment-failed&test=true",
+        None,
+    )
+    .await;
+    assert_eq!(
+        delivered["events"].as_array().unwrap().len(),
+        1,
+        "{delivered}"
+    );
+
+    for bad in [
+        "/events?eventType=nope",
+        "/events?from=yesterday",
+        "/events?colour=red",
+    ] {
+        let (status, answer) = call(&base, Some(ASHA), reqwest::Method::GET, bad, None).await;
+        assert_eq!(status, 422, "{bad}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid");
+    }
+}

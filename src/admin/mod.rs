@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod events;
 mod routes;
 
 use std::sync::Arc;

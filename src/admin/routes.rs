@@ -19,7 +19,12 @@ use crate::secret::WebhookSecret;
 ///   secret, shown this once);
 /// - `GET`, `PATCH` `{url?, enabled?, events?}` and `DELETE /endpoints/{id}`;
 /// - `POST /endpoints/{id}/rotate-secret` (the new secret, once);
-/// - `POST /endpoints/{id}/test` `{eventType}` (202, the test event's id).
+/// - `POST /endpoints/{id}/test` `{eventType}` (202, the test event's id);
+/// - `GET /events?from&to&eventType=a,b&status&test&endpoint&limit&cursor` (the tenant's
+///   events, newest first, `{events, nextCursor}`), `GET /events/{id}` (with its deliveries),
+///   `GET /events/{id}/body` (the exact bytes sent), `GET /events/{id}/attempts`;
+/// - `POST /events/{id}/retrigger` `{endpointId?}`, `POST /retrigger-failed`
+///   `{since, until?, endpointId?}`.
 ///
 /// Lists and endpoints never show a secret.
 pub fn router(admin: Admin) -> Router {
@@ -28,6 +33,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/endpoints/{id}", get(show).patch(change).delete(remove))
         .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
         .route("/endpoints/{id}/test", post(send_test))
+        .merge(super::events::routes())
         .with_state(admin)
 }
 
@@ -79,12 +85,12 @@ struct TestRequest {
 }
 
 /// The tenant the request acts for.
-fn tenant(admin: &Admin, headers: &HeaderMap) -> Result<Tenant, AdminError> {
+pub(super) fn tenant(admin: &Admin, headers: &HeaderMap) -> Result<Tenant, AdminError> {
     admin.authorize.authorize(headers)
 }
 
 /// The body, or the error saying what is wrong with it.
-fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
+pub(super) fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, AdminError> {
     match parsed {
         Ok(Json(value)) => Ok(value),
         Err(JsonRejection::JsonDataError(error)) => Err(AdminError::invalid(error.body_text())),

@@ -395,6 +395,11 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The log this dispatcher writes to.
+    pub fn store(&self) -> &Arc<dyn LogStore> {
+        &self.inner.store
+    }
+
     /// The current endpoints.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.inner.endpoint_list().to_vec()
