@@ -411,3 +411,103 @@ async fn the_log_shows_a_creator_only_their_events_with_exact_bodies_attempts_an
         assert_eq!(answer["error"]["code"], "invalid");
     }
 }
+
+#[tokio::test]
+async fn an_export_downloads_the_creators_events_as_export_csv_writes_them() {
+    let store: Arc<dyn Store> = Arc::new(MemoryLogStore::new());
+    let sender = HttpSender::builder()
+        .allow_private_networks(true)
+        .build()
+        .unwrap();
+    let dispatcher = Dispatcher::start_with_stored_endpoints(
+        store.clone(),
+        Arc::new(sender),
+        DispatchConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let tokens = BearerTokens::new()
+        .token(&WebhookSecret::new(ASHA).unwrap(), "asha")
+        .token(&WebhookSecret::new(RAVI).unwrap(), "ravi");
+    let app = axum::Router::new().nest(
+        "/webhooks",
+        admin::router(Admin::new(dispatcher, Arc::new(tokens))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let receiver = TestReceiver::ok().await;
+    let (_, created) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(json!({ "url": receiver.url() })),
+    )
+    .await;
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    for kind in ["paid-course-sale", "payment-failed", "paid-course-sale"] {
+        call(
+            &base,
+            Some(ASHA),
+            reqwest::Method::POST,
+            &format!("/endpoints/{id}/test"),
+            Some(json!({ "eventType": kind })),
+        )
+        .await;
+    }
+    received(&receiver, 3).await;
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let download = |token: &'static str, query: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let response = client
+                .get(format!("{base}/export{query}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let headers = response.headers().clone();
+            (headers, response.text().await.unwrap())
+        }
+    };
+    let (headers, csv) = download(ASHA, "?eventType=paid-course-sale").await;
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    let filter = fermion_webhooks::store::LogFilter::default()
+        .to_endpoints([id.clone()])
+        .kinds([fermion_webhooks::EventKind::PaidCourseSale]);
+    let mut direct = Vec::new();
+    let rows = fermion_webhooks::export_csv(
+        &*store,
+        &filter,
+        &mut direct,
+        &Default::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 2);
+    assert_eq!(
+        csv,
+        String::from_utf8(direct).unwrap(),
+        "the same as export_csv"
+    );
+
+    let (headers, jsonl) = download(ASHA, "?format=jsonl").await;
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    assert_eq!(jsonl.lines().count(), 3);
+    // Another creator's download holds the header row only.
+    let (_, theirs) = download(RAVI, "").await;
+    assert_eq!(theirs.lines().count(), 1, "{theirs}");
+    let (headers, _) = download(ASHA, "?format=xlsx").await;
+    assert!(headers["content-type"].to_str().unwrap().contains("json"));
+}

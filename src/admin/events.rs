@@ -26,12 +26,13 @@ pub(super) fn routes() -> Router<Admin> {
         .route("/events/{id}/attempts", get(attempts))
         .route("/events/{id}/retrigger", post(retrigger))
         .route("/retrigger-failed", post(retrigger_failed))
+        .route("/export", get(super::download::export))
 }
 
 /// `GET /events` parameters, all optional.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     from: Option<String>,
     to: Option<String>,
     /// Kinds, comma-separated.
@@ -50,7 +51,7 @@ fn time(name: &str, text: &str) -> Result<DateTime<Utc>, AdminError> {
 }
 
 /// The tenant's endpoint ids, or only `endpoint` if it is one of them.
-fn endpoints_of(
+pub(super) fn endpoints_of(
     admin: &Admin,
     tenant: &Tenant,
     endpoint: Option<&str>,
@@ -70,7 +71,27 @@ fn endpoints_of(
 }
 
 impl EventsQuery {
-    fn filter(&self, endpoints: Vec<String>) -> Result<LogFilter, AdminError> {
+    /// The filter parameters an export takes.
+    pub(super) fn for_export(
+        from: Option<String>,
+        to: Option<String>,
+        event_type: Option<String>,
+        status: Option<String>,
+        test: Option<bool>,
+    ) -> Self {
+        Self {
+            from,
+            to,
+            event_type,
+            status,
+            test,
+            endpoint: None,
+            limit: None,
+            cursor: None,
+        }
+    }
+
+    pub(super) fn filter(&self, endpoints: Vec<String>) -> Result<LogFilter, AdminError> {
         let mut filter = LogFilter::default().to_endpoints(endpoints);
         filter.from = self.from.as_deref().map(|t| time("from", t)).transpose()?;
         filter.to = self.to.as_deref().map(|t| time("to", t)).transpose()?;

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+mod download;
 mod events;
 mod routes;
 

@@ -24,7 +24,9 @@ use crate::secret::WebhookSecret;
 ///   events, newest first, `{events, nextCursor}`), `GET /events/{id}` (with its deliveries),
 ///   `GET /events/{id}/body` (the exact bytes sent), `GET /events/{id}/attempts`;
 /// - `POST /events/{id}/retrigger` `{endpointId?}`, `POST /retrigger-failed`
-///   `{since, until?, endpointId?}`.
+///   `{since, until?, endpointId?}`;
+/// - `GET /export?from&to&eventType=a,b&status&test&endpoint&format=csv|jsonl`: a streamed
+///   download (`Content-Disposition: attachment`) in constant memory.
 ///
 /// Lists and endpoints never show a secret.
 pub fn router(admin: Admin) -> Router {
