@@ -26,7 +26,9 @@ use crate::secret::WebhookSecret;
 /// - `POST /events/{id}/retrigger` `{endpointId?}`, `POST /retrigger-failed`
 ///   `{since, until?, endpointId?}`;
 /// - `GET /export?from&to&eventType=a,b&status&test&endpoint&format=csv|jsonl`: a streamed
-///   download (`Content-Disposition: attachment`) in constant memory.
+///   download (`Content-Disposition: attachment`) in constant memory;
+/// - `GET /openapi.json`: an OpenAPI 3.1 document of all of it (served without
+///   authorization: it holds no data).
 ///
 /// Lists and endpoints never show a secret.
 pub fn router(admin: Admin) -> Router {
@@ -36,6 +38,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
         .route("/endpoints/{id}/test", post(send_test))
         .merge(super::events::routes())
+        .route("/openapi.json", get(openapi))
         .with_state(admin)
 }
 
@@ -252,4 +255,12 @@ async fn send_test(
             event_unique_id: sent.event_unique_id,
         }),
     ))
+}
+
+/// The OpenAPI 3.1 document of these routes; a test checks it against them.
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
 }
