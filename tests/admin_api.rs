@@ -562,3 +562,32 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     let (status, _) = call(&base, Some(ASHA), reqwest::Method::PUT, "/endpoints", None).await;
     assert_eq!(status, 405, "what is not documented is not served");
 }
+
+#[tokio::test]
+async fn the_open_development_mode_is_named_as_such_and_acts_for_its_one_tenant() {
+    let dispatcher = Dispatcher::start(
+        Arc::new(MemoryLogStore::new()),
+        Arc::new(HttpSender::new().unwrap()),
+        Vec::new(),
+    )
+    .unwrap();
+    let open = admin::UnauthenticatedForLocalDevelopment::acting_for("me");
+    let app = axum::Router::new().nest(
+        "/webhooks",
+        admin::router(Admin::new(dispatcher, Arc::new(open))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (status, created) = call(
+        &base,
+        None,
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(json!({"url": "https://crm.example.com/hooks"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (_, listed) = call(&base, None, reqwest::Method::GET, "/endpoints", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
