@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::TestReceiver;
-use fermion_webhooks::admin::{self, Admin, BearerTokens};
+use fermion_webhooks::admin::{self, Admin, Authorize, BearerTokens};
 use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::store::Store;
 use fermion_webhooks::{
@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 const ASHA: &str = "asha-token-1b9f";
 const RAVI: &str = "ravi-token-77c2";
 
-/// The API mounted under `/webhooks` on 127.0.0.1, for two creators; its base URL.
-async fn server() -> String {
+/// The API over a memory log, mounted under `/webhooks` on 127.0.0.1 and authorized by
+/// `authorize`: its base URL, and the log.
+async fn serve(authorize: Arc<dyn Authorize>) -> (String, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(MemoryLogStore::new());
     let sender = HttpSender::builder()
         .allow_private_networks(true)
@@ -29,24 +30,34 @@ async fn server() -> String {
     let mut config = DispatchConfig::default();
     config.poll_interval = Duration::from_millis(20);
     let dispatcher = Dispatcher::start_with_stored_endpoints(
-        store,
+        store.clone(),
         Arc::new(sender),
         config,
         Arc::new(SystemClock),
     )
     .await
     .unwrap();
-    let tokens = BearerTokens::new()
-        .token(&WebhookSecret::new(ASHA).unwrap(), "asha")
-        .token(&WebhookSecret::new(RAVI).unwrap(), "ravi");
     let app = axum::Router::new().nest(
         "/webhooks",
-        admin::router(Admin::new(dispatcher, Arc::new(tokens))),
+        admin::router(Admin::new(dispatcher, authorize)),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    (base, store)
+}
+
+/// Two creators, each with a bearer token.
+fn two_creators() -> Arc<dyn Authorize> {
+    let tokens = BearerTokens::new()
+        .token(&WebhookSecret::new(ASHA).unwrap(), "asha")
+        .token(&WebhookSecret::new(RAVI).unwrap(), "ravi");
+    Arc::new(tokens)
+}
+
+/// The API for two creators; its base URL.
+async fn server() -> String {
+    serve(two_creators()).await.0
 }
 
 /// Sends `method path` as `token` with an optional JSON body; the status and the body.
@@ -414,29 +425,7 @@ async fn the_log_shows_a_creator_only_their_events_with_exact_bodies_attempts_an
 
 #[tokio::test]
 async fn an_export_downloads_the_creators_events_as_export_csv_writes_them() {
-    let store: Arc<dyn Store> = Arc::new(MemoryLogStore::new());
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
-    let dispatcher = Dispatcher::start_with_stored_endpoints(
-        store.clone(),
-        Arc::new(sender),
-        DispatchConfig::default(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
-    let tokens = BearerTokens::new()
-        .token(&WebhookSecret::new(ASHA).unwrap(), "asha")
-        .token(&WebhookSecret::new(RAVI).unwrap(), "ravi");
-    let app = axum::Router::new().nest(
-        "/webhooks",
-        admin::router(Admin::new(dispatcher, Arc::new(tokens))),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, store) = serve(two_creators()).await;
 
     let receiver = TestReceiver::ok().await;
     let (_, created) = call(
@@ -565,20 +554,8 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
 
 #[tokio::test]
 async fn the_open_development_mode_is_named_as_such_and_acts_for_its_one_tenant() {
-    let dispatcher = Dispatcher::start(
-        Arc::new(MemoryLogStore::new()),
-        Arc::new(HttpSender::new().unwrap()),
-        Vec::new(),
-    )
-    .unwrap();
     let open = admin::UnauthenticatedForLocalDevelopment::acting_for("me");
-    let app = axum::Router::new().nest(
-        "/webhooks",
-        admin::router(Admin::new(dispatcher, Arc::new(open))),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, _) = serve(Arc::new(open)).await;
     let (status, created) = call(
         &base,
         None,

@@ -286,7 +286,7 @@ async fn deliver(
 
 /// Where a claimed delivery goes.
 enum Target {
-    Endpoint(crate::Endpoint),
+    Endpoint(EndpointRef),
     Removed,
     /// The store the endpoints are kept in could not be read.
     Unreadable,
@@ -296,14 +296,15 @@ enum Target {
 /// store the endpoints are kept in, if any: it may have been added through another instance
 /// since the last refresh.
 async fn endpoint_for(inner: &Inner, id: &str) -> Target {
-    if let Some(endpoint) = inner.endpoint_list().iter().find(|e| e.id == id) {
-        return Target::Endpoint(endpoint.clone());
+    let listed = inner.endpoint_list();
+    if let Some(index) = listed.iter().position(|e| e.id == id) {
+        return Target::Endpoint(EndpointRef::Listed(listed, index));
     }
     let Some(source) = &inner.endpoint_source else {
         return Target::Removed;
     };
     match source.endpoint(id).await {
-        Ok(Some(endpoint)) => Target::Endpoint(endpoint),
+        Ok(Some(endpoint)) => Target::Endpoint(EndpointRef::Fetched(Box::new(endpoint))),
         Ok(None) => Target::Removed,
         Err(error) => {
             tracing::error!(
@@ -312,6 +313,24 @@ async fn endpoint_for(inner: &Inner, id: &str) -> Target {
                 "reading an endpoint failed; its delivery waits"
             );
             Target::Unreadable
+        }
+    }
+}
+
+/// An endpoint from the shared list, without copying it (its secret and switches) for every
+/// attempt, or one just read from the store.
+enum EndpointRef {
+    Listed(Arc<[crate::Endpoint]>, usize),
+    Fetched(Box<crate::Endpoint>),
+}
+
+impl std::ops::Deref for EndpointRef {
+    type Target = crate::Endpoint;
+
+    fn deref(&self) -> &crate::Endpoint {
+        match self {
+            EndpointRef::Listed(list, index) => &list[*index],
+            EndpointRef::Fetched(endpoint) => endpoint,
         }
     }
 }
