@@ -22,6 +22,14 @@ const RAVI: &str = "ravi-token-77c2";
 /// The API over a memory log, mounted under `/webhooks` on 127.0.0.1 and authorized by
 /// `authorize`: its base URL, and the log.
 async fn serve(authorize: Arc<dyn Authorize>) -> (String, Arc<dyn Store>) {
+    serve_with(authorize, |admin| admin.allow_private_networks(true)).await
+}
+
+/// As [`serve`], with the admin configured by `configure`.
+async fn serve_with(
+    authorize: Arc<dyn Authorize>,
+    configure: impl FnOnce(Admin) -> Admin,
+) -> (String, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(MemoryLogStore::new());
     let sender = HttpSender::builder()
         .allow_private_networks(true)
@@ -39,7 +47,7 @@ async fn serve(authorize: Arc<dyn Authorize>) -> (String, Arc<dyn Store>) {
     .unwrap();
     let app = axum::Router::new().nest(
         "/webhooks",
-        admin::router(Admin::new(dispatcher, authorize)),
+        admin::router(configure(Admin::new(dispatcher, authorize))),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
@@ -532,6 +540,7 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
         "POST /retrigger-failed",
         "GET /export",
         "GET /openapi.json",
+        "GET /",
     ];
     served.sort();
     assert_eq!(documented, served);
@@ -540,7 +549,9 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     for route in &documented {
         let (method, path) = route.split_once(' ').unwrap();
         let method: reqwest::Method = method.parse().unwrap();
+        // Nested under a prefix, the page's `/` is the prefix itself.
         let path = path.replace("{id}", "no-such-id");
+        let path = if path == "/" { String::new() } else { path };
         let (status, body) = call(&base, Some(ASHA), method, &path, Some(json!({}))).await;
         assert_ne!(status, 405, "{route}");
         assert!(
@@ -567,4 +578,124 @@ async fn the_open_development_mode_is_named_as_such_and_acts_for_its_one_tenant(
     assert_eq!(status, 201, "{created}");
     let (_, listed) = call(&base, None, reqwest::Method::GET, "/endpoints", None).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn endpoint_urls_on_loopback_or_private_addresses_are_refused_unless_allowed() {
+    let (base, _) = serve_with(two_creators(), |admin| admin).await;
+    for url in [
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "http://10.0.0.7/hook",
+        "http://0x7f.1/hook",
+    ] {
+        let (status, answer) = call(
+            &base,
+            Some(ASHA),
+            reqwest::Method::POST,
+            "/endpoints",
+            Some(json!({ "url": url })),
+        )
+        .await;
+        assert_eq!(status, 422, "{url} → {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("private address")
+        );
+    }
+    let (status, created) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(json!({"url": "https://crm.example.com/hooks"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let path = format!("/endpoints/{}", created["endpoint"]["id"].as_str().unwrap());
+    let (status, _) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"url": "http://192.168.1.2/"})),
+    )
+    .await;
+    assert_eq!(status, 422, "a change to a private URL is refused too");
+}
+
+#[tokio::test]
+async fn a_change_sent_by_another_sites_page_is_refused_and_the_pages_own_passes() {
+    let base = server().await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |site: &'static str, origin: &'static str| {
+        client
+            .post(format!("{base}/endpoints"))
+            .bearer_auth(ASHA)
+            .header("sec-fetch-site", site)
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(json!({"url": "https://crm.example.com/hooks"}).to_string())
+            .send()
+    };
+    let forged = post("cross-site", "https://evil.example").await.unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let answer: Value = serde_json::from_str(&forged.text().await.unwrap()).unwrap();
+    assert_eq!(answer["error"]["code"], "forbidden");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cross-origin")
+    );
+    let (_, listed) = call(&base, Some(ASHA), reqwest::Method::GET, "/endpoints", None).await;
+    assert_eq!(listed, json!([]), "the forged request changed nothing");
+
+    let own = post("same-origin", "http://127.0.0.1").await.unwrap();
+    assert_eq!(own.status().as_u16(), 201);
+    // Reads are not changes: another site's page may not read them (no CORS), but they pass.
+    let read = client
+        .get(format!("{base}/endpoints"))
+        .bearer_auth(ASHA)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_a_policy_that_runs_only_its_own_script_and_no_answer_is_cached() {
+    let base = server().await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Mounted under /webhooks, the page is at /webhooks.
+    let page = client.get(&base).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let headers = page.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("script-src 'sha256-"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(!policy.contains("unsafe"), "{policy}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<h1>Webhooks</h1>"));
+    assert!(!html.contains("src=\"http"), "nothing loads from elsewhere");
+
+    let api = client
+        .get(format!("{base}/endpoints"))
+        .bearer_auth(ASHA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.headers()["cache-control"], "no-store");
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
 }

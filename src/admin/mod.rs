@@ -26,8 +26,10 @@
 //! # }
 //! ```
 
+mod csrf;
 mod download;
 mod events;
+mod page;
 mod routes;
 
 use std::sync::Arc;
@@ -132,6 +134,8 @@ impl Authorize for UnauthenticatedForLocalDevelopment {
 pub struct Admin {
     pub(crate) dispatcher: Dispatcher,
     pub(crate) authorize: Arc<dyn Authorize>,
+    pub(crate) trusted_origins: Arc<[String]>,
+    pub(crate) allow_private_networks: bool,
 }
 
 impl std::fmt::Debug for Admin {
@@ -149,7 +153,29 @@ impl Admin {
         Self {
             dispatcher,
             authorize,
+            trusted_origins: Arc::from([]),
+            allow_private_networks: false,
         }
+    }
+
+    /// Accepts endpoint URLs on loopback and private addresses (`http://127.0.0.1:9000/`,
+    /// `http://localhost/`), for local development. Off by default: such URLs are refused with
+    /// 422 when an endpoint is created or changed, as the sender would refuse to deliver to them.
+    pub fn allow_private_networks(mut self, allow: bool) -> Self {
+        self.allow_private_networks = allow;
+        self
+    }
+
+    /// Also accepts changes (POST, PATCH, DELETE) from pages on `origin`, such as
+    /// `https://admin.example.com`, besides the router's own origin: for a platform whose
+    /// proxy rewrites `Host`, or whose own front end calls the API from another host. Every
+    /// other cross-origin change is refused with 403 (see the crate's CSRF protection in
+    /// [`router`]).
+    pub fn trust_origin(mut self, origin: impl Into<String>) -> Self {
+        let mut origins = self.trusted_origins.to_vec();
+        origins.push(origin.into().trim_end_matches('/').to_owned());
+        self.trusted_origins = origins.into();
+        self
     }
 }
 

@@ -12,6 +12,7 @@ use crate::dispatch::EndpointUpdate;
 use crate::endpoint::Endpoint;
 use crate::event::EventKind;
 use crate::secret::WebhookSecret;
+use crate::sender::is_global_address;
 
 /// The admin API's routes, to mount under any prefix with `Router::nest`.
 ///
@@ -27,19 +28,46 @@ use crate::secret::WebhookSecret;
 ///   `{since, until?, endpointId?}`;
 /// - `GET /export?from&to&eventType=a,b&status&test&endpoint&format=csv|jsonl`: a streamed
 ///   download (`Content-Disposition: attachment`) in constant memory;
-/// - `GET /openapi.json`: an OpenAPI 3.1 document of all of it (served without
-///   authorization: it holds no data).
+/// - `GET /openapi.json`: an OpenAPI 3.1 document of all of it;
+/// - `GET /`: the dashboard page, one self-contained HTML file that loads nothing from
+///   elsewhere, under a Content-Security-Policy that runs its own script only. It calls the
+///   routes above with the browser's credentials for the platform (its cookies), or with a
+///   bearer token typed in or passed as `#token=…` in the address.
 ///
-/// Lists and endpoints never show a secret.
+/// The page and the OpenAPI document are served without authorization: they hold no data.
+/// Lists and endpoints never show a secret, and no answer is cached (`Cache-Control:
+/// no-store`). Changes (POST, PATCH, DELETE) coming from another site's page are refused with
+/// 403, by the `Sec-Fetch-Site` and `Origin` headers browsers send; see
+/// [`Admin::trust_origin`] to allow another origin.
 pub fn router(admin: Admin) -> Router {
+    use axum::middleware::{from_fn_with_state, map_response};
     Router::new()
+        .route("/", get(super::page::page))
         .route("/endpoints", get(list).post(create))
         .route("/endpoints/{id}", get(show).patch(change).delete(remove))
         .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
         .route("/endpoints/{id}/test", post(send_test))
         .merge(super::events::routes())
         .route("/openapi.json", get(openapi))
+        .layer(from_fn_with_state(
+            admin.clone(),
+            super::csrf::refuse_cross_origin,
+        ))
+        .layer(map_response(never_cached))
         .with_state(admin)
+}
+
+/// Answers hold secrets shown once and customers' data: no cache keeps them, and no browser
+/// guesses their type.
+async fn never_cached(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// An endpoint as the API shows it: everything but its secret.
@@ -143,6 +171,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Created>), AdminError> {
     let tenant = tenant(&admin, &headers)?;
     let new = body(parsed)?;
+    check_url(&admin, &new.url)?;
     let secret = generated_secret()?;
     let id = format!("ep_{}", uuid::Uuid::new_v4().simple());
     let mut endpoint = Endpoint::new(id, new.url, secret.clone())
@@ -158,6 +187,35 @@ async fn create(
         secret: secret.expose_secret().to_owned(),
     };
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Refuses a URL the sender would never deliver to: a loopback, private or otherwise
+/// non-global IP literal, or `localhost`, unless the admin allows private networks. Names are
+/// not resolved here; the sender checks every address it connects to.
+fn check_url(admin: &Admin, text: &str) -> Result<(), AdminError> {
+    if admin.allow_private_networks {
+        return Ok(());
+    }
+    let Ok(url) = url::Url::parse(text) else {
+        // Endpoint validation says what is wrong with it.
+        return Ok(());
+    };
+    let private = match url.host() {
+        Some(url::Host::Ipv4(address)) => !is_global_address(address.into()),
+        Some(url::Host::Ipv6(address)) => !is_global_address(address.into()),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
+    };
+    if private {
+        return Err(AdminError::invalid(format!(
+            "{text} points at a loopback or private address, which webhooks are never sent to; \
+             give a public URL"
+        )));
+    }
+    Ok(())
 }
 
 fn generated_secret() -> Result<WebhookSecret, AdminError> {
@@ -184,6 +242,7 @@ async fn change(
     owned(&admin, &tenant, &id)?;
     let mut update = EndpointUpdate::new();
     if let Some(url) = change.url {
+        check_url(&admin, &url)?;
         update = update.url(url);
     }
     if let Some(events) = change.events {

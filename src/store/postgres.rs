@@ -13,7 +13,7 @@ use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
     aggregate_status, lease_end, round_robin,
 };
-use super::sql::{AttemptColumns, EventTables, assemble, parse_state};
+use super::sql::{AttemptColumns, EventTables, assemble};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
@@ -722,4 +722,9 @@ impl Documents for PostgresLogStore {
             .map_err(database(format!("deleting {} {key}", kind.as_str())))?;
         Ok(deleted.rows_affected() > 0)
     }
+}
+
+/// A delivery state from its column.
+fn parse_state(text: &str) -> Result<DeliveryState, LogError> {
+    text.parse().map_err(|reason| LogError::Corrupt { reason })
 }

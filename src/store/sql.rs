@@ -12,7 +12,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use super::LogError;
 use super::attempt::{Attempt, AttemptOutcome};
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
-use super::record::{Delivery, DeliveryState, StoredEvent};
+use super::record::{Delivery, StoredEvent};
 
 /// Events read per query while scanning.
 const SCAN_PAGE: usize = 512;
@@ -160,11 +160,6 @@ pub(super) fn parse_kebab<T: DeserializeOwned>(text: &str, column: &str) -> Resu
     T::deserialize(deserializer).map_err(|_| LogError::Corrupt {
         reason: format!("unknown {column} {text:?}"),
     })
-}
-
-/// A delivery state from its column.
-pub(super) fn parse_state(text: &str) -> Result<DeliveryState, LogError> {
-    text.parse().map_err(|reason| LogError::Corrupt { reason })
 }
 
 /// Microseconds since the Unix epoch.
