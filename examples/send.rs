@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example send -- --url URL [--url URL2 ...] --secret S (--event KIND | --payload FILE)
 //!     [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
-//!     [--allow-private-networks]
+//!     [--allow-private-networks] [--owner ID]
 //!     [--retry-schedule 500ms,1s,2s] [--timeout 10s]
 //! ```
 //!
@@ -32,6 +32,7 @@ const USAGE: &str =
     "usage: send --url URL [--url URL2 ...] --secret S (--event KIND | --payload FILE)
             [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
             [--allow-private-networks] [--retry-schedule 500ms,1s,2s] [--timeout 10s]
+            [--owner ID]
   --url URL           an endpoint; give it several times for several endpoints, all with the
                       same --secret and --events: every event goes to each, and the exit
                       status is 0 only when every delivery to every one was delivered
@@ -47,6 +48,8 @@ const USAGE: &str =
                       every process using it) or sqlite://PATH (created when missing); the
                       endpoint is stored there too, so a `worker` can deliver what is pending
   --events K1,K2      the endpoint's subscriptions (default all four)
+  --owner ID          the course creator the endpoints belong to: the `dashboard` example
+                      acting for `local` shows `--owner local`'s webhooks and events
   --retry-schedule    delays between retries (default 5s,5m,30m,2h,5h,10h,10h)
   --timeout D         per-attempt timeout (default 15s)
   --allow-private-networks   allow loopback/private addresses (off: SSRF guard)";
@@ -74,6 +77,7 @@ struct Options {
     allow_private: bool,
     retry: Option<Vec<Duration>>,
     timeout: Duration,
+    owner: Option<String>,
 }
 
 enum What {
@@ -127,6 +131,7 @@ fn parse() -> Result<Options, String> {
     let mut allow_private = false;
     let mut retry = None;
     let mut timeout = Duration::from_secs(15);
+    let mut owner = None;
     while let Some(arg) = parser.next().map_err(|e| support::explain(&e))? {
         match arg {
             Long("url") => urls.push(value(&mut parser)?),
@@ -170,6 +175,7 @@ fn parse() -> Result<Options, String> {
                 retry = Some(delays);
             }
             Long("timeout") => timeout = parse_duration(&value(&mut parser)?)?,
+            Long("owner") => owner = Some(value(&mut parser)?),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -197,6 +203,7 @@ fn parse() -> Result<Options, String> {
         allow_private,
         retry,
         timeout,
+        owner,
     })
 }
 
@@ -220,6 +227,9 @@ async fn main() -> ExitCode {
         };
         if let Some(kinds) = &options.events {
             endpoint = endpoint.subscribe_only(kinds.iter().copied());
+        }
+        if let Some(owner) = &options.owner {
+            endpoint = endpoint.owned_by(owner.clone());
         }
         endpoints.push(endpoint);
     }
