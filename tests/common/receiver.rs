@@ -15,6 +15,8 @@ pub enum Reply {
     Status(u16),
     /// A status with extra headers, such as `Retry-After` or `Location`.
     WithHeaders(u16, Vec<(&'static str, String)>),
+    /// A status with this body.
+    Body(u16, &'static str),
     /// Wait this long, then answer 200.
     Hang(Duration),
     /// Answer 500 with every request header echoed in the body, as a careless debug endpoint
@@ -85,6 +87,7 @@ impl TestReceiver {
 async fn answer(reply: Reply) -> Response {
     match reply {
         Reply::Status(code) => (StatusCode::from_u16(code).unwrap(), "answer body").into_response(),
+        Reply::Body(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
         Reply::WithHeaders(code, headers) => {
             let mut response = (StatusCode::from_u16(code).unwrap(), "").into_response();
             for (name, value) in headers {
