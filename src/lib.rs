@@ -123,6 +123,6 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.
-#[cfg(all(doctest, feature = "axum", feature = "emit"))]
+#[cfg(all(doctest, feature = "axum", feature = "admin"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -1,4 +1,4 @@
-//! The `send`, `logs retrigger` and `quickstart` examples, run as real processes against real
+//! The `send`, `logs retrigger`, `quickstart` and `dashboard` examples, run as real processes
 //! receivers on 127.0.0.1: their JSON lines, exit statuses and what lands in the log.
 
 mod common;
@@ -414,4 +414,120 @@ async fn send_to_several_urls_delivers_every_event_to_each_and_fails_if_one_fail
         "{:?}",
         lines(&output)
     );
+}
+
+/// Stops the child process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(feature = "admin")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_its_page_and_shows_what_send_adds_to_the_shared_log() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = TempDir::new("cli-dashboard");
+    let log_dir = dir.path().to_str().unwrap();
+    let mut dashboard = KillOnDrop(
+        Command::new(example_binary("dashboard"))
+            .args(["--addr", "127.0.0.1:0", "--log-dir", log_dir])
+            .args(["--admin-token", "dash-token-1f"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    std::io::BufReader::new(dashboard.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let link = first.trim().strip_prefix("dashboard: ").expect(&first);
+    let base = link
+        .strip_suffix("/#token=dash-token-1f")
+        .expect("the printed link signs in with the token");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let page = get("/", None).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("<h1>Webhooks</h1>"));
+    assert_eq!(
+        get("/endpoints", None).await.unwrap().status().as_u16(),
+        401
+    );
+    let endpoints = get("/endpoints", Some("dash-token-1f")).await.unwrap();
+    let endpoints = endpoints.text().await.unwrap();
+    assert!(endpoints.contains("demo-receiver") && endpoints.contains("demo-failing"));
+
+    // The demo events settle within seconds (the failing demo webhook retries after 1 s and
+    // 2 s); `send` would otherwise resume the pending one, and report it failed.
+    let started = Instant::now();
+    loop {
+        let settled = get("/events", Some("dash-token-1f")).await.unwrap();
+        let settled: serde_json::Value =
+            serde_json::from_str(&settled.text().await.unwrap()).unwrap();
+        let events = settled["events"].as_array().unwrap();
+        if events.len() == 4 && events.iter().all(|e| e["status"] != "pending") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{settled}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // An event sent by `send` into the same log, for the dashboard's creator, shows up.
+    let receiver = TestReceiver::ok().await;
+    let sent = send(
+        dir.path(),
+        &receiver.url(),
+        &[
+            "--event",
+            "paid-course-sale",
+            "--owner",
+            "local",
+            "--allow-private-networks",
+        ],
+    );
+    assert_eq!(
+        sent.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let id = lines(&sent)[0]["eventUniqueId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    loop {
+        let events = get("/events?eventType=paid-course-sale", Some("dash-token-1f"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if events.contains(&id) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the dashboard never showed {id}: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = run("logs", &["--log-dir", log_dir, "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
 }
