@@ -30,6 +30,16 @@ async fn serve_with(
     authorize: Arc<dyn Authorize>,
     configure: impl FnOnce(Admin) -> Admin,
 ) -> (String, Arc<dyn Store>) {
+    let (admin, store) = admin_over_memory(authorize).await;
+    let app = axum::Router::new().nest("/webhooks", admin::router(configure(admin)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, store)
+}
+
+/// The admin over a dispatcher on a memory log, and the log.
+async fn admin_over_memory(authorize: Arc<dyn Authorize>) -> (Admin, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(MemoryLogStore::new());
     let sender = HttpSender::builder()
         .allow_private_networks(true)
@@ -45,14 +55,7 @@ async fn serve_with(
     )
     .await
     .unwrap();
-    let app = axum::Router::new().nest(
-        "/webhooks",
-        admin::router(configure(Admin::new(dispatcher, authorize))),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/webhooks", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, store)
+    (Admin::new(dispatcher, authorize), store)
 }
 
 /// Two creators, each with a bearer token.
@@ -698,4 +701,50 @@ async fn the_page_is_served_with_a_policy_that_runs_only_its_own_script_and_no_a
         .unwrap();
     assert_eq!(api.headers()["cache-control"], "no-store");
     assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn as_a_tower_service_under_any_prefix_it_trusts_only_the_origins_it_is_told() {
+    use tower::ServiceExt;
+    let (admin, _) = admin_over_memory(two_creators()).await;
+    let app = axum::Router::new().nest(
+        "/creators/settings/webhooks",
+        admin::router(admin.trust_origin("https://app.example")),
+    );
+    let post_from = |origin: &str| {
+        axum::http::Request::post("/creators/settings/webhooks/endpoints")
+            .header("authorization", format!("Bearer {ASHA}"))
+            .header("host", "api.example")
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                json!({"url": "https://crm.example.com/hooks"}).to_string(),
+            ))
+            .unwrap()
+    };
+    let forged = app
+        .clone()
+        .oneshot(post_from("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let same_host = app
+        .clone()
+        .oneshot(post_from("https://api.example"))
+        .await
+        .unwrap();
+    assert_eq!(same_host.status().as_u16(), 201);
+    let trusted = app
+        .clone()
+        .oneshot(post_from("https://app.example"))
+        .await
+        .unwrap();
+    assert_eq!(trusted.status().as_u16(), 201);
+
+    let page = axum::http::Request::get("/creators/settings/webhooks")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let page = app.oneshot(page).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
 }

@@ -311,6 +311,145 @@ async fn an_event_switched_off_stays_off_after_a_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_added_in_the_page_shows_its_secret_once_and_a_rotation_shows_the_new_one() {
+    let _one = ONE_BROWSER.lock().await;
+    let downloads = TempDir::new("page-add-downloads");
+    let Some(browser) = Browser::start(downloads.path()).await else {
+        return;
+    };
+    let dashboard = Dashboard::start("page-add").await;
+    browser.open(&dashboard.page()).await;
+
+    let url = browser.client.find(Locator::Css("#new-url")).await.unwrap();
+    url.send_keys("https://crm.example.com/fermion")
+        .await
+        .unwrap();
+    browser.click("#new-payment-failed").await;
+    browser.click("#add-endpoint button[type=submit]").await;
+    browser.says("Webhook added").await;
+    let secret = browser.text("#secret-value").await;
+    assert!(
+        secret.len() >= 32,
+        "the generated secret is shown: {secret:?}"
+    );
+    let listed = dashboard
+        .call(reqwest::Method::GET, "/endpoints", None)
+        .await;
+    assert_eq!(listed[0]["url"], "https://crm.example.com/fermion");
+    assert_eq!(
+        listed[0]["events"],
+        json!([
+            "free-course-enrollment",
+            "paid-course-sale",
+            "payment-initiated-not-completed"
+        ]),
+        "the unticked event is off"
+    );
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let stored = dashboard.dispatcher.endpoints();
+    assert_eq!(
+        stored[0].secret.expose_secret(),
+        secret,
+        "the shown secret is the one used"
+    );
+
+    browser.click("#secret-done").await;
+    browser.client.refresh().await.unwrap();
+    browser.ready().await;
+    let html = browser.client.source().await.unwrap();
+    assert!(!html.contains(&secret), "shown once: not after a reload");
+
+    browser.click(&format!("button[data-rotate='{id}']")).await;
+    browser.says("New secret made").await;
+    let rotated = browser.text("#secret-value").await;
+    assert_ne!(rotated, secret);
+    assert_eq!(
+        dashboard.dispatcher.endpoints()[0].secret.expose_secret(),
+        rotated
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_has_a_label_and_the_page_fits_a_phone() {
+    let _one = ONE_BROWSER.lock().await;
+    let downloads = TempDir::new("page-phone-downloads");
+    let Some(browser) = Browser::start(downloads.path()).await else {
+        return;
+    };
+    let dashboard = Dashboard::start("page-phone").await;
+    let receiver = TestReceiver::ok().await;
+    let id = dashboard.add_endpoint(&receiver.url()).await;
+    dashboard
+        .call(
+            reqwest::Method::POST,
+            &format!("/endpoints/{id}/test"),
+            Some(json!({ "eventType": "paid-course-sale" })),
+        )
+        .await;
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.open(&dashboard.page()).await;
+
+    let unlabelled: Value = browser
+        .client
+        .execute(
+            "return [...document.querySelectorAll('input, select, button')]
+               .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')
+                              && !c.textContent.trim())
+               .map((c) => c.outerHTML)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        unlabelled,
+        json!([]),
+        "every control is named for a screen reader"
+    );
+    let overflow: Value = browser
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "no sideways scrolling at 390 px: {overflow}"
+    );
+
+    // The keyboard alone reaches a flask and presses it.
+    let flask = format!("button[data-test='free-course-enrollment'][data-endpoint='{id}']");
+    let mut tabs = 0;
+    loop {
+        let on_flask: Value = browser
+            .client
+            .execute(
+                "return document.activeElement === document.querySelector(arguments[0])",
+                vec![json!(flask)],
+            )
+            .await
+            .unwrap();
+        if on_flask == json!(true) {
+            break;
+        }
+        tabs += 1;
+        assert!(tabs < 60, "Tab never reached the flask");
+        let focused = browser.client.active_element().await.unwrap();
+        focused.send_keys("\u{E004}").await.unwrap(); // Tab
+    }
+    let focused = browser.client.active_element().await.unwrap();
+    focused.send_keys("\u{E007}").await.unwrap(); // Enter
+    eventually("the test event arrives", || async {
+        receiver.received().len() == 2
+    })
+    .await;
+    browser.screenshot("dashboard-phone.png").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flask_sends_a_test_event_that_arrives_and_shows_in_the_log() {
     let _one = ONE_BROWSER.lock().await;
     let downloads = TempDir::new("page-flask-downloads");

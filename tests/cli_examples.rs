@@ -1,5 +1,5 @@
 //! The `send`, `logs retrigger`, `quickstart` and `dashboard` examples, run as real processes
-//! receivers on 127.0.0.1: their JSON lines, exit statuses and what lands in the log.
+//! against real receivers on 127.0.0.1: their JSON lines, exit statuses and what lands in the log.
 
 mod common;
 mod support;
