@@ -1,12 +1,16 @@
 //! An integrator's webhook server built on this crate.
 //!
 //! ```text
-//! cargo run --features axum --example listen -- --secret S [--addr 127.0.0.1:8787]
-//!     [--path /webhooks/fermion] [--max-body-bytes N] [--also-accept OLD_SECRET]...
+//! cargo run --features axum --example listen -- (--secret S | --standard-webhooks-secret whsec_...)
+//!     [--addr 127.0.0.1:8787] [--path /webhooks/fermion] [--max-body-bytes N]
+//!     [--also-accept OLD_SECRET]...
 //! ```
 //!
-//! The secret may also come from the `FERMION_WEBHOOK_SECRET` environment variable, which keeps
-//! it out of the process list. Each accepted event prints one JSON line on stdout; human
+//! With `--secret`, the `X-Fermion-Webhook-Secret` header must match; with
+//! `--standard-webhooks-secret`, the Standard Webhooks signature must verify (within 5 minutes
+//! of now); with both, both must hold. The secrets may also come from the
+//! `FERMION_WEBHOOK_SECRET` and `FERMION_STANDARD_WEBHOOKS_SECRET` environment variables, which
+//! keep them out of the process list. Each accepted event prints one JSON line on stdout; human
 //! messages go to stderr.
 
 use std::io::Write;
@@ -21,19 +25,25 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use fermion_webhooks::receive::{DEFAULT_MAX_BODY_BYTES, FermionWebhook, WebhookRejection};
-use fermion_webhooks::{DuplicateGuard, Receiver, WebhookSecret};
+use fermion_webhooks::{DuplicateGuard, Receiver, SigningSecret, WebhookSecret};
 use serde::Serialize;
 
-const USAGE: &str = "usage: listen --secret S [--addr 127.0.0.1:8787] [--path /webhooks/fermion] \
+const USAGE: &str = "usage: listen (--secret S | --standard-webhooks-secret whsec_...) \
+                     [--addr 127.0.0.1:8787] [--path /webhooks/fermion] \
                      [--max-body-bytes N] [--also-accept OLD_SECRET]...
   --secret S            the webhook secret set in Fermion (or set FERMION_WEBHOOK_SECRET)
+  --standard-webhooks-secret whsec_...
+                        require a Standard Webhooks signature by this key (or set
+                        FERMION_STANDARD_WEBHOOKS_SECRET); repeat it during a key rotation.
+                        At least one of --secret and this is required; with both, both must hold
   --addr ADDR           address to listen on (default 127.0.0.1:8787; port 0 picks a free one)
   --path PATH           path webhooks are POSTed to (default /webhooks/fermion)
   --max-body-bytes N    largest body accepted (default 262144)
   --also-accept OLD     also accept this secret, during a rotation (repeatable)";
 
 struct Options {
-    secret: WebhookSecret,
+    secret: Option<WebhookSecret>,
+    signing: Vec<SigningSecret>,
     also_accept: Vec<WebhookSecret>,
     addr: SocketAddr,
     path: String,
@@ -43,6 +53,10 @@ struct Options {
 fn parse_options() -> Result<Options, String> {
     use lexopt::prelude::*;
     let mut secret = std::env::var("FERMION_WEBHOOK_SECRET").ok();
+    let mut signing = Vec::new();
+    if let Ok(key) = std::env::var("FERMION_STANDARD_WEBHOOKS_SECRET") {
+        signing.push(signing_value(&key)?);
+    }
     let mut also_accept = Vec::new();
     let mut addr: SocketAddr = ([127, 0, 0, 1], 8787).into();
     let mut path = "/webhooks/fermion".to_owned();
@@ -51,6 +65,9 @@ fn parse_options() -> Result<Options, String> {
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("secret") => secret = Some(string_value(&mut parser)?),
+            Long("standard-webhooks-secret") => {
+                signing.push(signing_value(&string_value(&mut parser)?)?)
+            }
             Long("also-accept") => also_accept.push(secret_value(&string_value(&mut parser)?)?),
             Long("addr") => {
                 let text = string_value(&mut parser)?;
@@ -78,11 +95,18 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     let secret = secret
-        .ok_or("--secret is required (or set FERMION_WEBHOOK_SECRET)")
-        .and_then(|s| secret_value(&s).map_err(|_| "the secret is not valid"))
-        .map_err(|e| e.to_owned())?;
+        .map(|s| secret_value(&s).map_err(|_| "the secret is not valid".to_owned()))
+        .transpose()?;
+    if secret.is_none() && signing.is_empty() {
+        return Err(
+            "--secret or --standard-webhooks-secret is required (or set \
+                    FERMION_WEBHOOK_SECRET or FERMION_STANDARD_WEBHOOKS_SECRET)"
+                .to_owned(),
+        );
+    }
     Ok(Options {
         secret,
+        signing,
         also_accept,
         addr,
         path,
@@ -100,6 +124,10 @@ fn string_value(parser: &mut lexopt::Parser) -> Result<String, String> {
 
 fn secret_value(text: &str) -> Result<WebhookSecret, String> {
     WebhookSecret::new(text).map_err(|e| e.to_string())
+}
+
+fn signing_value(text: &str) -> Result<SigningSecret, String> {
+    SigningSecret::new(text).map_err(|e| format!("--standard-webhooks-secret: {e}"))
 }
 
 #[derive(Clone)]
@@ -196,7 +224,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut receiver = Receiver::builder(options.secret).max_body_bytes(options.max_body_bytes);
+    let mut keys = options.signing.into_iter();
+    let mut receiver = match options.secret {
+        Some(secret) => Receiver::builder(secret),
+        // parse_options made sure there is a key when there is no secret.
+        None => match keys.next() {
+            Some(key) => Receiver::signed(key),
+            None => unreachable!("parse_options requires --secret or a signing key"),
+        },
+    };
+    for key in keys {
+        receiver = receiver.require_signature(key);
+    }
+    receiver = receiver.max_body_bytes(options.max_body_bytes);
     for old in options.also_accept {
         receiver = receiver.also_accept(old);
     }

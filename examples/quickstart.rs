@@ -157,12 +157,12 @@ async fn run(database: Option<support::Database>) -> Result<(), Box<dyn std::err
     println!("\n3. A request with the wrong secret is refused");
     let impostor = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale)).to_json();
     let outcome = sender
-        .send(DeliveryRequest {
-            url: &format!("http://{addr}/webhooks/fermion"),
-            secret: &WebhookSecret::new("not-the-secret")?,
-            body: impostor.as_bytes(),
-            event_unique_id: "impostor",
-        })
+        .send(DeliveryRequest::new(
+            &format!("http://{addr}/webhooks/fermion"),
+            &WebhookSecret::new("not-the-secret")?,
+            impostor.as_bytes(),
+            "impostor",
+        ))
         .await;
     println!("  the receiver answered {:?}", outcome.status());
 

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example send -- --url URL [--url URL2 ...] --secret S (--event KIND | --payload FILE)
 //!     [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
-//!     [--allow-private-networks] [--owner ID]
+//!     [--allow-private-networks] [--owner ID] [--standard-webhooks-secret whsec_...]
 //!     [--retry-schedule 500ms,1s,2s] [--timeout 10s]
 //! ```
 //!
@@ -32,7 +32,7 @@ const USAGE: &str =
     "usage: send --url URL [--url URL2 ...] --secret S (--event KIND | --payload FILE)
             [--count N] [--test] [--log-dir DIR | --database-url URL] [--events K1,K2]
             [--allow-private-networks] [--retry-schedule 500ms,1s,2s] [--timeout 10s]
-            [--owner ID]
+            [--owner ID] [--standard-webhooks-secret whsec_...]
   --url URL           an endpoint; give it several times for several endpoints, all with the
                       same --secret and --events: every event goes to each, and the exit
                       status is 0 only when every delivery to every one was delivered
@@ -48,6 +48,9 @@ const USAGE: &str =
                       every process using it) or sqlite://PATH (created when missing); the
                       endpoint is stored there too, so a `worker` can deliver what is pending
   --events K1,K2      the endpoint's subscriptions (default all four)
+  --standard-webhooks-secret whsec_...
+                      also sign every delivery (Standard Webhooks: webhook-id,
+                      webhook-timestamp, webhook-signature); repeat it during a rotation
   --owner ID          the course creator the endpoints belong to: the `dashboard` example
                       acting for `local` shows `--owner local`'s webhooks and events
   --retry-schedule    delays between retries (default 5s,5m,30m,2h,5h,10h,10h)
@@ -78,6 +81,7 @@ struct Options {
     retry: Option<Vec<Duration>>,
     timeout: Duration,
     owner: Option<String>,
+    signing: Vec<fermion_webhooks::SigningSecret>,
 }
 
 enum What {
@@ -132,6 +136,7 @@ fn parse() -> Result<Options, String> {
     let mut retry = None;
     let mut timeout = Duration::from_secs(15);
     let mut owner = None;
+    let mut signing = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| support::explain(&e))? {
         match arg {
             Long("url") => urls.push(value(&mut parser)?),
@@ -176,6 +181,10 @@ fn parse() -> Result<Options, String> {
             }
             Long("timeout") => timeout = parse_duration(&value(&mut parser)?)?,
             Long("owner") => owner = Some(value(&mut parser)?),
+            Long("standard-webhooks-secret") => signing.push(
+                fermion_webhooks::SigningSecret::new(&value(&mut parser)?)
+                    .map_err(|e| format!("--standard-webhooks-secret: {e}"))?,
+            ),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -204,6 +213,7 @@ fn parse() -> Result<Options, String> {
         retry,
         timeout,
         owner,
+        signing,
     })
 }
 
@@ -230,6 +240,9 @@ async fn main() -> ExitCode {
         }
         if let Some(owner) = &options.owner {
             endpoint = endpoint.owned_by(owner.clone());
+        }
+        for key in &options.signing {
+            endpoint = endpoint.signed_with(key.clone());
         }
         endpoints.push(endpoint);
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
 use crate::secret::WebhookSecret;
+use crate::signature::SigningSecret;
 
 /// Why an endpoint's configuration is refused.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,11 @@ pub struct Endpoint {
     /// only their own endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// [Standard Webhooks](crate::signature) keys: when any is given, every delivery is
+    /// signed with each (the Fermion secret header is still sent). Rotate by putting the new
+    /// key first and keeping the old one until the receiver has switched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_secrets: Vec<SigningSecret>,
 }
 
 fn enabled_by_default() -> bool {
@@ -110,6 +116,7 @@ impl Endpoint {
             failing_since: None,
             events: all_kinds(),
             owner: None,
+            signing_secrets: Vec::new(),
         };
         endpoint.validate()?;
         Ok(endpoint)
@@ -118,6 +125,12 @@ impl Endpoint {
     /// Subscribes to exactly these kinds.
     pub fn subscribe_only(mut self, kinds: impl IntoIterator<Item = EventKind>) -> Self {
         self.events = kinds.into_iter().collect();
+        self
+    }
+
+    /// Signs every delivery with `key` too (Standard Webhooks).
+    pub fn signed_with(mut self, key: SigningSecret) -> Self {
+        self.signing_secrets.push(key);
         self
     }
 

@@ -77,6 +77,7 @@ pub mod secret;
 #[cfg(feature = "emit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
 pub mod sender;
+pub mod signature;
 #[cfg(feature = "emit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emit")))]
 pub mod store;
@@ -89,6 +90,7 @@ pub use http;
 
 pub use event::{EventKind, EventPayload, WebhookEvent};
 pub use secret::{SECRET_HEADER, WebhookSecret};
+pub use signature::SigningSecret;
 
 #[cfg(feature = "receive")]
 pub use receive::{DuplicateGuard, ReceiveError, Receiver};

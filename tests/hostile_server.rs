@@ -165,12 +165,12 @@ async fn a_413_sent_before_reading_a_large_body_is_recorded_as_the_answer() {
     let body = vec![b'x'; 16 * 1024 * 1024];
     let outcome = fermion_webhooks::Sender::send(
         &loopback_sender(),
-        fermion_webhooks::sender::DeliveryRequest {
-            url: &format!("http://{address}/"),
-            secret: &secret,
-            body: &body,
-            event_unique_id: "e1",
-        },
+        fermion_webhooks::sender::DeliveryRequest::new(
+            &format!("http://{address}/"),
+            &secret,
+            &body,
+            "e1",
+        ),
     )
     .await;
     assert_eq!(outcome.status(), Some(413), "{:?}", outcome.result);

@@ -166,12 +166,7 @@ pub async fn durable_floor(
                     let Some(i) = ready.lock().await.recv().await else {
                         break;
                     };
-                    let request = DeliveryRequest {
-                        url: &url,
-                        secret: &secret,
-                        body: bodies[i].as_bytes(),
-                        event_unique_id: "",
-                    };
+                    let request = DeliveryRequest::new(&url, &secret, bodies[i].as_bytes(), "");
                     let status = match client.send(request).await.result {
                         SendResult::Response { status, .. } => status,
                         _ => 0,

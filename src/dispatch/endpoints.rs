@@ -69,6 +69,8 @@ pub struct EndpointUpdate {
     pub events: Option<BTreeSet<EventKind>>,
     /// On or off.
     pub enabled: Option<bool>,
+    /// New Standard Webhooks signing keys (empty: stop signing).
+    pub signing_secrets: Option<Vec<crate::SigningSecret>>,
 }
 
 impl EndpointUpdate {
@@ -95,6 +97,13 @@ impl EndpointUpdate {
         self
     }
 
+    /// Signs with exactly these keys from now on (the new one first during a rotation; none
+    /// stops signing).
+    pub fn signing_secrets(mut self, keys: impl IntoIterator<Item = crate::SigningSecret>) -> Self {
+        self.signing_secrets = Some(keys.into_iter().collect());
+        self
+    }
+
     /// Turns the endpoint on or off.
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = Some(enabled);
@@ -114,6 +123,9 @@ impl EndpointUpdate {
         }
         if let Some(events) = self.events {
             endpoint.events = events;
+        }
+        if let Some(keys) = self.signing_secrets {
+            endpoint.signing_secrets = keys;
         }
         endpoint
     }

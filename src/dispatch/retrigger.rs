@@ -77,12 +77,15 @@ impl Dispatcher {
             let mut outcome = self
                 .inner
                 .sender
-                .send(DeliveryRequest {
-                    url: &endpoint.url,
-                    secret: &endpoint.secret,
-                    body: event.body.as_bytes(),
-                    event_unique_id,
-                })
+                .send(
+                    DeliveryRequest::new(
+                        &endpoint.url,
+                        &endpoint.secret,
+                        event.body.as_bytes(),
+                        event_unique_id,
+                    )
+                    .signed(&endpoint.signing_secrets, self.inner.clock.now()),
+                )
                 .await;
             outcome.redact(&endpoint.secret);
             let delivered = super::worker::succeeded(&outcome);

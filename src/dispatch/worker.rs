@@ -268,12 +268,15 @@ async fn deliver(
     );
     let mut outcome = inner
         .sender
-        .send(DeliveryRequest {
-            url: &endpoint.url,
-            secret: &endpoint.secret,
-            body: body.as_bytes(),
-            event_unique_id: &due.event_unique_id,
-        })
+        .send(
+            DeliveryRequest::new(
+                &endpoint.url,
+                &endpoint.secret,
+                body.as_bytes(),
+                &due.event_unique_id,
+            )
+            .signed(&endpoint.signing_secrets, inner.clock.now()),
+        )
         .instrument(span.clone())
         .await;
     outcome.redact(&endpoint.secret);

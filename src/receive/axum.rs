@@ -3,8 +3,7 @@
 use axum_core::body::Body;
 use axum_core::extract::{FromRef, FromRequest, Request};
 use axum_core::response::{IntoResponse, Response};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{ReceiveError, Receiver};
 use crate::event::WebhookEvent;
@@ -69,24 +68,7 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let receiver = Receiver::from_ref(state);
         let (parts, body) = request.into_parts();
-        receiver.verify_secret(&parts.headers)?;
-        let limit = receiver.max_body_bytes();
-        let too_large = ReceiveError::BodyTooLarge { limit };
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limit as u64) {
-            return Err(too_large.into());
-        }
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<LengthLimitError>() => return Err(too_large.into()),
-            Err(error) => {
-                return Err(ReceiveError::BodyUnreadable(error).into());
-            }
-        };
-        Ok(FermionWebhook(receiver.parse_verified_body(&bytes)?))
+        let event = receiver.receive_body(&parts.headers, body).await?;
+        Ok(FermionWebhook(event))
     }
 }

@@ -1,6 +1,6 @@
 //! A bounded memory of recently seen event ids, to skip retried and re-triggered events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,10 +13,11 @@ use crate::clock::{Clock, SystemClock};
 /// Fermion delivers at least once: a retry after a timeout, or a re-trigger from the event log,
 /// sends the same `eventUniqueId` again. Ask the guard before acting on an event.
 ///
-/// Record an id only once the event has been handled: if handling fails and you answer with an
-/// error, Fermion retries, and the retry must not be mistaken for a duplicate. Use
-/// [`check_and_record`](Self::check_and_record) when handling cannot fail, or
-/// [`is_duplicate`](Self::is_duplicate) then [`record`](Self::record) when it can.
+/// Use [`begin`](Self::begin): it claims the id atomically, so a second copy arriving while the
+/// first is being handled is told so, and the claim is [`finish`](Handling::finish)ed once the
+/// event has been handled, or [`abandon`](Handling::abandon)ed (or dropped) if handling failed,
+/// so that Fermion's retry is handled as new. [`check_and_record`](Self::check_and_record) does
+/// both at once, for handling that cannot fail.
 ///
 /// Memory is bounded by `capacity` ids; an id older than `max_age` is forgotten. This is an
 /// in-process guard: for exactly-once effects across restarts, keep the ids in your database.
@@ -25,9 +26,18 @@ use crate::clock::{Clock, SystemClock};
 /// use std::time::Duration;
 /// use fermion_webhooks::DuplicateGuard;
 ///
+/// use fermion_webhooks::receive::Duplicate;
+///
 /// let guard = DuplicateGuard::new(10_000, Duration::from_secs(24 * 3600));
-/// assert!(!guard.check_and_record("evt-1"));
-/// assert!(guard.check_and_record("evt-1"));
+/// let handling = guard.begin("evt-1").unwrap();
+/// // A copy arriving meanwhile is not handled twice.
+/// assert_eq!(guard.begin("evt-1").unwrap_err(), Duplicate::InProgress);
+/// handling.finish();
+/// assert_eq!(guard.begin("evt-1").unwrap_err(), Duplicate::Handled);
+///
+/// // Handling failed: the retry is new.
+/// guard.begin("evt-2").unwrap().abandon();
+/// assert!(guard.begin("evt-2").is_ok());
 /// ```
 #[derive(Debug)]
 pub struct DuplicateGuard {
@@ -45,6 +55,49 @@ struct SeenIds {
     /// since; eviction skips those.
     by_age: VecDeque<(DateTime<Utc>, u64, Box<str>)>,
     recordings: u64,
+    /// Ids claimed by [`DuplicateGuard::begin`] and not yet finished or abandoned.
+    in_progress: HashSet<Box<str>>,
+}
+
+/// Why [`DuplicateGuard::begin`] refused an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Duplicate {
+    /// It was handled already: answer 2xx and do nothing.
+    Handled,
+    /// Another copy is being handled right now. Answer 2xx too, or 409 if you would rather
+    /// Fermion retried in case that copy fails.
+    InProgress,
+}
+
+/// An id claimed by [`DuplicateGuard::begin`]: [`finish`](Self::finish) it once the event is
+/// handled. Dropping it unfinished abandons it (a panic, an early return), so a retry is
+/// handled as new.
+#[derive(Debug)]
+#[must_use = "finish the claim once the event is handled, or it is abandoned when dropped"]
+pub struct Handling<'g> {
+    guard: &'g DuplicateGuard,
+    id: Box<str>,
+}
+
+impl Handling<'_> {
+    /// The event was handled: later copies are duplicates.
+    pub fn finish(self) {
+        let mut state = self.guard.lock();
+        state.in_progress.remove(&self.id);
+        self.guard.record_locked(&mut state, &self.id);
+        // Dropping `self` next finds the id no longer in progress.
+    }
+
+    /// Handling failed: the next copy is handled as new.
+    pub fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.guard.lock().in_progress.remove(&self.id);
+    }
 }
 
 impl DuplicateGuard {
@@ -63,6 +116,24 @@ impl DuplicateGuard {
         }
     }
 
+    /// Claims `event_unique_id` for handling, unless it was handled already or another copy is
+    /// being handled: checking and claiming are one step, so two copies arriving at once are
+    /// never both handled.
+    pub fn begin(&self, event_unique_id: &str) -> Result<Handling<'_>, Duplicate> {
+        let mut state = self.lock();
+        self.evict(&mut state);
+        if state.by_id.contains_key(event_unique_id) {
+            return Err(Duplicate::Handled);
+        }
+        if !state.in_progress.insert(event_unique_id.into()) {
+            return Err(Duplicate::InProgress);
+        }
+        Ok(Handling {
+            guard: self,
+            id: event_unique_id.into(),
+        })
+    }
+
     /// Whether `event_unique_id` was recorded and not yet forgotten.
     pub fn is_duplicate(&self, event_unique_id: &str) -> bool {
         let mut state = self.lock();
@@ -79,11 +150,17 @@ impl DuplicateGuard {
     pub fn check_and_record(&self, event_unique_id: &str) -> bool {
         let mut state = self.lock();
         self.evict(&mut state);
-        if state.by_id.contains_key(event_unique_id) {
+        if state.by_id.contains_key(event_unique_id) || state.in_progress.contains(event_unique_id)
+        {
             return true;
         }
+        self.record_locked(&mut state, event_unique_id);
+        false
+    }
+
+    fn record_locked(&self, state: &mut SeenIds, event_unique_id: &str) {
         if self.capacity == 0 {
-            return false;
+            return;
         }
         let now = self.clock.now();
         let id: Box<str> = event_unique_id.into();
@@ -91,8 +168,7 @@ impl DuplicateGuard {
         let recording = state.recordings;
         state.by_id.insert(id.clone(), recording);
         state.by_age.push_back((now, recording, id));
-        self.evict(&mut state);
-        false
+        self.evict(state);
     }
 
     /// Forgets `event_unique_id`, so its next delivery is treated as new.

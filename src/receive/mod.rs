@@ -12,11 +12,12 @@ use http::{HeaderMap, StatusCode};
 use crate::clock::{Clock, SystemClock};
 use crate::event::{ParseError, WebhookEvent};
 use crate::secret::{PaddedSecret, SECRET_HEADER, WebhookSecret, matches_any};
+use crate::signature::{self, SignatureError, SigningSecret};
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use self::axum::{FermionWebhook, WebhookRejection};
-pub use duplicates::DuplicateGuard;
+pub use duplicates::{Duplicate, DuplicateGuard, Handling};
 
 /// The default body limit: 256 KiB, far above any Fermion event (about 500 bytes).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -54,6 +55,10 @@ pub enum ReceiveError {
     /// The body is not a valid Fermion event.
     #[error("invalid webhook body")]
     InvalidBody(#[source] ParseError),
+    /// The Standard Webhooks signature is missing, stale or wrong (see
+    /// [`Receiver::signed`] and [`ReceiverBuilder::require_signature`]).
+    #[error("the webhook signature was refused")]
+    Signature(#[source] SignatureError),
     /// The event's timestamp is further from now than the configured tolerance.
     #[error(
         "the event's timestamp is {seconds_off} s away from now, beyond the {tolerance_seconds} s \
@@ -75,7 +80,8 @@ impl ReceiveError {
             ReceiveError::MissingSecret
             | ReceiveError::EmptySecret
             | ReceiveError::RepeatedSecret
-            | ReceiveError::WrongSecret => StatusCode::UNAUTHORIZED,
+            | ReceiveError::WrongSecret
+            | ReceiveError::Signature(_) => StatusCode::UNAUTHORIZED,
             ReceiveError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ReceiveError::BodyUnreadable(_)
             | ReceiveError::InvalidBody(_)
@@ -126,7 +132,12 @@ pub struct Receiver {
 }
 
 struct ReceiverConfig {
+    /// Fermion secrets, any of which the header may carry; none when only signatures count.
     secrets: Vec<PaddedSecret>,
+    /// Standard Webhooks keys, any of which may have signed; none when signatures are not
+    /// required.
+    signing: Vec<SigningSecret>,
+    signature_tolerance: Duration,
     max_body_bytes: usize,
     timestamp_tolerance: Option<Duration>,
     clock: Arc<dyn Clock>,
@@ -136,6 +147,7 @@ impl std::fmt::Debug for ReceiverConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("accepted_secrets", &self.secrets.len())
+            .field("signing_keys", &self.signing.len())
             .field("max_body_bytes", &self.max_body_bytes)
             .field("timestamp_tolerance", &self.timestamp_tolerance)
             .finish_non_exhaustive()
@@ -150,9 +162,24 @@ impl Receiver {
 
     /// Starts configuring a receiver that accepts `secret`.
     pub fn builder(secret: WebhookSecret) -> ReceiverBuilder {
+        let mut builder = Self::unconfigured();
+        builder.config.secrets.push(PaddedSecret::new(&secret));
+        builder
+    }
+
+    /// Starts configuring a receiver that requires a [Standard Webhooks](crate::signature)
+    /// signature by `key`, and no Fermion secret header. To require both, start from
+    /// [`Receiver::builder`] and add [`ReceiverBuilder::require_signature`].
+    pub fn signed(key: SigningSecret) -> ReceiverBuilder {
+        Self::unconfigured().require_signature(key)
+    }
+
+    fn unconfigured() -> ReceiverBuilder {
         ReceiverBuilder {
             config: ReceiverConfig {
-                secrets: vec![PaddedSecret::new(&secret)],
+                secrets: Vec::new(),
+                signing: Vec::new(),
+                signature_tolerance: signature::DEFAULT_TOLERANCE,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 timestamp_tolerance: None,
                 clock: Arc::new(SystemClock),
@@ -165,37 +192,118 @@ impl Receiver {
         self.inner.max_body_bytes
     }
 
-    /// Checks the `X-Fermion-Webhook-Secret` header alone, in constant time. Call this before
-    /// reading the body, so an unauthenticated sender cannot make you read or buffer anything.
+    /// Checks the `X-Fermion-Webhook-Secret` header alone, in constant time (nothing to check
+    /// for a receiver built with [`signed`](Self::signed) alone). Call this before reading the
+    /// body, so an unauthenticated sender cannot make you read or buffer anything.
     pub fn verify_secret(&self, headers: &HeaderMap) -> Result<(), ReceiveError> {
         let mut values = headers.get_all(SECRET_HEADER).iter();
-        let value = values.next().ok_or(ReceiveError::MissingSecret)?;
-        if values.next().is_some() {
+        let first = values.next().map(|value| value.as_bytes());
+        if first.is_some() && values.next().is_some() && !self.inner.secrets.is_empty() {
             return Err(ReceiveError::RepeatedSecret);
         }
+        self.verify_secret_value(first)
+    }
+
+    fn verify_secret_value(&self, value: Option<&[u8]>) -> Result<(), ReceiveError> {
+        if self.inner.secrets.is_empty() {
+            return Ok(());
+        }
+        let value = value.ok_or(ReceiveError::MissingSecret)?;
         if value.is_empty() {
             return Err(ReceiveError::EmptySecret);
         }
-        if matches_any(&self.inner.secrets, value.as_bytes()) {
+        if matches_any(&self.inner.secrets, value) {
             Ok(())
         } else {
             Err(ReceiveError::WrongSecret)
         }
     }
 
-    /// Checks the secret, then the body's size, then parses the body into a typed event.
+    /// Checks the secret, the body's size and the signature (when required), then parses the
+    /// body into a typed event.
     pub fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<WebhookEvent, ReceiveError> {
         self.verify_secret(headers)?;
-        self.parse_verified_body(body)
+        self.verify_body(&|name| headers.get(name).map(|v| v.as_bytes()), body)
     }
 
-    /// The body half of [`receive`](Self::receive), for callers that already ran
-    /// [`verify_secret`](Self::verify_secret) on the headers.
-    pub fn parse_verified_body(&self, body: &[u8]) -> Result<WebhookEvent, ReceiveError> {
+    /// [`receive`](Self::receive) for frameworks without the `http` 1 crate (actix-web 4,
+    /// Rocket 0.5, ...): `header` answers a header's value by its lower-case name
+    /// (`x-fermion-webhook-secret`, `webhook-id`, ...), or `None`.
+    ///
+    /// ```
+    /// use fermion_webhooks::{EventKind, EventPayload, Receiver, WebhookEvent, WebhookSecret};
+    ///
+    /// let receiver = Receiver::new(WebhookSecret::new("s3cr3t").unwrap());
+    /// let body = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale)).to_json();
+    /// // With actix-web: |name| request.headers().get(name).map(|v| v.as_bytes())
+    /// let headers = [("x-fermion-webhook-secret", "s3cr3t")];
+    /// let event = receiver
+    ///     .receive_with(|name| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes()), body.as_bytes())
+    ///     .unwrap();
+    /// assert_eq!(event.kind(), Some(EventKind::PaidCourseSale));
+    /// ```
+    pub fn receive_with<'h>(
+        &self,
+        header: impl Fn(&str) -> Option<&'h [u8]>,
+        body: &[u8],
+    ) -> Result<WebhookEvent, ReceiveError> {
+        self.verify_secret_value(header(SECRET_HEADER.as_str()))?;
+        self.verify_body(&header, body)
+    }
+
+    /// [`receive`](Self::receive) with the body as any [`http_body::Body`] (hyper's
+    /// `Incoming`, axum's, tower's): the secret is checked before a byte is read, and the body
+    /// is refused with [`ReceiveError::BodyTooLarge`] (413) as soon as its `Content-Length` or
+    /// the bytes read pass the limit, so a huge body is never buffered.
+    pub async fn receive_body<B>(
+        &self,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Result<WebhookEvent, ReceiveError>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use http_body_util::{BodyExt, LengthLimitError, Limited};
+        self.verify_secret(headers)?;
+        let limit = self.inner.max_body_bytes;
+        let too_large = ReceiveError::BodyTooLarge { limit };
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(too_large);
+        }
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => return Err(too_large),
+            Err(error) => return Err(ReceiveError::BodyUnreadable(error)),
+        };
+        self.verify_body(&|name| headers.get(name).map(|v| v.as_bytes()), &bytes)
+    }
+
+    /// The body's size, its signature when required, then the parse.
+    fn verify_body<'h>(
+        &self,
+        header: &dyn Fn(&str) -> Option<&'h [u8]>,
+        body: &[u8],
+    ) -> Result<WebhookEvent, ReceiveError> {
         if body.len() > self.inner.max_body_bytes {
             return Err(ReceiveError::BodyTooLarge {
                 limit: self.inner.max_body_bytes,
             });
+        }
+        if !self.inner.signing.is_empty() {
+            let now = self.inner.clock.now().timestamp();
+            signature::verify(
+                &self.inner.signing,
+                header,
+                body,
+                now,
+                self.inner.signature_tolerance,
+            )
+            .map_err(ReceiveError::Signature)?;
         }
         let event = WebhookEvent::from_json(body)?;
         if let Some(tolerance) = self.inner.timestamp_tolerance {
@@ -227,6 +335,22 @@ impl ReceiverBuilder {
     /// secrets are checked on every request, so timing does not reveal which one matched.
     pub fn also_accept(mut self, secret: WebhookSecret) -> Self {
         self.config.secrets.push(PaddedSecret::new(&secret));
+        self
+    }
+
+    /// Requires a [Standard Webhooks](crate::signature) signature by `key` (or by any other key
+    /// given this way: during a rotation, give the old and the new). With a Fermion secret also
+    /// configured, both must hold.
+    pub fn require_signature(mut self, key: SigningSecret) -> Self {
+        self.config.signing.push(key);
+        self
+    }
+
+    /// How far a signature's `webhook-timestamp` may be from now, either way (default 5
+    /// minutes, [`signature::DEFAULT_TOLERANCE`]). Unlike the event's own timestamp, this is the
+    /// attempt's time, fresh on every retry and re-trigger.
+    pub fn signature_tolerance(mut self, tolerance: Duration) -> Self {
+        self.config.signature_tolerance = tolerance;
         self
     }
 

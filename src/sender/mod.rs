@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::secret::{SECRET_HEADER, WebhookSecret};
+use crate::signature::{self, SigningSecret};
 use crate::store::{Attempt, AttemptTrigger, RESPONSE_SNIPPET_LIMIT, TransportErrorKind};
 
 pub use self::http::{
@@ -28,8 +29,10 @@ const REDACTED: &str = "<redacted>";
 /// The `User-Agent` every delivery carries: `fermion-webhooks/<version>`.
 pub const USER_AGENT: &str = concat!("fermion-webhooks/", env!("CARGO_PKG_VERSION"));
 
-/// One attempt to deliver a body.
+/// One attempt to deliver a body. Build it with [`new`](Self::new), and
+/// [`signed`](Self::signed) for an endpoint with Standard Webhooks keys.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct DeliveryRequest<'a> {
     /// Where to POST.
     pub url: &'a str,
@@ -37,22 +40,83 @@ pub struct DeliveryRequest<'a> {
     pub secret: &'a WebhookSecret,
     /// The exact JSON body.
     pub body: &'a [u8],
-    /// The event's id (for a sender's own logging).
+    /// The event's id (for a sender's own logging, and `webhook-id` when signed).
     pub event_unique_id: &'a str,
+    /// The endpoint's [Standard Webhooks](crate::signature) keys; empty for an unsigned
+    /// delivery.
+    pub signing_secrets: &'a [SigningSecret],
+    /// When the attempt is made: `webhook-timestamp` when signed.
+    pub attempted_at: DateTime<Utc>,
 }
 
-impl DeliveryRequest<'_> {
+impl<'a> DeliveryRequest<'a> {
+    /// An unsigned attempt, made now.
+    pub fn new(
+        url: &'a str,
+        secret: &'a WebhookSecret,
+        body: &'a [u8],
+        event_unique_id: &'a str,
+    ) -> Self {
+        Self {
+            url,
+            secret,
+            body,
+            event_unique_id,
+            signing_secrets: &[],
+            attempted_at: Utc::now(),
+        }
+    }
+
+    /// Signed with `keys` (none: unsigned), as an attempt made at `at`.
+    pub fn signed(mut self, keys: &'a [SigningSecret], at: DateTime<Utc>) -> Self {
+        self.signing_secrets = keys;
+        self.attempted_at = at;
+        self
+    }
+
     /// The request headers every delivery carries: `Content-Type: application/json`,
     /// `User-Agent: fermion-webhooks/<version>` and `X-Fermion-Webhook-Secret` (marked
-    /// sensitive, so `http`'s and reqwest's `Debug` hide it).
+    /// sensitive, so `http`'s and reqwest's `Debug` hide it); and when signed, `webhook-id`
+    /// (the event's id, the same on every retry), `webhook-timestamp` (this attempt's time)
+    /// and `webhook-signature` (one `v1,` signature per key).
     pub fn headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(3);
+        let mut headers = HeaderMap::with_capacity(6);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         headers.insert(SECRET_HEADER, self.secret.header_value());
+        if self.signing_secrets.is_empty() {
+            return headers;
+        }
+        let timestamp = self.attempted_at.timestamp();
+        let signature = signature::sign(
+            self.signing_secrets,
+            self.event_unique_id,
+            timestamp,
+            self.body,
+        );
+        // Event ids are checked header-safe when events are made; base64 and digits are.
+        let values = [
+            (
+                signature::ID_HEADER,
+                HeaderValue::from_str(self.event_unique_id),
+            ),
+            (
+                signature::TIMESTAMP_HEADER,
+                HeaderValue::from_str(&timestamp.to_string()),
+            ),
+            (
+                signature::SIGNATURE_HEADER,
+                HeaderValue::from_str(&signature),
+            ),
+        ];
+        for (name, value) in values {
+            if let Ok(value) = value {
+                headers.insert(name, value);
+            }
+        }
         headers
     }
 }

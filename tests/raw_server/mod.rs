@@ -63,12 +63,12 @@ where
 pub async fn send(sender: &HttpSender, url: &str) -> SendResult {
     let secret = WebhookSecret::new("wire-secret").unwrap();
     sender
-        .send(DeliveryRequest {
+        .send(DeliveryRequest::new(
             url,
-            secret: &secret,
-            body: br#"{"eventUniqueId":"e1"}"#,
-            event_unique_id: "e1",
-        })
+            &secret,
+            br#"{"eventUniqueId":"e1"}"#,
+            "e1",
+        ))
         .await
         .result
 }
