@@ -152,7 +152,7 @@ pub fn sign(secrets: &[SigningSecret], id: &str, timestamp: i64, body: &[u8]) ->
 }
 
 /// Why a signature was refused. Each is answered with 401.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SignatureError {
     /// A `webhook-*` header is missing or empty.
