@@ -32,9 +32,18 @@ fn start(extra: &[&str]) -> Listener {
 }
 
 fn start_with(extra: &[&str], keep_reading_stderr: bool) -> Listener {
+    let mut args = vec!["--secret", SECRET];
+    args.extend_from_slice(extra);
+    launch(&args, keep_reading_stderr)
+}
+
+/// `listen --addr 127.0.0.1:0` with exactly `args` besides.
+fn launch(args: &[&str], keep_reading_stderr: bool) -> Listener {
     let mut child = Command::new(example_binary("listen"))
-        .args(["--secret", SECRET, "--addr", "127.0.0.1:0"])
-        .args(extra)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("FERMION_WEBHOOK_SECRET")
+        .env_remove("FERMION_STANDARD_WEBHOOKS_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -196,14 +205,65 @@ fn bad_arguments_exit_2_with_a_message() {
         vec!["--secret", "s", "--addr", "nowhere"],
         vec!["--secret", "s", "--max-body-bytes", "lots"],
         vec!["--secret", "s", "--frobnicate"],
+        vec!["--standard-webhooks-secret", "whsec_not-base64!"],
+        vec!["--standard-webhooks-secret", "whsec_c2hvcnQ="],
     ] {
         let output = Command::new(example_binary("listen"))
             .args(&args)
             .env_remove("FERMION_WEBHOOK_SECRET")
+            .env_remove("FERMION_STANDARD_WEBHOOKS_SECRET")
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("usage: listen"), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_signs_and_listen_verifies_with_standard_webhooks_alone() {
+    let key = fermion_webhooks::SigningSecret::generate()
+        .unwrap()
+        .expose_secret();
+    let mut listener = launch(&["--standard-webhooks-secret", &key], true);
+    let url = format!("http://{}/webhooks/fermion", listener.addr);
+    let dir = support::TempDir::new("listen-signed");
+    let send = |key: &str| {
+        Command::new(example_binary("send"))
+            .args(["--url", &url, "--secret", "not-checked-by-this-listener"])
+            .args([
+                "--standard-webhooks-secret",
+                key,
+                "--event",
+                "paid-course-sale",
+            ])
+            .args(["--allow-private-networks", "--retry-schedule", "50ms"])
+            .args(["--log-dir", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let signed = send(&key);
+    assert_eq!(
+        signed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let line = listener.next_json_line();
+    assert_eq!(line["eventType"], "paid-course-sale");
+
+    // Signed by another key: every attempt is refused with 401, and send reports the failure.
+    let other = fermion_webhooks::SigningSecret::generate()
+        .unwrap()
+        .expose_secret();
+    let forged = send(&other);
+    assert_eq!(forged.status.code(), Some(1));
+    let result: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&forged.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(result["lastResponseStatus"], 401);
 }
