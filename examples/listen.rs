@@ -3,8 +3,14 @@
 //! ```text
 //! cargo run --features axum --example listen -- (--secret S | --standard-webhooks-secret whsec_...)
 //!     [--addr 127.0.0.1:8787] [--path /webhooks/fermion] [--max-body-bytes N]
-//!     [--also-accept OLD_SECRET]...
+//!     [--also-accept OLD_SECRET]... [--max-connections 512] [--header-timeout 10]
+//!     [--request-timeout 30]
 //! ```
+//!
+//! It faces the internet, so one client cannot hold it: a request's head must arrive within
+//! 10 s (which also closes idle kept-alive connections), a whole request within 30 s, and at
+//! most 512 connections are served at once; past that, new ones wait to be accepted, and
+//! while three quarters are taken a new connection has 2 s for its head.
 //!
 //! With `--secret`, the `X-Fermion-Webhook-Secret` header must match; with
 //! `--standard-webhooks-secret`, the Standard Webhooks signature must verify (within 5 minutes
@@ -39,7 +45,11 @@ const USAGE: &str = "usage: listen (--secret S | --standard-webhooks-secret whse
   --addr ADDR           address to listen on (default 127.0.0.1:8787; port 0 picks a free one)
   --path PATH           path webhooks are POSTed to (default /webhooks/fermion)
   --max-body-bytes N    largest body accepted (default 262144)
-  --also-accept OLD     also accept this secret, during a rotation (repeatable)";
+  --also-accept OLD     also accept this secret, during a rotation (repeatable)
+  --max-connections N   connections served at once; more wait to be accepted (default 512)
+  --header-timeout S    seconds for a request's head to arrive, and for an idle connection
+                        to stay open (default 10)
+  --request-timeout S   seconds to read and answer a whole request (default 30)";
 
 struct Options {
     secret: Option<WebhookSecret>,
@@ -48,6 +58,7 @@ struct Options {
     addr: SocketAddr,
     path: String,
     max_body_bytes: usize,
+    limits: Limits,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -61,6 +72,11 @@ fn parse_options() -> Result<Options, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 8787).into();
     let mut path = "/webhooks/fermion".to_owned();
     let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+    let mut limits = Limits {
+        max_connections: 512,
+        header_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(30),
+    };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -87,6 +103,18 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .map_err(|_| format!("--max-body-bytes {text:?} is not a whole number"))?;
             }
+            Long("max-connections") => {
+                let text = string_value(&mut parser)?;
+                limits.max_connections = text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("--max-connections {text:?} is not a positive number")
+                })?;
+            }
+            Long("header-timeout") => {
+                limits.header_timeout = seconds(&string_value(&mut parser)?, "--header-timeout")?
+            }
+            Long("request-timeout") => {
+                limits.request_timeout = seconds(&string_value(&mut parser)?, "--request-timeout")?
+            }
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -111,6 +139,7 @@ fn parse_options() -> Result<Options, String> {
         addr,
         path,
         max_body_bytes,
+        limits,
     })
 }
 
@@ -120,6 +149,16 @@ fn string_value(parser: &mut lexopt::Parser) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .into_string()
         .map_err(|_| "arguments must be valid UTF-8".to_owned())
+}
+
+/// Whole seconds, at least one.
+fn seconds(text: &str, option: &str) -> Result<Duration, String> {
+    text.trim_end_matches('s')
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{option} {text:?} is not a number of seconds like 10"))
 }
 
 fn secret_value(text: &str) -> Result<WebhookSecret, String> {
@@ -276,14 +315,72 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
         say(format_args!("shutting down"));
     };
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("listen: server failed: {error}");
-            ExitCode::from(1)
-        }
+    tokio::select! {
+        () = serve(listener, app, &options.limits) => ExitCode::SUCCESS,
+        () = shutdown => ExitCode::SUCCESS,
+    }
+}
+
+/// What one client may hold: a webhook server faces the internet.
+struct Limits {
+    /// Connections served at once; past it, new ones wait in the kernel's queue, unaccepted
+    /// (they hold no file descriptor here), until a slot frees.
+    max_connections: usize,
+    /// The whole request head must arrive within this, and an idle kept-alive connection is
+    /// closed after it: a client sending a byte every few seconds is cut off.
+    header_timeout: Duration,
+    /// The whole request, body included, must be read and answered within this.
+    request_timeout: Duration,
+}
+
+/// Serves `app` with [`Limits`]: hyper's header-read timeout (also ending idle kept-alive
+/// connections), a per-request timeout answered with 408, and a cap on connections.
+async fn serve(listener: tokio::net::TcpListener, app: Router, limits: &Limits) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let request_timeout = limits.request_timeout;
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request was not received in time",
+                ),
+            }
+        },
+    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    // Under pressure (three quarters of the slots taken), a new connection gets 2 s for its
+    // head: a real sender sends it at once, and slow ones give their slot back sooner.
+    let mut pressed = http.clone();
+    pressed.header_read_timeout(limits.header_timeout.min(Duration::from_secs(2)));
+    loop {
+        // Take a slot before accepting, so connections past the cap wait unaccepted.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: wait a moment rather than spin.
+                say(format_args!("accept failed: {error}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = if slots.available_permits() < limits.max_connections / 4 {
+            &pressed
+        } else {
+            &http
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
     }
 }

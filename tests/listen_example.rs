@@ -267,3 +267,177 @@ async fn send_signs_and_listen_verifies_with_standard_webhooks_alone() {
     .unwrap();
     assert_eq!(result["lastResponseStatus"], 401);
 }
+
+/// One attacker connection: the start of a request head, then a byte every 5 s; when the server
+/// closes it, a new one. Counts the closes it saw.
+async fn slow_loris(addr: SocketAddr, closed: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        };
+        if stream
+            .write_all(b"POST /webhooks/fermion HTTP/1.1\r\n")
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        loop {
+            let mut buffer = [0u8; 64];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+                    .await;
+            match read {
+                // Closed (or answered and closed) by the server.
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => continue,
+                Err(_) => {
+                    if stream.write_all(b"X").await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_1100_slow_connections_under_1024_descriptors_does_not_deny_service() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    // The common limit of 1,024 file descriptors, set for the server alone.
+    let script = "ulimit -n 1024 && exec \"$0\" \"$@\"";
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .arg(example_binary("listen"))
+        .args(["--secret", SECRET, "--addr", "127.0.0.1:0"])
+        .env_remove("FERMION_WEBHOOK_SECRET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let messages = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first stderr line {first:?}"))
+        .parse()
+        .unwrap();
+    let server = KillOnDrop(child);
+    let closed = Arc::new(AtomicUsize::new(0));
+    let attack: Vec<_> = (0..1100)
+        .map(|_| tokio::spawn(slow_loris(addr, closed.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let answer = client
+        .post(format!("http://{addr}/webhooks/fermion"))
+        .header("x-fermion-webhook-secret", SECRET)
+        .header("content-type", "application/json")
+        .body(event.to_json())
+        .send()
+        .await
+        .expect("the legitimate request is answered during the attack");
+    let waited = started.elapsed();
+    assert_eq!(answer.status().as_u16(), 200);
+    eprintln!(
+        "answered after {:.1} s, with 1,100 slow connections held; {} of them cut off so far",
+        waited.as_secs_f64(),
+        closed.load(Ordering::SeqCst)
+    );
+    assert!(
+        closed.load(Ordering::SeqCst) > 0,
+        "slow connections are cut off, never held forever"
+    );
+    for attacker in attack {
+        attacker.abort();
+    }
+    let mut server = server;
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "the server is still running"
+    );
+    drop(server);
+    let messages = messages.join().unwrap();
+    assert!(
+        !messages.contains("accept failed"),
+        "the server never ran out of descriptors: {messages}"
+    );
+}
+
+/// Kills the process when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_partial_head_an_idle_connection_and_a_slow_body_are_cut_off() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = start(&["--header-timeout", "1", "--request-timeout", "2"]);
+    let addr = listener.addr;
+    // Reads until the server closes the connection; what it said.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+        let mut said = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut said));
+        read.await
+            .expect("the server closes the connection")
+            .unwrap();
+        String::from_utf8_lossy(&said).into_owned()
+    }
+
+    let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+    partial
+        .write_all(b"POST /webhooks/fermion HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        until_closed(&mut partial).await,
+        "",
+        "closed without an answer"
+    );
+
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let said = until_closed(&mut idle).await;
+    assert!(
+        said.starts_with("HTTP/1.1 404"),
+        "answered, then closed when idle: {said}"
+    );
+
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/fermion HTTP/1.1\r\nHost: x\r\nX-Fermion-Webhook-Secret: {SECRET}\r\n\
+         Content-Length: 500\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let said = until_closed(&mut slow).await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+}
