@@ -30,7 +30,9 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use fermion_webhooks::receive::{DEFAULT_MAX_BODY_BYTES, FermionWebhook, WebhookRejection};
+use fermion_webhooks::receive::{
+    DEFAULT_MAX_BODY_BYTES, FermionWebhook, ServeLimits, WebhookRejection, serve,
+};
 use fermion_webhooks::{DuplicateGuard, Receiver, SigningSecret, WebhookSecret};
 use serde::Serialize;
 
@@ -58,7 +60,7 @@ struct Options {
     addr: SocketAddr,
     path: String,
     max_body_bytes: usize,
-    limits: Limits,
+    limits: ServeLimits,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -72,11 +74,7 @@ fn parse_options() -> Result<Options, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 8787).into();
     let mut path = "/webhooks/fermion".to_owned();
     let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
-    let mut limits = Limits {
-        max_connections: 512,
-        header_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(30),
-    };
+    let mut limits = ServeLimits::default();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -256,6 +254,12 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The server's own warnings (a failed accept, say) go to stderr with the human messages.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
     let options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
@@ -316,71 +320,7 @@ async fn main() -> ExitCode {
         say(format_args!("shutting down"));
     };
     tokio::select! {
-        () = serve(listener, app, &options.limits) => ExitCode::SUCCESS,
+        () = serve(listener, app, options.limits) => ExitCode::SUCCESS,
         () = shutdown => ExitCode::SUCCESS,
-    }
-}
-
-/// What one client may hold: a webhook server faces the internet.
-struct Limits {
-    /// Connections served at once; past it, new ones wait in the kernel's queue, unaccepted
-    /// (they hold no file descriptor here), until a slot frees.
-    max_connections: usize,
-    /// The whole request head must arrive within this, and an idle kept-alive connection is
-    /// closed after it: a client sending a byte every few seconds is cut off.
-    header_timeout: Duration,
-    /// The whole request, body included, must be read and answered within this.
-    request_timeout: Duration,
-}
-
-/// Serves `app` with [`Limits`]: hyper's header-read timeout (also ending idle kept-alive
-/// connections), a per-request timeout answered with 408, and a cap on connections.
-async fn serve(listener: tokio::net::TcpListener, app: Router, limits: &Limits) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let request_timeout = limits.request_timeout;
-    let app = app.layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
-            match tokio::time::timeout(request_timeout, next.run(request)).await {
-                Ok(response) => response,
-                Err(_) => json_error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the request was not received in time",
-                ),
-            }
-        },
-    ));
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    // Under pressure (three quarters of the slots taken), a new connection gets 2 s for its
-    // head: a real sender sends it at once, and slow ones give their slot back sooner.
-    let mut pressed = http.clone();
-    pressed.header_read_timeout(limits.header_timeout.min(Duration::from_secs(2)));
-    loop {
-        // Take a slot before accepting, so connections past the cap wait unaccepted.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors, say: wait a moment rather than spin.
-                say(format_args!("accept failed: {error}"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let builder = if slots.available_permits() < limits.max_connections / 4 {
-            &pressed
-        } else {
-            &http
-        };
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
-        });
     }
 }

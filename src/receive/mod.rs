@@ -3,6 +3,8 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod duplicates;
+#[cfg(feature = "axum")]
+mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,9 @@ use crate::signature::{self, SignatureError, SigningSecret};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use self::axum::{FermionWebhook, WebhookRejection};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use self::serve::{ServeLimits, serve};
 pub use duplicates::{Duplicate, DuplicateGuard, Handling};
 
 /// The default body limit: 256 KiB, far above any Fermion event (about 500 bytes).
