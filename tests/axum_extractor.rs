@@ -243,3 +243,46 @@ async fn an_oversize_body_sent_slowly_is_cut_off_at_the_limit() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(handled.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn with_a_signing_key_the_extractor_requires_a_valid_signature() {
+    use fermion_webhooks::SigningSecret;
+    use tower::ServiceExt;
+    let key = SigningSecret::generate().unwrap();
+    let state = TestState {
+        receiver: Receiver::signed(key.clone()).build(),
+        handled: Arc::new(AtomicUsize::new(0)),
+    };
+    let app = Router::new()
+        .route("/hook", post(handler))
+        .with_state(state.clone());
+    let (event, bytes) = body(EventKind::PaidCourseSale);
+    let now = chrono::Utc::now().timestamp();
+    let request = |signature: &str| {
+        axum::http::Request::post("/hook")
+            .header("webhook-id", event.event_unique_id.as_str())
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", signature)
+            .body(axum::body::Body::from(bytes.clone()))
+            .unwrap()
+    };
+    let good = fermion_webhooks::signature::sign(
+        std::slice::from_ref(&key),
+        &event.event_unique_id,
+        now,
+        &bytes,
+    );
+    let accepted = app.clone().oneshot(request(&good)).await.unwrap();
+    assert_eq!(accepted.status().as_u16(), 200);
+
+    let forged = app.oneshot(request("v1,AAAA")).await.unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    let answer = axum::body::to_bytes(forged.into_body(), 4096)
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).contains("no signature in webhook-signature matches"),
+        "{answer:?}"
+    );
+    assert_eq!(state.handled.load(Ordering::SeqCst), 1);
+}

@@ -18,9 +18,11 @@ use tower_service::Service;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServeLimits {
-    /// Connections served at once (default 512). Past it, new connections wait in the
-    /// kernel's queue, unaccepted, so they hold no file descriptor and the accepted ones keep
-    /// theirs. Keep it well under the process's descriptor limit (`ulimit -n`).
+    /// Connections served at once (default 512). Past it, the oldest connection with no
+    /// request in progress (still sending its head, or idle) is closed to let a new one in;
+    /// when every connection is in the middle of a request, new ones wait in the kernel's
+    /// queue, unaccepted. A connection answering a request is never cut for another. Keep it
+    /// well under the process's descriptor limit (`ulimit -n`).
     pub max_connections: usize,
     /// The whole request head must arrive within this, and a kept-alive connection idle for
     /// this long is closed (default 10 s). While three quarters of the connections are taken,
@@ -66,7 +68,9 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = limits.max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let open = Arc::new(OpenConnections::default());
     let mut relaxed = hyper::server::conn::http1::Builder::new();
     relaxed
         .timer(TokioTimer::new())
@@ -74,9 +78,18 @@ where
     let mut pressed = relaxed.clone();
     pressed.header_read_timeout(limits.header_timeout.min(Duration::from_secs(2)));
     loop {
-        // A slot first, then the accept: past the cap, connections wait unaccepted.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+        // A slot before the accept. When none is free, the oldest connection not in the middle
+        // of a request (a slow head, an idle keep-alive) is closed to make room, so accepting
+        // goes on and the kernel's queue drains; when every connection is busy, this waits.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                open.close_oldest_idle();
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                slot
+            }
         };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -87,32 +100,113 @@ where
                 continue;
             }
         };
-        let builder = if slots.available_permits() < limits.max_connections / 4 {
+        let builder = if slots.available_permits() < max_connections / 4 {
             &pressed
         } else {
             &relaxed
         };
-        let app = app.clone();
-        let request_timeout = limits.request_timeout;
-        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            let mut app = app.clone();
-            async move {
-                let answered = tokio::time::timeout(request_timeout, async {
-                    std::future::poll_fn(|cx| app.poll_ready(cx)).await?;
-                    app.call(request.map(Body::new)).await
-                });
-                Ok::<_, Infallible>(match answered.await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => timed_out(),
-                })
-            }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = open.track(max_connections);
+        let service = {
+            let (app, connection) = (app.clone(), connection.clone());
+            let request_timeout = limits.request_timeout;
+            hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                let mut app = app.clone();
+                let busy = Busy::start(&connection);
+                async move {
+                    let answered = tokio::time::timeout(request_timeout, async {
+                        std::future::poll_fn(|cx| app.poll_ready(cx)).await?;
+                        app.call(request.map(Body::new)).await
+                    });
+                    let response = match answered.await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => timed_out(),
+                    };
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let serving = builder.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
-            let _ = connection.await;
+            tokio::select! {
+                _ = serving => {}
+                () = connection.close.notified() => {}
+            }
             drop(slot);
         });
+    }
+}
+
+/// The connections being served, oldest first, to pick one to close when all slots are taken.
+#[derive(Default)]
+struct OpenConnections {
+    by_age: std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Connection>>>,
+}
+
+#[derive(Default)]
+struct Connection {
+    /// Requests being answered on it right now.
+    requests: std::sync::atomic::AtomicUsize,
+    close: tokio::sync::Notify,
+}
+
+impl OpenConnections {
+    fn track(&self, max_connections: usize) -> Arc<Connection> {
+        let connection = Arc::new(Connection::default());
+        let mut by_age = self.lock();
+        if by_age.len() > 2 * max_connections {
+            by_age.retain(|c| c.strong_count() > 0);
+        }
+        by_age.push_back(Arc::downgrade(&connection));
+        connection
+    }
+
+    /// Closes the oldest open connection with no request in progress, if there is one.
+    fn close_oldest_idle(&self) {
+        let mut by_age = self.lock();
+        let idle = by_age.iter().position(|c| {
+            c.upgrade()
+                .is_some_and(|c| c.requests.load(std::sync::atomic::Ordering::SeqCst) == 0)
+        });
+        if let Some(connection) = idle
+            .and_then(|at| by_age.remove(at))
+            .and_then(|c| c.upgrade())
+        {
+            connection.close.notify_one();
+        }
+        while by_age.front().is_some_and(|c| c.strong_count() == 0) {
+            by_age.pop_front();
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::VecDeque<std::sync::Weak<Connection>>> {
+        // Every update leaves the queue whole before it could panic.
+        self.by_age
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Marks a connection busy while one of its requests is answered.
+struct Busy(Arc<Connection>);
+
+impl Busy {
+    fn start(connection: &Arc<Connection>) -> Self {
+        connection
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(connection.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0
+            .requests
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
