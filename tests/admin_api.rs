@@ -535,6 +535,8 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
         "DELETE /endpoints/{id}",
         "POST /endpoints/{id}/rotate-secret",
         "POST /endpoints/{id}/test",
+        "POST /endpoints/{id}/signing-secret",
+        "DELETE /endpoints/{id}/signing-secret",
         "GET /events",
         "GET /events/{id}",
         "GET /events/{id}/body",
@@ -747,4 +749,78 @@ async fn as_a_tower_service_under_any_prefix_it_trusts_only_the_origins_it_is_to
     let page = app.oneshot(page).await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
     assert_eq!(page.headers()["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
+async fn signing_is_switched_on_rotated_with_the_previous_key_kept_and_switched_off() {
+    let base = server().await;
+    let receiver = TestReceiver::ok().await;
+    let (_, created) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(json!({ "url": receiver.url() })),
+    )
+    .await;
+    assert_eq!(created["endpoint"]["signed"], false);
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let signing = format!("/endpoints/{id}/signing-secret");
+    let test_event = || async {
+        call(
+            &base,
+            Some(ASHA),
+            reqwest::Method::POST,
+            &format!("/endpoints/{id}/test"),
+            Some(json!({"eventType": "paid-course-sale"})),
+        )
+        .await
+    };
+    let verifies = |key: &str, request: &common::receiver::Received| {
+        let key = fermion_webhooks::SigningSecret::new(key).unwrap();
+        fermion_webhooks::Receiver::signed(key)
+            .build()
+            .receive(&request.headers, &request.body)
+            .is_ok()
+    };
+
+    let (status, first) = call(&base, Some(ASHA), reqwest::Method::POST, &signing, None).await;
+    assert_eq!(status, 200, "{first}");
+    let first = first["signingSecret"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("whsec_"));
+    test_event().await;
+    received(&receiver, 1).await;
+    assert!(verifies(&first, &receiver.received()[0]));
+
+    // Rotated: the new key and the previous one both sign, while receivers switch.
+    let (_, second) = call(
+        &base,
+        Some(ASHA),
+        reqwest::Method::POST,
+        &signing,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(second["keys"], 2);
+    let second = second["signingSecret"].as_str().unwrap().to_owned();
+    test_event().await;
+    received(&receiver, 2).await;
+    let request = &receiver.received()[1];
+    assert!(verifies(&first, request) && verifies(&second, request));
+
+    let (_, listed) = call(&base, Some(ASHA), reqwest::Method::GET, "/endpoints", None).await;
+    assert_eq!(listed[0]["signed"], true);
+    assert!(!listed.to_string().contains("whsec_"), "no key in a list");
+    let (status, _) = call(&base, Some(RAVI), reqwest::Method::POST, &signing, None).await;
+    assert_eq!(status, 404, "another creator cannot sign this endpoint");
+
+    let (status, _) = call(&base, Some(ASHA), reqwest::Method::DELETE, &signing, None).await;
+    assert_eq!(status, 204);
+    test_event().await;
+    received(&receiver, 3).await;
+    assert!(
+        !receiver.received()[2]
+            .headers
+            .contains_key("webhook-signature")
+    );
 }

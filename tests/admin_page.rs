@@ -311,7 +311,8 @@ async fn an_event_switched_off_stays_off_after_a_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_added_in_the_page_shows_its_secret_once_and_a_rotation_shows_the_new_one() {
+async fn a_webhook_added_in_the_page_shows_its_secret_once_rotates_it_and_turns_signing_on_and_off()
+{
     let _one = ONE_BROWSER.lock().await;
     let downloads = TempDir::new("page-add-downloads");
     let Some(browser) = Browser::start(downloads.path()).await else {
@@ -366,6 +367,21 @@ async fn a_webhook_added_in_the_page_shows_its_secret_once_and_a_rotation_shows_
     assert_eq!(
         dashboard.dispatcher.endpoints()[0].secret.expose_secret(),
         rotated
+    );
+
+    // Signing is switched on from the page; its key is shown once too.
+    browser.click(&format!("button[data-sign='{id}']")).await;
+    browser.says("Deliveries are signed").await;
+    let key = browser.text("#secret-value").await;
+    assert!(key.starts_with("whsec_"), "{key}");
+    let stored = dashboard.dispatcher.endpoints();
+    assert_eq!(stored[0].signing_secrets[0].expose_secret(), key);
+    browser.click(&format!("button[data-unsign='{id}']")).await;
+    browser.says("Deliveries are no longer signed").await;
+    assert!(
+        dashboard.dispatcher.endpoints()[0]
+            .signing_secrets
+            .is_empty()
     );
     browser.close().await;
 }

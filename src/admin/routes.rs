@@ -13,6 +13,7 @@ use crate::endpoint::Endpoint;
 use crate::event::EventKind;
 use crate::secret::WebhookSecret;
 use crate::sender::is_global_address;
+use crate::signature::SigningSecret;
 
 /// The admin API's routes, to mount under any prefix with `Router::nest`.
 ///
@@ -21,6 +22,9 @@ use crate::sender::is_global_address;
 /// - `GET`, `PATCH` `{url?, enabled?, events?}` and `DELETE /endpoints/{id}`;
 /// - `POST /endpoints/{id}/rotate-secret` (the new secret, once);
 /// - `POST /endpoints/{id}/test` `{eventType}` (202, the test event's id);
+/// - `POST /endpoints/{id}/signing-secret` `{keepPrevious?}`: signs deliveries (Standard
+///   Webhooks) with a new key, shown once, and by default with the previous one too while
+///   receivers switch; `DELETE` stops signing;
 /// - `GET /events?from&to&eventType=a,b&status&test&endpoint&limit&cursor` (the tenant's
 ///   events, newest first, `{events, nextCursor}`), `GET /events/{id}` (with its deliveries),
 ///   `GET /events/{id}/body` (the exact bytes sent), `GET /events/{id}/attempts`;
@@ -47,6 +51,10 @@ pub fn router(admin: Admin) -> Router {
         .route("/endpoints/{id}", get(show).patch(change).delete(remove))
         .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
         .route("/endpoints/{id}/test", post(send_test))
+        .route(
+            "/endpoints/{id}/signing-secret",
+            post(new_signing_secret).delete(stop_signing),
+        )
         .merge(super::events::routes())
         .route("/openapi.json", get(openapi))
         .layer(from_fn_with_state(
@@ -81,6 +89,8 @@ struct EndpointView {
     events: Vec<EventKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
+    /// Whether deliveries carry a Standard Webhooks signature.
+    signed: bool,
 }
 
 impl From<&Endpoint> for EndpointView {
@@ -91,6 +101,7 @@ impl From<&Endpoint> for EndpointView {
             enabled: endpoint.enabled,
             events: endpoint.events.iter().copied().collect(),
             disabled_reason: endpoint.disabled_reason.clone(),
+            signed: !endpoint.signing_secrets.is_empty(),
         }
     }
 }
@@ -314,6 +325,61 @@ async fn send_test(
             event_unique_id: sent.event_unique_id,
         }),
     ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SigningRequest {
+    /// Keep signing with the current key too (the default), until receivers have the new one.
+    keep_previous: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewSigningSecret {
+    /// Shown this once: `whsec_...`, for the receiver's Standard Webhooks verification.
+    signing_secret: String,
+    /// How many keys sign each delivery from now on (2 while the previous one is kept).
+    keys: usize,
+}
+
+async fn new_signing_secret(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    parsed: Option<Json<SigningRequest>>,
+) -> Result<Json<NewSigningSecret>, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    let endpoint = owned(&admin, &tenant, &id)?;
+    let request = parsed.map(|Json(r)| r).unwrap_or_default();
+    let key = SigningSecret::generate().map_err(|e| AdminError::internal(&e.to_string()))?;
+    let mut keys = vec![key.clone()];
+    if request.keep_previous.unwrap_or(true) {
+        keys.extend(endpoint.signing_secrets.first().cloned());
+    }
+    let count = keys.len();
+    admin
+        .dispatcher
+        .update_endpoint(&id, EndpointUpdate::new().signing_secrets(keys))
+        .await?;
+    Ok(Json(NewSigningSecret {
+        signing_secret: key.expose_secret(),
+        keys: count,
+    }))
+}
+
+async fn stop_signing(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    let tenant = tenant(&admin, &headers)?;
+    owned(&admin, &tenant, &id)?;
+    admin
+        .dispatcher
+        .update_endpoint(&id, EndpointUpdate::new().signing_secrets([]))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The OpenAPI 3.1 document of these routes; a test checks it against them.
