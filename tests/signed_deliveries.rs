@@ -3,6 +3,7 @@
 //! signature can be wrong gets its own 401.
 
 mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,8 @@ use common::receiver::{Reply, TestReceiver};
 use fermion_webhooks::clock::{Clock, ManualClock};
 use fermion_webhooks::signature::{self, SignatureError};
 use fermion_webhooks::{
-    DispatchConfig, Endpoint, EventKind, EventPayload, HttpSender, MemoryLogStore, ReceiveError,
-    Receiver, RetrySchedule, SECRET_HEADER, SigningSecret, WebhookEvent, WebhookSecret,
+    DispatchConfig, Endpoint, EventKind, EventPayload, MemoryLogStore, ReceiveError, Receiver,
+    RetrySchedule, SECRET_HEADER, SigningSecret, WebhookEvent, WebhookSecret,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -29,21 +30,10 @@ fn signing_dispatcher(url: &str, keys: &[SigningSecret]) -> fermion_webhooks::Di
     for key in keys {
         endpoint = endpoint.signed_with(key.clone());
     }
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
     let mut config = DispatchConfig::default();
     config.retry = RetrySchedule::fixed([Duration::from_millis(1100)]);
     config.poll_interval = Duration::from_millis(20);
-    fermion_webhooks::Dispatcher::start_with(
-        Arc::new(MemoryLogStore::new()),
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(fermion_webhooks::clock::SystemClock),
-    )
-    .unwrap()
+    support::dispatcher_for(Arc::new(MemoryLogStore::new()), endpoint, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

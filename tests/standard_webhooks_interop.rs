@@ -7,6 +7,7 @@
 //! `FERMION_INTEROP_NODE_PATH` (default `target/interop/node/node_modules`).
 
 mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,10 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::TestReceiver;
-use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::{
-    DispatchConfig, Dispatcher, Endpoint, EventKind, EventPayload, HttpSender, MemoryLogStore,
-    Receiver, SigningSecret, WebhookEvent, WebhookSecret,
+    DispatchConfig, Endpoint, EventKind, EventPayload, MemoryLogStore, Receiver, SigningSecret,
+    WebhookEvent, WebhookSecret,
 };
 use http::HeaderMap;
 
@@ -116,20 +116,9 @@ async fn signed_delivery(key: &SigningSecret) -> (HeaderMap, String) {
     let endpoint = Endpoint::new("crm", receiver.url(), WebhookSecret::new("s").unwrap())
         .unwrap()
         .signed_with(key.clone());
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
     let mut config = DispatchConfig::default();
     config.poll_interval = Duration::from_millis(20);
-    let dispatcher = Dispatcher::start_with(
-        Arc::new(MemoryLogStore::new()),
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let dispatcher = support::dispatcher_for(Arc::new(MemoryLogStore::new()), endpoint, config);
     let emitted = dispatcher
         .emit(EventPayload::sample(EventKind::PaidCourseSale))
         .await

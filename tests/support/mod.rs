@@ -137,13 +137,23 @@ pub fn loopback_dispatcher(
     secret: &str,
     config: fermion_webhooks::DispatchConfig,
 ) -> fermion_webhooks::Dispatcher {
+    use fermion_webhooks::{Endpoint, WebhookSecret};
+    let endpoint = Endpoint::new("crm", url, WebhookSecret::new(secret).unwrap()).unwrap();
+    dispatcher_for(store, endpoint, config)
+}
+
+/// A dispatcher delivering to `endpoint` (on loopback: private addresses are allowed).
+pub fn dispatcher_for(
+    store: std::sync::Arc<dyn fermion_webhooks::LogStore>,
+    endpoint: fermion_webhooks::Endpoint,
+    config: fermion_webhooks::DispatchConfig,
+) -> fermion_webhooks::Dispatcher {
+    use fermion_webhooks::HttpSender;
     use fermion_webhooks::clock::SystemClock;
-    use fermion_webhooks::{Endpoint, HttpSender, WebhookSecret};
     let sender = HttpSender::builder()
         .allow_private_networks(true)
         .build()
         .unwrap();
-    let endpoint = Endpoint::new("crm", url, WebhookSecret::new(secret).unwrap()).unwrap();
     fermion_webhooks::Dispatcher::start_with(
         store,
         std::sync::Arc::new(sender),
