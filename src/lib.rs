@@ -8,15 +8,19 @@
 //! **Receiving** (an integrator's server): [`Receiver`] checks the secret in constant time
 //! before the body is read, then parses the body into a typed [`WebhookEvent`]; every failure
 //! is a [`ReceiveError`] that knows its HTTP status; [`DuplicateGuard`] skips retried and
-//! re-triggered events. With the `axum` feature, `receive::FermionWebhook` does all of it as
-//! an extractor.
+//! re-triggered events. Where deliveries are signed ([Standard
+//! Webhooks](https://www.standardwebhooks.com/), module [`signature`]), the receiver can
+//! require the signature too. With the `axum` feature, `receive::FermionWebhook` does all of it
+//! as an extractor, and `receive::serve` serves it with limits no slow client can exhaust.
 //!
 //! **Emitting** (a platform backend, feature `emit`): a [`Dispatcher`] stores each event in a
 //! durable [`LogStore`] ([`FileLogStore`] or [`MemoryLogStore`]) with one delivery per
 //! subscribed [`Endpoint`], then delivers it in the background through a [`Sender`]
 //! ([`HttpSender`], on reqwest, with an SSRF guard), retrying on a [`RetrySchedule`]. Test
 //! events, re-triggers, [`CheckoutTracker`] for abandoned checkouts, and [`export_csv`]
-//! complete the dashboard's features.
+//! complete the dashboard's features; endpoints may sign every delivery with a
+//! [`SigningSecret`]. With the `admin` feature, `admin::router` serves a creator's webhook
+//! settings as JSON routes and a dashboard page.
 //!
 //! # Features
 //!
@@ -24,10 +28,13 @@
 //!   schemas. `default-features = false, features = ["receive"]` builds just this.
 //! - `emit` (default): the emitting side: dispatcher, log stores, HTTP sender, export,
 //!   checkout tracker.
-//! - `axum`: the `receive::FermionWebhook` extractor.
+//! - `axum`: the `receive::FermionWebhook` extractor and `receive::serve`.
+//! - `postgres`: `store::PostgresLogStore`, one log for several instances.
+//! - `admin`: `admin::router`, the admin API and its dashboard page.
+//! - `testing`: the `LogStore` contract suite, for a backend of your own.
 //!
 //! The everyday types are re-exported here; the rest live in modules by topic: [`event`],
-//! [`receive`], [`dispatch`], [`sender`], [`store`], [`export`], [`checkout`].
+//! [`receive`], [`signature`], [`dispatch`], [`sender`], [`store`], [`export`], [`checkout`].
 //!
 //! ```
 //! use fermion_webhooks::http::HeaderMap;
