@@ -9,8 +9,8 @@
 //! It opens the log in `--log-dir`, adds two demo webhooks pointing at a receiver it runs on
 //! 127.0.0.1 (one answers 200 after checking the secret, one always answers 503), emits a few
 //! demo events the first time, and prints the address to open. Requests authorize with
-//! `Authorization: Bearer T` (the page asks for the token, or takes it from the printed
-//! link). Being for local development, it accepts endpoint URLs on loopback.
+//! `Authorization: Bearer T` (the page asks for the token, or takes it from `#token=T` in
+//! the address; without `--admin-token` a token is made and printed in the link). Being for local development, it accepts endpoint URLs on loopback.
 //!
 //! Events sent with `send --log-dir DIR --owner local` go to the same log and show up in the
 //! page, as do its webhooks; `logs --log-dir DIR` reads what the page shows. Ctrl-C stops it.
@@ -37,7 +37,8 @@ const USAGE: &str = "usage: dashboard [--addr 127.0.0.1:8788] [--log-dir DIR] [-
   --addr ADDR         where to serve the page and the API (default 127.0.0.1:8788)
   --log-dir DIR       the event log, shared with `send` and `logs` (default
                       ./fermion-webhook-logs)
-  --admin-token T     the bearer token requests must carry (default: a random one, printed)";
+  --admin-token T     the bearer token requests must carry (or set FERMION_ADMIN_TOKEN;
+                      default: a random one, printed in the link to open)";
 
 /// The one course creator this dashboard acts for; `send --owner local` adds webhooks to it.
 const TENANT: &str = "local";
@@ -105,7 +106,13 @@ async fn main() -> ExitCode {
 
 async fn run(options: Options) -> Result<(), String> {
     let explain = |e: &dyn std::error::Error| support::explain(e);
-    let token = match options.token {
+    // A token given is the operator's own and is not printed back; one made for this run is
+    // shown once, in the link to open.
+    let given = options
+        .token
+        .or_else(|| std::env::var("FERMION_ADMIN_TOKEN").ok());
+    let generated = given.is_none();
+    let token = match given {
         Some(token) => {
             WebhookSecret::new(token).map_err(|e| format!("--admin-token: {}", explain(&e)))?
         }
@@ -179,8 +186,13 @@ async fn run(options: Options) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("dashboard: http://{addr}/#token={}", token.expose_secret());
-    println!("  (or open http://{addr}/ and sign in with the admin token)");
+    if generated {
+        println!("dashboard: http://{addr}/#token={}", token.expose_secret());
+        println!("  (a token made for this run; choose one with --admin-token)");
+    } else {
+        println!("dashboard: http://{addr}/");
+        println!("  (sign in with the admin token you gave, or open http://{addr}/#token=<token>)");
+    }
     println!("  API: curl -H 'Authorization: Bearer <token>' http://{addr}/endpoints");
     println!(
         "  log: {} (send --log-dir {0} --owner {TENANT} ... adds events here)",

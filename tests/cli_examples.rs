@@ -449,9 +449,11 @@ async fn the_dashboard_serves_its_page_and_shows_what_send_adds_to_the_shared_lo
         .read_line(&mut first)
         .unwrap();
     let link = first.trim().strip_prefix("dashboard: ").expect(&first);
-    let base = link
-        .strip_suffix("/#token=dash-token-1f")
-        .expect("the printed link signs in with the token");
+    assert!(
+        !first.contains("dash-token-1f"),
+        "a token given is not printed back"
+    );
+    let base = link.strip_suffix('/').expect(&first);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let get = |path: &str, token: Option<&str>| {
         let mut request = client.get(format!("{base}{path}"));
