@@ -31,7 +31,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use fermion_webhooks::receive::{
-    DEFAULT_MAX_BODY_BYTES, FermionWebhook, ServeLimits, WebhookRejection, serve,
+    DEFAULT_MAX_BODY_BYTES, FermionWebhook, ServeLimits, WebhookRejection, serve_until,
 };
 use fermion_webhooks::{DuplicateGuard, Receiver, SigningSecret, WebhookSecret};
 use serde::Serialize;
@@ -319,8 +319,7 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
         say(format_args!("shutting down"));
     };
-    tokio::select! {
-        () = serve(listener, app, options.limits) => ExitCode::SUCCESS,
-        () = shutdown => ExitCode::SUCCESS,
-    }
+    // Ctrl-C: no new connections; requests being answered are finished first.
+    serve_until(listener, app, options.limits, shutdown).await;
+    ExitCode::SUCCESS
 }

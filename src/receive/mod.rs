@@ -21,7 +21,7 @@ use crate::signature::{self, SignatureError, SigningSecret};
 pub use self::axum::{FermionWebhook, WebhookRejection};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use self::serve::{ServeLimits, serve};
+pub use self::serve::{ServeLimits, serve, serve_until};
 pub use duplicates::{Duplicate, DuplicateGuard, Handling};
 
 /// The default body limit: 256 KiB, far above any Fermion event (about 500 bytes).

@@ -68,6 +68,23 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
+    serve_until(listener, app, limits, std::future::pending()).await;
+}
+
+/// [`serve`] until `shutdown` completes (Ctrl-C, say), then shut down gracefully: accept no
+/// more connections, let each finish the request it is answering (within the request
+/// timeout), close idle ones, and return once every connection is closed.
+pub async fn serve_until<S>(
+    listener: tokio::net::TcpListener,
+    app: S,
+    limits: ServeLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let max_connections = limits.max_connections.max(1);
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let open = Arc::new(OpenConnections::default());
@@ -78,27 +95,35 @@ where
     let mut pressed = relaxed.clone();
     pressed.header_read_timeout(limits.header_timeout.min(Duration::from_secs(2)));
     loop {
-        // A slot before the accept. When none is free, the oldest connection not in the middle
-        // of a request (a slow head, an idle keep-alive) is closed to make room, so accepting
-        // goes on and the kernel's queue drains; when every connection is busy, this waits.
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                open.close_oldest_idle();
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                slot
+        let next = async {
+            // A slot before the accept. When none is free, the oldest connection not in the
+            // middle of a request (a slow head, an idle keep-alive) is closed to make room, so
+            // accepting goes on and the kernel's queue drains; when every connection is busy,
+            // this waits.
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    open.close_oldest_idle();
+                    slots.clone().acquire_owned().await.ok()?
+                }
+            };
+            match listener.accept().await {
+                Ok((stream, _)) => Some(Some((slot, stream))),
+                Err(error) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some(None)
+                }
             }
         };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors, say: wait a moment rather than spin.
-                tracing::warn!(%error, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let (slot, stream) = tokio::select! {
+            () = shutdown.as_mut() => break,
+            next = next => match next {
+                Some(Some(accepted)) => accepted,
+                Some(None) => continue,
+                None => break,
+            },
         };
         let builder = if slots.available_permits() < max_connections / 4 {
             &pressed
@@ -128,14 +153,24 @@ where
             })
         };
         let serving = builder.serve_connection(TokioIo::new(stream), service);
+        let mut stop = stop.clone();
         tokio::spawn(async move {
+            let mut serving = std::pin::pin!(serving);
             tokio::select! {
-                _ = serving => {}
+                _ = serving.as_mut() => {}
                 () = connection.close.notified() => {}
+                () = async { drop(stop.wait_for(|stopping| *stopping).await) } => {
+                    // Finishes the request in progress, if any, then closes.
+                    serving.as_mut().graceful_shutdown();
+                    let _ = serving.await;
+                }
             }
             drop(slot);
         });
     }
+    let _ = stopping.send(true);
+    // Every connection holds a slot until it is closed.
+    let _ = slots.acquire_many(max_connections as u32).await;
 }
 
 /// The connections being served, oldest first, to pick one to close when all slots are taken.
