@@ -186,19 +186,27 @@ async fn run(options: Options) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if generated {
-        println!("dashboard: http://{addr}/#token={}", token.expose_secret());
-        println!("  (a token made for this run; choose one with --admin-token)");
+    let sign_in = if generated {
+        format!(
+            "dashboard: http://{addr}/#token={}\n  (a token made for this run; choose one with \
+             --admin-token)",
+            token.expose_secret()
+        )
     } else {
-        println!("dashboard: http://{addr}/");
-        println!("  (sign in with the admin token you gave, or open http://{addr}/#token=<token>)");
-    }
-    println!("  API: curl -H 'Authorization: Bearer <token>' http://{addr}/endpoints");
-    println!(
-        "  log: {} (send --log-dir {0} --owner {TENANT} ... adds events here)",
-        options.log_dir.display()
+        format!(
+            "dashboard: http://{addr}/\n  (sign in with the admin token you gave, or open \
+             http://{addr}/#token=<token>)"
+        )
+    };
+    say(
+        &mut std::io::stdout(),
+        format_args!(
+            "{sign_in}\n  API: curl -H 'Authorization: Bearer <token>' http://{addr}/endpoints\n  \
+             log: {log} (send --log-dir {log} --owner {TENANT} ... adds events here)\n  \
+             demo receiver: http://{receiver_addr}/webhook",
+            log = options.log_dir.display()
+        ),
     );
-    println!("  demo receiver: http://{receiver_addr}/webhook");
     axum::serve(listener, admin::router(admin))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -222,10 +230,13 @@ async fn demo_receiver(dispatcher: Dispatcher) -> std::io::Result<SocketAddr> {
         };
         match Receiver::new(demo.secret.clone()).receive(&headers, &body) {
             Ok(event) => {
-                eprintln!(
-                    "demo receiver: got {} {}",
-                    event.event_type(),
-                    event.event_unique_id
+                say(
+                    &mut std::io::stderr(),
+                    format_args!(
+                        "demo receiver: got {} {}",
+                        event.event_type(),
+                        event.event_unique_id
+                    ),
                 );
                 (StatusCode::OK, "received".into())
             }
@@ -245,4 +256,10 @@ async fn demo_receiver(dispatcher: Dispatcher) -> std::io::Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
+}
+
+/// A line for whoever reads; a closed stdout or stderr (the reader went away) must not stop
+/// the dashboard, as `println!` would by panicking.
+fn say(out: &mut impl std::io::Write, line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }

@@ -445,9 +445,10 @@ async fn the_dashboard_serves_its_page_and_shows_what_send_adds_to_the_shared_lo
             .unwrap(),
     );
     let mut first = String::new();
-    std::io::BufReader::new(dashboard.0.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut stdout = std::io::BufReader::new(dashboard.0.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    // Keep reading, as a terminal would.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let link = first.trim().strip_prefix("dashboard: ").expect(&first);
     assert!(
         !first.contains("dash-token-1f"),
