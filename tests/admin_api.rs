@@ -96,6 +96,20 @@ async fn call(
     (status, value)
 }
 
+/// Adds an endpoint as `token` (which must succeed); the answer, with the secret shown once.
+async fn add_endpoint(base: &str, token: &str, endpoint: Value) -> Value {
+    let (status, created) = call(
+        base,
+        Some(token),
+        reqwest::Method::POST,
+        "/endpoints",
+        Some(endpoint),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
 #[tokio::test]
 async fn requests_without_a_valid_token_are_refused_with_a_json_error() {
     let base = server().await;
@@ -212,12 +226,10 @@ async fn bad_input_is_answered_with_its_status_and_a_typed_json_error() {
 async fn the_flask_sends_a_test_event_and_a_rotated_secret_is_used_from_then_on() {
     let base = server().await;
     let receiver = TestReceiver::ok().await;
-    let (_, created) = call(
+    let created = add_endpoint(
         &base,
-        Some(ASHA),
-        reqwest::Method::POST,
-        "/endpoints",
-        Some(json!({"url": receiver.url(), "events": ["paid-course-sale"]})),
+        ASHA,
+        json!({"url": receiver.url(), "events": ["paid-course-sale"]}),
     )
     .await;
     let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
@@ -321,14 +333,7 @@ async fn the_log_shows_a_creator_only_their_events_with_exact_bodies_attempts_an
     let other = TestReceiver::ok().await;
     let mut sent = Vec::new();
     for (token, url) in [(ASHA, failing_once.url()), (RAVI, other.url())] {
-        let (_, created) = call(
-            &base,
-            Some(token),
-            reqwest::Method::POST,
-            "/endpoints",
-            Some(json!({ "url": url })),
-        )
-        .await;
+        let created = add_endpoint(&base, token, json!({ "url": url })).await;
         let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
         let (_, test) = call(
             &base,
@@ -439,14 +444,7 @@ async fn an_export_downloads_the_creators_events_as_export_csv_writes_them() {
     let (base, store) = serve(two_creators()).await;
 
     let receiver = TestReceiver::ok().await;
-    let (_, created) = call(
-        &base,
-        Some(ASHA),
-        reqwest::Method::POST,
-        "/endpoints",
-        Some(json!({ "url": receiver.url() })),
-    )
-    .await;
+    let created = add_endpoint(&base, ASHA, json!({ "url": receiver.url() })).await;
     let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
     for kind in ["paid-course-sale", "payment-failed", "paid-course-sale"] {
         call(
@@ -745,14 +743,7 @@ async fn as_a_tower_service_under_any_prefix_it_trusts_only_the_origins_it_is_to
 async fn signing_is_switched_on_rotated_with_the_previous_key_kept_and_switched_off() {
     let base = server().await;
     let receiver = TestReceiver::ok().await;
-    let (_, created) = call(
-        &base,
-        Some(ASHA),
-        reqwest::Method::POST,
-        "/endpoints",
-        Some(json!({ "url": receiver.url() })),
-    )
-    .await;
+    let created = add_endpoint(&base, ASHA, json!({ "url": receiver.url() })).await;
     assert_eq!(created["endpoint"]["signed"], false);
     let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
     let signing = format!("/endpoints/{id}/signing-secret");

@@ -37,6 +37,22 @@ fn start_with(extra: &[&str], keep_reading_stderr: bool) -> Listener {
     launch(&args, keep_reading_stderr)
 }
 
+/// Reads the server's first stderr line, `listening on http://ADDR/PATH`: its address, and the
+/// rest of stderr.
+fn listening_address(child: &mut Child) -> (SocketAddr, BufReader<std::process::ChildStderr>) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first stderr line {first:?}"))
+        .parse()
+        .unwrap();
+    (addr, stderr)
+}
+
 /// `listen --addr 127.0.0.1:0` with exactly `args` besides.
 fn launch(args: &[&str], keep_reading_stderr: bool) -> Listener {
     let mut child = Command::new(example_binary("listen"))
@@ -48,20 +64,11 @@ fn launch(args: &[&str], keep_reading_stderr: bool) -> Listener {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
+    let (addr, mut stderr) = listening_address(&mut child);
     if keep_reading_stderr {
         // Keep draining stderr, as a terminal would, so the server's messages never block it.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     }
-    let addr = first
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("unexpected first stderr line {first:?}"))
-        .parse()
-        .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     Listener {
         child,
@@ -321,21 +328,12 @@ async fn a_client_holding_1100_slow_connections_under_1024_descriptors_does_not_
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
+    let (addr, mut stderr) = listening_address(&mut child);
     let messages = std::thread::spawn(move || {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
         rest
     });
-    let addr: SocketAddr = first
-        .trim()
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("unexpected first stderr line {first:?}"))
-        .parse()
-        .unwrap();
     let server = KillOnDrop(child);
     let closed = Arc::new(AtomicUsize::new(0));
     let attack: Vec<_> = (0..1100)

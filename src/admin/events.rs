@@ -57,10 +57,8 @@ pub(super) fn endpoints_of(
     endpoint: Option<&str>,
 ) -> Result<Vec<String>, AdminError> {
     let mine: Vec<String> = admin
-        .dispatcher
-        .endpoints()
+        .owned_endpoints(tenant)
         .into_iter()
-        .filter(|e| e.owner.as_deref() == Some(tenant.0.as_str()))
         .map(|e| e.id)
         .collect();
     match endpoint {

@@ -158,6 +158,13 @@ impl Admin {
         }
     }
 
+    /// The endpoints `tenant` owns.
+    pub(crate) fn owned_endpoints(&self, tenant: &Tenant) -> Vec<crate::Endpoint> {
+        let mut mine = self.dispatcher.endpoints();
+        mine.retain(|e| e.owner.as_deref() == Some(tenant.0.as_str()));
+        mine
+    }
+
     /// Accepts endpoint URLs on loopback and private addresses (`http://127.0.0.1:9000/`,
     /// `http://localhost/`), for local development. Off by default: such URLs are refused with
     /// 422 when an endpoint is created or changed, as the sender would refuse to deliver to them.

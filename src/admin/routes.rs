@@ -145,24 +145,22 @@ pub(super) fn body<T>(parsed: Result<Json<T>, JsonRejection>) -> Result<T, Admin
 /// The tenant's endpoint with this id; 404 for another tenant's, as for none.
 fn owned(admin: &Admin, tenant: &Tenant, id: &str) -> Result<Endpoint, AdminError> {
     admin
-        .dispatcher
-        .endpoints()
+        .owned_endpoints(tenant)
         .into_iter()
-        .find(|e| e.id == id && e.owner.as_deref() == Some(tenant.0.as_str()))
+        .find(|e| e.id == id)
         .ok_or_else(|| AdminError::not_found(format!("no endpoint {id}")))
+}
+
+/// The requesting tenant's endpoint with this id.
+fn requested(admin: &Admin, headers: &HeaderMap, id: &str) -> Result<Endpoint, AdminError> {
+    owned(admin, &tenant(admin, headers)?, id)
 }
 
 async fn list(
     State(admin): State<Admin>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<EndpointView>>, AdminError> {
-    let tenant = tenant(&admin, &headers)?;
-    let mut mine: Vec<Endpoint> = admin
-        .dispatcher
-        .endpoints()
-        .into_iter()
-        .filter(|e| e.owner.as_deref() == Some(tenant.0.as_str()))
-        .collect();
+    let mut mine = admin.owned_endpoints(&tenant(&admin, &headers)?);
     mine.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Json(mine.iter().map(EndpointView::from).collect()))
 }
@@ -238,8 +236,7 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<EndpointView>, AdminError> {
-    let tenant = tenant(&admin, &headers)?;
-    Ok(Json(EndpointView::from(&owned(&admin, &tenant, &id)?)))
+    Ok(Json(EndpointView::from(&requested(&admin, &headers, &id)?)))
 }
 
 async fn change(
@@ -271,8 +268,7 @@ async fn remove(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
-    let tenant = tenant(&admin, &headers)?;
-    owned(&admin, &tenant, &id)?;
+    requested(&admin, &headers, &id)?;
     admin.dispatcher.remove_endpoint(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -288,8 +284,7 @@ async fn rotate_secret(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<NewSecret>, AdminError> {
-    let tenant = tenant(&admin, &headers)?;
-    owned(&admin, &tenant, &id)?;
+    requested(&admin, &headers, &id)?;
     let secret = generated_secret()?;
     admin
         .dispatcher
@@ -349,8 +344,7 @@ async fn new_signing_secret(
     Path(id): Path<String>,
     parsed: Option<Json<SigningRequest>>,
 ) -> Result<Json<NewSigningSecret>, AdminError> {
-    let tenant = tenant(&admin, &headers)?;
-    let endpoint = owned(&admin, &tenant, &id)?;
+    let endpoint = requested(&admin, &headers, &id)?;
     let request = parsed.map(|Json(r)| r).unwrap_or_default();
     let key = SigningSecret::generate().map_err(|e| AdminError::internal(&e.to_string()))?;
     let mut keys = vec![key.clone()];
@@ -373,8 +367,7 @@ async fn stop_signing(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
-    let tenant = tenant(&admin, &headers)?;
-    owned(&admin, &tenant, &id)?;
+    requested(&admin, &headers, &id)?;
     admin
         .dispatcher
         .update_endpoint(&id, EndpointUpdate::new().signing_secrets([]))

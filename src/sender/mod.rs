@@ -97,23 +97,16 @@ impl<'a> DeliveryRequest<'a> {
             timestamp,
             self.body,
         );
-        // Event ids are checked header-safe when events are made; base64 and digits are.
-        let values = [
-            (
-                signature::ID_HEADER,
-                HeaderValue::from_str(self.event_unique_id),
-            ),
-            (
-                signature::TIMESTAMP_HEADER,
-                HeaderValue::from_str(&timestamp.to_string()),
-            ),
-            (
-                signature::SIGNATURE_HEADER,
-                HeaderValue::from_str(&signature),
-            ),
+        headers.insert(signature::TIMESTAMP_HEADER, HeaderValue::from(timestamp));
+        // Base64 and `v1,` always make a header value. An event id need only be non-empty, so
+        // one that cannot be a header value is left out, and a verifying receiver refuses the
+        // delivery as unsigned rather than the sender sending a malformed request.
+        let signed = [
+            (signature::ID_HEADER, self.event_unique_id),
+            (signature::SIGNATURE_HEADER, signature.as_str()),
         ];
-        for (name, value) in values {
-            if let Ok(value) = value {
+        for (name, value) in signed {
+            if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(name, value);
             }
         }
