@@ -219,6 +219,20 @@ fn new_events_get_unique_uuid_ids_and_are_live_while_test_events_are_marked() {
 }
 
 #[test]
+fn new_event_ids_are_uuid_v7_and_sort_in_the_order_they_were_made() {
+    let ids: Vec<String> = (0..1_000)
+        .map(|_| WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale)).event_unique_id)
+        .collect();
+    for id in &ids {
+        let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7, "{id}");
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "ids made later sort later");
+}
+
+#[test]
 fn unknown_event_types_keep_their_name_and_raw_payload_and_serialise_back_unchanged() {
     let body = fixture("unknown-lab-session-started");
     let event = WebhookEvent::from_json(body.as_bytes()).unwrap();
