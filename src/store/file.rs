@@ -218,6 +218,8 @@ impl FileLogStore {
         let conn = rusqlite::Connection::open_with_flags(&self.path, flags)
             .map_err(|error| database(format!("opening {}", self.path.display()), error))?;
         let _ = conn.busy_timeout(Duration::from_secs(10));
+        writes::plan_once(&conn)
+            .map_err(|error| database(format!("opening {}", self.path.display()), error))?;
         Ok(conn)
     }
 
