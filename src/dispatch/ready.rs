@@ -41,7 +41,7 @@ pub(super) struct ReadyQueue {
 struct Queued {
     waiting: VecDeque<ReadyDelivery>,
     held: HashMap<String, usize>,
-    /// Deliveries taken by a runner, by endpoint, until their attempt is over.
+    /// Deliveries taken by a runner, by endpoint, until their request is over.
     in_flight: HashMap<String, usize>,
     /// Endpoints that reached the cap with work left in the log: when one of their attempts
     /// ends, the log is asked at once for the next, not at the next poll tick.
@@ -66,17 +66,27 @@ impl ReadyQueue {
         let Queued {
             waiting, in_flight, ..
         } = &mut *queue;
+        // Deliveries of one endpoint tend to queue side by side: one found at its cap stands
+        // for the ones after it without looking its endpoint up again.
+        let mut at_cap: Option<&str> = None;
         let next = waiting.iter().position(|ready| {
-            in_flight
-                .get(&ready.due.endpoint_id)
-                .is_none_or(|n| *n < cap)
+            let endpoint = ready.due.endpoint_id.as_str();
+            if at_cap == Some(endpoint) {
+                return false;
+            }
+            let free = in_flight.get(endpoint).is_none_or(|n| *n < cap);
+            if !free {
+                at_cap = Some(endpoint);
+            }
+            free
         })?;
         let ready = waiting.remove(next)?;
         *in_flight.entry(ready.due.endpoint_id.clone()).or_default() += 1;
         Some(ready)
     }
 
-    /// An attempt taken with [`pop`](Self::pop) is over: a delivery of its endpoint that
+    /// The request of a delivery taken with [`pop`](Self::pop) is over: a delivery of its
+    /// endpoint that
     /// waited for the place may go.
     pub(super) fn finished(&self, endpoint_id: &str) {
         let mut queue = lock(&self.queue);

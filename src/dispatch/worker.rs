@@ -11,7 +11,7 @@ use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::ready::ReadyDelivery;
+use super::ready::{ReadyDelivery, ReadyQueue};
 use super::retry::next_step;
 use super::{Inner, lock};
 use crate::sender::{DeliveryRequest, SendOutcome, SendResult};
@@ -141,11 +141,32 @@ async fn run_attempts(inner: Arc<Inner>) {
         let Ok(permit) = inner.permits.acquire().await else {
             return;
         };
+        let place = Place {
+            _permit: permit,
+            ready: &inner.ready,
+            endpoint_id: ready.due.endpoint_id.clone(),
+        };
         // Stopping: the delivery stays pending in the log for the next start.
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
-        attempt(&inner, ready, permit).await;
+        attempt(&inner, ready, place).await;
+    }
+}
+
+/// A request's place: one of the `max_in_flight` requests at once, and one of its endpoint's
+/// `max_in_flight_per_endpoint`. Given back as soon as the request is over, before its outcome
+/// is logged: the endpoint is no longer busy with it, and the next request to it need not wait
+/// for a log write (an fsync, for a durable log).
+struct Place<'a> {
+    _permit: SemaphorePermit<'a>,
+    ready: &'a ReadyQueue,
+    endpoint_id: String,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.ready.finished(&self.endpoint_id);
     }
 }
 
@@ -176,13 +197,13 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
     }
 }
 
-async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_>) {
+async fn attempt(inner: &Inner, ready: ReadyDelivery, place: Place<'_>) {
     let endpoint_id = ready.due.endpoint_id.clone();
     // A claim about to run out is not started: another instance may take the delivery over
     // at any moment, and would send it again. It is claimed anew once its lease ends.
     let left = ready.due.claimed_until - inner.clock.now();
     if left.to_std().unwrap_or_default() >= inner.config.lease / 4 {
-        match deliver(inner, ready.due, ready.body, permit).await {
+        match deliver(inner, ready.due, ready.body, place).await {
             // Another caller took the delivery over: its outcome is the one recorded.
             Ok(()) | Err(LogError::ClaimLost { .. }) => {}
             // A failed log write leaves the delivery pending and claimed until the lease
@@ -199,7 +220,6 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, permit: SemaphorePermit<'_
             }
         }
     }
-    inner.ready.finished(&endpoint_id);
     let capped_with_work_left = inner
         .ready
         .release([endpoint_id.as_str()], inner.claim_cap());
@@ -218,7 +238,7 @@ async fn deliver(
     inner: &Inner,
     due: DueDelivery,
     body: Option<(Arc<str>, bool)>,
-    permit: SemaphorePermit<'_>,
+    place: Place<'_>,
 ) -> Result<(), LogError> {
     let endpoint = match endpoint_for(inner, &due.endpoint_id).await {
         Target::Endpoint(endpoint) => endpoint,
@@ -233,7 +253,7 @@ async fn deliver(
                 },
             };
             let trigger = AttemptTrigger::AutomaticRetry;
-            return record(inner, due, outcome, trigger, None, permit).await;
+            return record(inner, due, outcome, trigger, None, place).await;
         }
         // Not known to be removed: nothing is sent or recorded, and the claim runs out.
         Target::Unreadable => return Ok(()),
@@ -284,7 +304,7 @@ async fn deliver(
     inner
         .note_outcome(&endpoint, succeeded(&outcome), outcome.started_at)
         .await;
-    record(inner, due, outcome, trigger, Some(&endpoint), permit).await
+    record(inner, due, outcome, trigger, Some(&endpoint), place).await
 }
 
 /// Where a claimed delivery goes.
@@ -366,7 +386,7 @@ async fn record(
     outcome: SendOutcome,
     trigger: AttemptTrigger,
     endpoint: Option<&crate::Endpoint>,
-    permit: SemaphorePermit<'_>,
+    place: Place<'_>,
 ) -> Result<(), LogError> {
     let (state, next_attempt_at) = match endpoint {
         Some(_) => next_step(
@@ -385,7 +405,7 @@ async fn record(
     // The request is over: the next one may start while this outcome is logged. The delivery
     // stays claimed in the log until then, so it is not started twice.
     let recording = inner.record_permits.acquire().await;
-    drop(permit);
+    drop(place);
     let recorded = inner
         .store
         .record_attempt(AttemptRecord {
