@@ -20,11 +20,12 @@ use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_ent
 ///
 /// [`connect`](Self::connect) applies the embedded migrations (`migrations/postgres/` in the
 /// crate's sources) before it returns, so a new database needs no set-up. The tables are
-/// `fermion_events` (the exact body, overall status and attempt count), `fermion_deliveries`
-/// and `fermion_attempts`, in the schema the connection uses: give the URL
-/// `?options=-c search_path=webhooks` or use [`connect_in_schema`](Self::connect_in_schema)
-/// to keep them apart from your own. An event and its deliveries are written in one
-/// transaction.
+/// `fermion_events` (the exact body, overall status, attempt count, and how many deliveries
+/// are pending and failed), `fermion_deliveries` and `fermion_attempts`, in the schema the
+/// connection uses: give the URL `?options=-c search_path=webhooks` or use
+/// [`connect_in_schema`](Self::connect_in_schema) to keep them apart from your own. An event
+/// and its deliveries are written in one statement, and so is an attempt with its delivery's
+/// new state and its event's status: one round trip each.
 ///
 /// ```no_run
 /// use fermion_webhooks::store::PostgresLogStore;
@@ -292,9 +293,6 @@ impl EventTables for PostgresLogStore {
     }
 }
 
-/// Where a delivery is: its event's row key, its position, and its claim's token and end.
-type Located = (i64, i32, Option<String>, Option<DateTime<Utc>>);
-
 impl PostgresLogStore {
     /// Appends `event`, its pending deliveries claimed with `claim` when given.
     async fn insert(
@@ -304,6 +302,10 @@ impl PostgresLogStore {
     ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
         let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
+        let count = |state| {
+            let deliveries = event.deliveries.iter().filter(|d| d.state == state).count();
+            i32::try_from(deliveries).unwrap_or(i32::MAX)
+        };
         let positions: Vec<i32> = (0..event.deliveries.len() as i32).collect();
         let endpoints: Vec<&str> = event
             .deliveries
@@ -338,7 +340,8 @@ impl PostgresLogStore {
         // deliveries, only if the event was new.
         let inserted: Option<i64> = sqlx::query_scalar(
             "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
-             is_test_event, body, status) VALUES ($1, $2, $3, $4, $5, $6) \
+             is_test_event, body, status, pending_deliveries, failed_deliveries) \
+             VALUES ($1, $2, $3, $4, $5, $6, $14, $15) \
              ON CONFLICT (event_unique_id) DO NOTHING RETURNING seq), \
              deliveries AS (INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, \
              url, state, next_attempt_at, claim_token, claimed_until) \
@@ -359,6 +362,8 @@ impl PostgresLogStore {
         .bind(&due)
         .bind(&tokens)
         .bind(&until)
+        .bind(count(DeliveryState::Pending))
+        .bind(count(DeliveryState::Failed))
         .fetch_optional(&self.pool)
         .await
         .map_err(database(format!(
@@ -374,72 +379,47 @@ impl PostgresLogStore {
     }
 
     async fn record(&self, record: AttemptRecord) -> Result<(), LogError> {
-        let failed = || {
-            database(format!(
-                "recording an attempt of {}",
-                record.event_unique_id
-            ))
-        };
-        let mut tx = self.pool.begin().await.map_err(failed())?;
-        // The event's row is locked first: attempts on its other deliveries wait here, so the
-        // overall status below is computed from their committed states, never from a stale one.
-        let found: Option<Located> = sqlx::query_as(
-            "SELECT e.seq, d.position, d.claim_token, d.claimed_until \
-             FROM fermion_events e JOIN fermion_deliveries d ON d.event_seq = e.seq \
-             WHERE e.event_unique_id = $1 AND d.endpoint_id = $2 FOR UPDATE",
-        )
-        .bind(&record.event_unique_id)
-        .bind(&record.endpoint_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(failed())?;
-        let Some((seq, position, token, until)) = found else {
-            drop(tx);
-            self.locate(&record.event_unique_id, &record.endpoint_id)
-                .await?;
-            return Err(LogError::UnknownDelivery {
-                event_id: record.event_unique_id,
-                endpoint_id: record.endpoint_id,
-            });
-        };
-        let allowed = match (&record.claim, token) {
-            (Some(mine), Some(held)) => mine.as_str() == held,
-            (Some(_), None) => false,
-            (None, held) => held.is_none() || until.is_none_or(|u| u <= record.attempt.started_at),
-        };
-        if !allowed {
-            return Err(LogError::ClaimLost {
-                event_id: record.event_unique_id,
-                endpoint_id: record.endpoint_id,
-            });
-        }
         let next = match record.state {
             DeliveryState::Pending => record.next_attempt_at,
             _ => None,
         };
         let columns = AttemptColumns::of(&record.attempt);
-        // The delivery, its attempt and the event's status in one statement. Its parts see the
-        // deliveries as they were before it, so the status counts this delivery's new state
-        // ($3) and the others' stored ones.
-        sqlx::query(
-            "WITH delivery AS (UPDATE fermion_deliveries SET state = $3, next_attempt_at = $4, \
-             attempts = attempts + 1, claim_token = NULL, claimed_until = NULL \
-             WHERE event_seq = $1 AND endpoint_id = $2), \
+        // One statement: one round trip, atomic by itself. The delivery is updated only under
+        // the claim presented ($13) or, with none, when no live claim holds it; if another
+        // attempt commits first, PostgreSQL checks that against the row's newest version
+        // (fencing). The event's status follows from its counts of pending and failed
+        // deliveries, moved by this delivery's change from its old state (`was`) to $3: the
+        // arithmetic also applies to the event row's newest version, so attempts on one event's
+        // other deliveries committing meanwhile never leave a stale status.
+        let recorded: Option<i64> = sqlx::query_scalar(
+            "WITH delivery AS (UPDATE fermion_deliveries d SET state = $3, next_attempt_at = $4, \
+             attempts = d.attempts + 1, claim_token = NULL, claimed_until = NULL \
+             FROM fermion_events e, fermion_deliveries old \
+             WHERE e.event_unique_id = $1 AND d.event_seq = e.seq AND d.endpoint_id = $2 \
+             AND old.event_seq = d.event_seq AND old.endpoint_id = d.endpoint_id \
+             AND CASE WHEN $13::text IS NULL THEN d.claim_token IS NULL \
+             OR d.claimed_until IS NULL OR d.claimed_until <= $5 \
+             ELSE d.claim_token IS NOT DISTINCT FROM $13 END \
+             RETURNING d.event_seq, d.position, old.state AS was), \
              attempt AS (INSERT INTO fermion_attempts (event_seq, endpoint_id, position, \
              started_at, duration_ms, http_status, response_snippet, error_kind, error_message, \
-             attempt_trigger, url) VALUES ($1, $2, $5, $6, $7, $8, $9, $10, $11, $12, $13)) \
-             UPDATE fermion_events SET attempts = attempts + 1, status = CASE \
-             WHEN $3 = 'failed' OR EXISTS (SELECT 1 FROM fermion_deliveries \
-             WHERE event_seq = $1 AND endpoint_id <> $2 AND state = 'failed') THEN 'failed' \
-             WHEN $3 = 'pending' OR EXISTS (SELECT 1 FROM fermion_deliveries \
-             WHERE event_seq = $1 AND endpoint_id <> $2 AND state = 'pending') THEN 'pending' \
-             ELSE 'delivered' END WHERE seq = $1",
+             attempt_trigger, url) \
+             SELECT event_seq, $2, position, $5, $6, $7, $8, $9, $10, $11, $12 FROM delivery), \
+             moved AS (SELECT event_seq, \
+             ($3 = 'pending')::int - (was = 'pending')::int AS pending, \
+             ($3 = 'failed')::int - (was = 'failed')::int AS failed FROM delivery) \
+             UPDATE fermion_events e SET attempts = e.attempts + 1, \
+             pending_deliveries = e.pending_deliveries + moved.pending, \
+             failed_deliveries = e.failed_deliveries + moved.failed, \
+             status = CASE WHEN e.failed_deliveries + moved.failed > 0 THEN 'failed' \
+             WHEN e.pending_deliveries + moved.pending > 0 THEN 'pending' \
+             ELSE 'delivered' END \
+             FROM moved WHERE e.seq = moved.event_seq RETURNING e.seq",
         )
-        .bind(seq)
+        .bind(&record.event_unique_id)
         .bind(&record.endpoint_id)
         .bind(record.state.as_str())
         .bind(next)
-        .bind(position)
         .bind(columns.started_at)
         .bind(columns.duration_ms)
         .bind(columns.http_status.and_then(|s| i32::try_from(s).ok()))
@@ -448,10 +428,23 @@ impl PostgresLogStore {
         .bind(columns.error_message)
         .bind(columns.trigger)
         .bind(columns.url)
-        .execute(&mut *tx)
+        .bind(record.claim.as_ref().map(ClaimToken::as_str))
+        .fetch_optional(&self.pool)
         .await
-        .map_err(failed())?;
-        tx.commit().await.map_err(failed())
+        .map_err(database(format!(
+            "recording an attempt of {}",
+            record.event_unique_id
+        )))?;
+        if recorded.is_some() {
+            return Ok(());
+        }
+        // Nothing recorded: the delivery is missing, or its claim was lost.
+        self.locate(&record.event_unique_id, &record.endpoint_id)
+            .await?;
+        Err(LogError::ClaimLost {
+            event_id: record.event_unique_id,
+            endpoint_id: record.endpoint_id,
+        })
     }
 
     async fn get_event(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
