@@ -352,6 +352,7 @@ impl Dispatcher {
         validate_all(&endpoints)?;
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| DispatchError::NoRuntime)?;
+        let in_flight_cap = config.max_in_flight_per_endpoint;
         let inner = Arc::new(Inner {
             store,
             endpoint_source,
@@ -367,7 +368,7 @@ impl Dispatcher {
             upkeep: endpoints::Upkeep::default(),
             counters: stats::Counters::default(),
             waiting_bodies: bodies::WaitingBodies::default(),
-            ready: ready::ReadyQueue::new(),
+            ready: ready::ReadyQueue::new(in_flight_cap),
             stopping: std::sync::atomic::AtomicBool::new(false),
             worker: Mutex::new(None),
         });

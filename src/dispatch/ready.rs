@@ -32,6 +32,8 @@ pub(super) struct ReadyQueue {
     /// Whether the last claim filled the queue's room, so more may be due: then a runner that
     /// finishes asks for the next claim at once instead of waiting for the poll tick.
     backlog: AtomicBool,
+    /// The most requests to one endpoint at once (`max_in_flight_per_endpoint`).
+    in_flight_cap: usize,
 }
 
 /// Claimed deliveries waiting for a runner, and how many this dispatcher holds per endpoint
@@ -39,72 +41,110 @@ pub(super) struct ReadyQueue {
 /// event's deliveries are claimed only for endpoints under the same cap here.
 #[derive(Debug, Default)]
 struct Queued {
-    waiting: VecDeque<ReadyDelivery>,
+    /// Each endpoint's waiting deliveries and requests in flight.
+    lanes: HashMap<String, Lane>,
+    /// The endpoints with a delivery waiting and a request place free, in the order they take
+    /// turns: a runner takes the first one's oldest delivery, and the endpoint goes to the back
+    /// if it can send more. Finding work is then one step, however many endpoints are at their
+    /// cap.
+    turns: VecDeque<String>,
+    /// Deliveries waiting, across endpoints.
+    waiting: usize,
     held: HashMap<String, usize>,
-    /// Deliveries taken by a runner, by endpoint, until their request is over.
-    in_flight: HashMap<String, usize>,
     /// Endpoints that reached the cap with work left in the log: when one of their attempts
     /// ends, the log is asked at once for the next, not at the next poll tick.
     capped: HashSet<String>,
 }
 
+/// One endpoint's part of the queue.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Oldest first.
+    waiting: VecDeque<ReadyDelivery>,
+    /// Deliveries taken by a runner until their request is over.
+    in_flight: usize,
+    /// Whether the endpoint is in [`Queued::turns`].
+    has_turn: bool,
+}
+
+impl Queued {
+    /// Queues `delivery` behind its endpoint's others.
+    fn push(&mut self, delivery: ReadyDelivery, in_flight_cap: usize) {
+        let lane = self
+            .lanes
+            .entry(delivery.due.endpoint_id.clone())
+            .or_default();
+        if !lane.has_turn && lane.in_flight < in_flight_cap {
+            lane.has_turn = true;
+            self.turns.push_back(delivery.due.endpoint_id.clone());
+        }
+        lane.waiting.push_back(delivery);
+        self.waiting += 1;
+    }
+}
+
 impl ReadyQueue {
-    /// An empty queue; the log is checked first, for deliveries left by an earlier run.
-    pub(super) fn new() -> Self {
+    /// An empty queue, for endpoints taking at most `in_flight_cap` requests at once; the log
+    /// is checked first, for deliveries left by an earlier run.
+    pub(super) fn new(in_flight_cap: usize) -> Self {
         Self {
             queue: std::sync::Mutex::new(Queued::default()),
             work: tokio::sync::Notify::new(),
             claim_more: AtomicBool::new(true),
             backlog: AtomicBool::new(false),
+            in_flight_cap: in_flight_cap.max(1),
         }
     }
 
-    /// The first waiting delivery whose endpoint has fewer than `cap` attempts in flight,
-    /// counted as in flight until [`finished`](Self::finished).
-    pub(super) fn pop(&self, cap: usize) -> Option<ReadyDelivery> {
+    /// The oldest waiting delivery of the endpoint whose turn it is, among those with fewer
+    /// than their cap of requests in flight; counted as in flight until
+    /// [`finished`](Self::finished).
+    pub(super) fn pop(&self) -> Option<ReadyDelivery> {
         let mut queue = lock(&self.queue);
-        let Queued {
-            waiting, in_flight, ..
-        } = &mut *queue;
-        // Deliveries of one endpoint tend to queue side by side: one found at its cap stands
-        // for the ones after it without looking its endpoint up again.
-        let mut at_cap: Option<&str> = None;
-        let next = waiting.iter().position(|ready| {
-            let endpoint = ready.due.endpoint_id.as_str();
-            if at_cap == Some(endpoint) {
-                return false;
+        let queued = &mut *queue;
+        while let Some(endpoint) = queued.turns.pop_front() {
+            let Some(lane) = queued.lanes.get_mut(&endpoint) else {
+                continue;
+            };
+            lane.has_turn = false;
+            let Some(ready) = lane.waiting.pop_front() else {
+                continue;
+            };
+            lane.in_flight += 1;
+            queued.waiting -= 1;
+            if !lane.waiting.is_empty() && lane.in_flight < self.in_flight_cap {
+                lane.has_turn = true;
+                queued.turns.push_back(endpoint);
             }
-            let free = in_flight.get(endpoint).is_none_or(|n| *n < cap);
-            if !free {
-                at_cap = Some(endpoint);
-            }
-            free
-        })?;
-        let ready = waiting.remove(next)?;
-        *in_flight.entry(ready.due.endpoint_id.clone()).or_default() += 1;
-        Some(ready)
+            return Some(ready);
+        }
+        None
     }
 
     /// The request of a delivery taken with [`pop`](Self::pop) is over: a delivery of its
-    /// endpoint that
-    /// waited for the place may go.
+    /// endpoint that waited for the place may go.
     pub(super) fn finished(&self, endpoint_id: &str) {
         let mut queue = lock(&self.queue);
-        if let Some(n) = queue.in_flight.get_mut(endpoint_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                queue.in_flight.remove(endpoint_id);
+        let queued = &mut *queue;
+        if let Some(lane) = queued.lanes.get_mut(endpoint_id) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+            if !lane.has_turn && !lane.waiting.is_empty() && lane.in_flight < self.in_flight_cap {
+                lane.has_turn = true;
+                queued.turns.push_back(endpoint_id.to_owned());
+            }
+            if lane.in_flight == 0 && lane.waiting.is_empty() {
+                queued.lanes.remove(endpoint_id);
             }
         }
-        let waiting = !queue.waiting.is_empty();
+        let work_left = !queued.turns.is_empty();
         drop(queue);
-        if waiting {
+        if work_left {
             self.work.notify_one();
         }
     }
 
     pub(super) fn len(&self) -> usize {
-        lock(&self.queue).waiting.len()
+        lock(&self.queue).waiting
     }
 
     /// Queues deliveries claimed from the log, and wakes a runner for each. Every endpoint
@@ -112,13 +152,13 @@ impl ReadyQueue {
     /// have more waiting in the log.
     pub(super) fn extend(&self, ready: impl IntoIterator<Item = ReadyDelivery>, cap: usize) {
         let mut queue = lock(&self.queue);
-        let before = queue.waiting.len();
+        let before = queue.waiting;
         for delivery in ready {
             *queue
                 .held
                 .entry(delivery.due.endpoint_id.clone())
                 .or_default() += 1;
-            queue.waiting.push_back(delivery);
+            queue.push(delivery, self.in_flight_cap);
         }
         let Queued { held, capped, .. } = &mut *queue;
         capped.extend(
@@ -133,14 +173,16 @@ impl ReadyQueue {
     /// each.
     pub(super) fn extend_reserved(&self, ready: impl IntoIterator<Item = ReadyDelivery>) {
         let mut queue = lock(&self.queue);
-        let before = queue.waiting.len();
-        queue.waiting.extend(ready);
+        let before = queue.waiting;
+        for delivery in ready {
+            queue.push(delivery, self.in_flight_cap);
+        }
         self.wake_runners(queue, before);
     }
 
     /// Wakes a runner for each delivery queued after the first `before`.
     fn wake_runners(&self, queue: std::sync::MutexGuard<'_, Queued>, before: usize) {
-        let added = queue.waiting.len().saturating_sub(before);
+        let added = queue.waiting.saturating_sub(before);
         drop(queue);
         for _ in 0..added {
             self.work.notify_one();
@@ -213,7 +255,15 @@ impl ReadyQueue {
     /// Takes every queued delivery out, for a shutdown: the tokens their claims are under.
     pub(super) fn drain_tokens(&self) -> HashSet<ClaimToken> {
         let mut queue = lock(&self.queue);
-        let drained: Vec<ReadyDelivery> = queue.waiting.drain(..).collect();
+        let queued = &mut *queue;
+        queued.turns.clear();
+        queued.waiting = 0;
+        let mut drained = Vec::new();
+        queued.lanes.retain(|_, lane| {
+            lane.has_turn = false;
+            drained.extend(lane.waiting.drain(..));
+            lane.in_flight > 0
+        });
         drop(queue);
         self.release(
             drained.iter().map(|ready| ready.due.endpoint_id.as_str()),
@@ -262,5 +312,75 @@ impl Inner {
                 due,
                 body: Some((body.clone(), is_test_event)),
             }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(event: &str, endpoint: &str) -> ReadyDelivery {
+        ReadyDelivery {
+            due: DueDelivery {
+                event_unique_id: event.into(),
+                endpoint_id: endpoint.into(),
+                url: format!("https://{endpoint}.example.com/hooks"),
+                next_attempt_at: chrono::DateTime::UNIX_EPOCH,
+                attempts_made: 0,
+                claim: ClaimToken::new(),
+                claimed_until: chrono::DateTime::UNIX_EPOCH,
+            },
+            body: None,
+        }
+    }
+
+    fn popped(queue: &ReadyQueue) -> Option<String> {
+        queue
+            .pop()
+            .map(|ready| format!("{}/{}", ready.due.endpoint_id, ready.due.event_unique_id))
+    }
+
+    #[test]
+    fn endpoints_take_turns_oldest_first_and_each_stays_under_its_cap() {
+        let queue = ReadyQueue::new(2);
+        let waiting = ["1", "2", "3", "4"].map(|event| delivery(event, "busy"));
+        queue.extend_reserved(waiting.into_iter().chain([delivery("5", "quiet")]));
+        assert_eq!(queue.len(), 5);
+        assert_eq!(popped(&queue).as_deref(), Some("busy/1"));
+        assert_eq!(popped(&queue).as_deref(), Some("quiet/5"));
+        assert_eq!(popped(&queue).as_deref(), Some("busy/2"));
+        assert_eq!(
+            popped(&queue),
+            None,
+            "busy has 2 requests in flight, its cap"
+        );
+        assert_eq!(queue.len(), 2);
+        queue.finished("quiet");
+        assert_eq!(
+            popped(&queue),
+            None,
+            "a place of another endpoint frees none of busy's"
+        );
+        queue.finished("busy");
+        assert_eq!(popped(&queue).as_deref(), Some("busy/3"));
+        assert_eq!(popped(&queue), None);
+        queue.finished("busy");
+        queue.finished("busy");
+        assert_eq!(popped(&queue).as_deref(), Some("busy/4"));
+        assert_eq!(popped(&queue), None);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_drained_queue_keeps_counting_requests_still_in_flight() {
+        let queue = ReadyQueue::new(1);
+        queue.extend_reserved([delivery("1", "a"), delivery("2", "a"), delivery("3", "b")]);
+        assert_eq!(popped(&queue).as_deref(), Some("a/1"));
+        assert_eq!(queue.drain_tokens().len(), 2);
+        assert_eq!(queue.len(), 0);
+        queue.extend_reserved([delivery("4", "a")]);
+        assert_eq!(popped(&queue), None, "a/1 is still in flight");
+        queue.finished("a");
+        assert_eq!(popped(&queue).as_deref(), Some("a/4"));
     }
 }

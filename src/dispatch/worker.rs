@@ -180,7 +180,7 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
             tokio::time::sleep(left).await;
             continue;
         }
-        if let Some(ready) = inner.ready.pop(inner.in_flight_cap()) {
+        if let Some(ready) = inner.ready.pop() {
             return Some(ready);
         }
         // Registered before looking again, so a delivery queued in between wakes this runner.
@@ -190,7 +190,7 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
         if inner.stopping.load(Ordering::SeqCst) {
             return None;
         }
-        if let Some(ready) = inner.ready.pop(inner.in_flight_cap()) {
+        if let Some(ready) = inner.ready.pop() {
             return Some(ready);
         }
         work.await;
