@@ -113,6 +113,12 @@ async fn the_database_is_plain_sql_with_every_body_verbatim() {
     assert_eq!(rows[0].1, "paid-course-sale");
     assert_eq!(rows[1].0, emitted.event_unique_id);
     assert_eq!(rows[1].2, pretty, "the exact bytes, line breaks and all");
+    // Its constraints hold for every client: a state the log does not know is refused.
+    let refused = sqlx::query("UPDATE deliveries SET state = 'lost'")
+        .execute(&mut sql)
+        .await
+        .expect_err("a state outside pending, delivered and failed");
+    assert!(refused.to_string().contains("CHECK"), "{refused}");
     let store = FileLogStore::open(dir.path()).await.unwrap();
     let back = store.get(&emitted.event_unique_id).await.unwrap().unwrap();
     assert_eq!(back.body, pretty);
