@@ -355,12 +355,14 @@ fn claim_due(conn: &Connection, request: &ClaimRequest, (token, until): NewClaim
          ranked AS (SELECT candidates.*, coalesce(busy.held, 0) + row_number() OVER ( \
            PARTITION BY candidates.endpoint_id \
            ORDER BY next_attempt_us, event_seq, position) AS place \
-           FROM candidates LEFT JOIN busy USING (endpoint_id)) \
-         UPDATE deliveries SET claim_token = ?1, claimed_until_us = ?2 \
-         WHERE (event_seq, endpoint_id) IN (SELECT event_seq, endpoint_id FROM ranked \
-           WHERE place <= ?6 ORDER BY place, next_attempt_us, event_seq, position LIMIT ?4) \
-         RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), endpoint_id, \
-         url, next_attempt_us, attempts",
+           FROM candidates LEFT JOIN busy USING (endpoint_id)), \
+         chosen AS (SELECT event_seq, endpoint_id FROM ranked WHERE place <= ?6 \
+           ORDER BY place, next_attempt_us, event_seq, position LIMIT ?4) \
+         UPDATE deliveries SET claim_token = ?1, claimed_until_us = ?2 FROM chosen \
+         WHERE deliveries.event_seq = chosen.event_seq \
+           AND deliveries.endpoint_id = chosen.endpoint_id \
+         RETURNING (SELECT event_unique_id FROM events WHERE seq = deliveries.event_seq), \
+         deliveries.endpoint_id, url, next_attempt_us, attempts",
     )?;
     let skip = serde_json::to_string(&request.skip_endpoints).unwrap_or_else(|_| "[]".into());
     let rows = claim.query_map(
