@@ -141,14 +141,15 @@ pub struct Retriggered {
 pub struct DispatchConfig {
     /// When to retry (default: [`RetrySchedule::default`]).
     pub retry: RetrySchedule,
-    /// The most attempts in flight at once (default 64).
+    /// The most requests in flight at once (default 64). A request's place is given back
+    /// when it is over, while its outcome is logged.
     pub max_in_flight: usize,
-    /// The most attempts to one endpoint in flight at once (default 16): an endpoint that
+    /// The most requests to one endpoint in flight at once (default 16): an endpoint that
     /// hangs or answers slowly holds no more of `max_in_flight`, and endpoints with due work
     /// take turns. An endpoint also holds at most twice as many deliveries claimed (in
-    /// flight, or queued next), which the log enforces across every dispatcher sharing it,
-    /// except for a just-emitted event's first attempts, which each dispatcher caps on its
-    /// own.
+    /// flight, being logged, or queued next), which the log enforces across every dispatcher
+    /// sharing it, except for a just-emitted event's first attempts, which each dispatcher
+    /// caps on its own.
     pub max_in_flight_per_endpoint: usize,
     /// When an endpoint that keeps failing is disabled (default: after 5 days and 10
     /// attempts, all failed); `None` never disables one.
