@@ -504,26 +504,39 @@ impl LogStore for PostgresLogStore {
     async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError> {
         let token = ClaimToken::new();
         let until = lease_end(request.now, request.lease);
-        // Ranked per endpoint by due time, less the endpoint's live claims, round by round;
-        // the claimable condition is checked again on the locked rows, so no delivery is
+        // The endpoints with pending work, one index step each; then, for each one not
+        // skipped and under its cap, its earliest due deliveries, no more than its room. They
+        // are ranked per endpoint after the endpoint's live claims and taken round by round.
+        // The claimable condition is checked again on the locked rows, so no delivery is
         // claimed twice. Instances claiming at the same moment each count the live claims
         // before the other's land: an endpoint may then briefly hold up to one cap per
         // claimer. (Serialising claimers with a lock would need a transaction held across
         // round trips; a dispatcher cancelled in the middle would leave it held.)
         let rows: Vec<(String, String, String, DateTime<Utc>, i32)> = sqlx::query_as(
-            "WITH busy AS (SELECT endpoint_id, count(*) AS held FROM fermion_deliveries \
+            "WITH RECURSIVE waiting (endpoint_id) AS ( \
+               (SELECT endpoint_id FROM fermion_deliveries WHERE state = 'pending' \
+                ORDER BY endpoint_id LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT d.endpoint_id FROM fermion_deliveries d \
+                 WHERE d.state = 'pending' AND d.endpoint_id > w.endpoint_id \
+                 ORDER BY d.endpoint_id LIMIT 1) \
+               FROM waiting w WHERE w.endpoint_id IS NOT NULL), \
+             busy AS (SELECT endpoint_id, count(*) AS held FROM fermion_deliveries \
                WHERE claim_token IS NOT NULL AND claimed_until > $3 GROUP BY endpoint_id), \
-             candidates AS (SELECT event_seq, endpoint_id, position, next_attempt_at \
-               FROM fermion_deliveries WHERE state = 'pending' AND next_attempt_at <= $3 \
-               AND (claimed_until IS NULL OR claimed_until <= $3) \
-               AND NOT (endpoint_id = ANY($5::text[])) \
-               AND endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE held >= $6) \
-               ORDER BY next_attempt_at, event_seq, position LIMIT $7), \
-             ranked AS (SELECT candidates.*, coalesce(busy.held, 0) + row_number() OVER ( \
-               PARTITION BY candidates.endpoint_id \
-               ORDER BY next_attempt_at, event_seq, position) AS place \
-               FROM candidates LEFT JOIN busy USING (endpoint_id)), \
-             chosen AS (SELECT event_seq, endpoint_id FROM ranked WHERE place <= $6 \
+             open AS (SELECT w.endpoint_id, coalesce(busy.held, 0) AS held FROM waiting w \
+               LEFT JOIN busy USING (endpoint_id) WHERE w.endpoint_id IS NOT NULL \
+               AND NOT (w.endpoint_id = ANY($5::text[])) AND coalesce(busy.held, 0) < $6), \
+             candidates AS (SELECT c.*, open.held FROM open CROSS JOIN LATERAL ( \
+               SELECT d.event_seq, d.endpoint_id, d.position, d.next_attempt_at \
+               FROM fermion_deliveries d WHERE d.state = 'pending' \
+               AND d.endpoint_id = open.endpoint_id AND d.next_attempt_at <= $3 \
+               AND (d.claimed_until IS NULL OR d.claimed_until <= $3) \
+               ORDER BY d.next_attempt_at, d.event_seq, d.position \
+               LIMIT least($6 - open.held, $4)) c), \
+             ranked AS (SELECT candidates.*, held + row_number() OVER ( \
+               PARTITION BY endpoint_id \
+               ORDER BY next_attempt_at, event_seq, position) AS place FROM candidates), \
+             chosen AS (SELECT event_seq, endpoint_id FROM ranked \
                ORDER BY place, next_attempt_at, event_seq, position LIMIT $4), \
              locked AS (SELECT d.event_seq, d.endpoint_id FROM fermion_deliveries d \
                JOIN chosen USING (event_seq, endpoint_id) WHERE d.state = 'pending' \
@@ -541,7 +554,6 @@ impl LogStore for PostgresLogStore {
         .bind(request.limit_i64())
         .bind(&request.skip_endpoints)
         .bind(request.per_endpoint_i64())
-        .bind(request.window_i64())
         .fetch_all(&self.pool)
         .await
         .map_err(database("claiming due deliveries".into()))?;

@@ -317,13 +317,6 @@ impl ClaimRequest {
     pub(crate) fn limit_i64(&self) -> i64 {
         i64::try_from(self.limit).unwrap_or(i64::MAX)
     }
-
-    /// How many of the earliest due deliveries (of endpoints with room) a SQL backend ranks
-    /// to choose from: enough for every endpoint in them to take its turn, few enough that a
-    /// long backlog is not read whole on every claim.
-    pub(crate) fn window_i64(&self) -> i64 {
-        i64::try_from(self.limit.saturating_mul(2).max(64)).unwrap_or(i64::MAX)
-    }
 }
 
 /// One endpoint's pending deliveries, for [`LogStore::backlog`](super::LogStore::backlog).

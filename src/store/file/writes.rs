@@ -339,55 +339,96 @@ fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
     Ok(Ok(Answer::Done))
 }
 
+/// A due delivery a claim may take: its row's key, position and due time, and its place in
+/// its endpoint's turns (the endpoint's live claims, plus its rank among its due ones).
+struct Candidate {
+    place: i64,
+    due_us: i64,
+    event_seq: i64,
+    position: i64,
+    endpoint_id: String,
+}
+
 fn claim_due(conn: &Connection, request: &ClaimRequest, (token, until): NewClaim) -> Outcome {
-    // The live claims per endpoint (from the small index of claimed rows); then the earliest
-    // due deliveries of endpoints with room, a bounded window of them, ranked per endpoint;
-    // then round by round up to each endpoint's room.
+    let now = micros(request.now);
+    let cap = request.per_endpoint_i64();
+    let limit = request.limit_i64();
+    // Each endpoint's live claims, from the small index of claimed rows.
+    let mut busy = std::collections::HashMap::new();
+    let mut held = conn.prepare_cached(
+        "SELECT endpoint_id, count(*) FROM deliveries \
+         WHERE claim_token IS NOT NULL AND claimed_until_us > ? GROUP BY endpoint_id",
+    )?;
+    let mut rows = held.query([now])?;
+    while let Some(row) = rows.next()? {
+        busy.insert(row.get::<_, String>(0)?, row.get::<_, i64>(1)?);
+    }
+    // The endpoints with pending work, one index step each, and the next due deliveries of
+    // each one not skipped and under its cap, no more than its room: a backlog behind an
+    // endpoint at its cap is never read.
+    let mut next_endpoint = conn.prepare_cached(
+        "SELECT endpoint_id FROM deliveries WHERE state = 'pending' AND endpoint_id > ? \
+         ORDER BY endpoint_id LIMIT 1",
+    )?;
+    let mut due = conn.prepare_cached(
+        "SELECT event_seq, position, next_attempt_us FROM deliveries \
+         WHERE state = 'pending' AND endpoint_id = ? AND next_attempt_us <= ? \
+         AND (claimed_until_us IS NULL OR claimed_until_us <= ?) \
+         ORDER BY next_attempt_us, event_seq, position LIMIT ?",
+    )?;
+    let mut candidates = Vec::new();
+    let mut after = String::new();
+    while let Some(endpoint) = next_endpoint
+        .query_row([&after], |row| row.get::<_, String>(0))
+        .optional()?
+    {
+        let live = busy.get(&endpoint).copied().unwrap_or(0);
+        let room = cap.saturating_sub(live).min(limit);
+        if room > 0 && !request.skip_endpoints.contains(&endpoint) {
+            let mut rows = due.query(params![endpoint, now, now, room])?;
+            let mut rank = 0;
+            while let Some(row) = rows.next()? {
+                rank += 1;
+                candidates.push(Candidate {
+                    place: live + rank,
+                    event_seq: row.get(0)?,
+                    position: row.get(1)?,
+                    due_us: row.get(2)?,
+                    endpoint_id: endpoint.clone(),
+                });
+            }
+        }
+        after = endpoint;
+    }
+    // Round by round: every endpoint's first turn, earliest due first, then their second.
+    candidates.sort_unstable_by_key(|c| (c.place, c.due_us, c.event_seq, c.position));
+    candidates.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let mut claim = conn.prepare_cached(
-        "WITH busy AS (SELECT endpoint_id, count(*) AS held FROM deliveries \
-           WHERE claim_token IS NOT NULL AND claimed_until_us > ?3 GROUP BY endpoint_id), \
-         candidates AS (SELECT event_seq, endpoint_id, position, next_attempt_us FROM deliveries \
-           WHERE state = 'pending' AND next_attempt_us <= ?3 \
-           AND (claimed_until_us IS NULL OR claimed_until_us <= ?3) \
-           AND endpoint_id NOT IN (SELECT value FROM json_each(?5)) \
-           AND endpoint_id NOT IN (SELECT endpoint_id FROM busy WHERE held >= ?6) \
-           ORDER BY next_attempt_us, event_seq, position LIMIT ?7), \
-         ranked AS (SELECT candidates.*, coalesce(busy.held, 0) + row_number() OVER ( \
-           PARTITION BY candidates.endpoint_id \
-           ORDER BY next_attempt_us, event_seq, position) AS place \
-           FROM candidates LEFT JOIN busy USING (endpoint_id)), \
-         chosen AS (SELECT event_seq, endpoint_id FROM ranked WHERE place <= ?6 \
-           ORDER BY place, next_attempt_us, event_seq, position LIMIT ?4) \
-         UPDATE deliveries SET claim_token = ?1, claimed_until_us = ?2 FROM chosen \
-         WHERE deliveries.event_seq = chosen.event_seq \
-           AND deliveries.endpoint_id = chosen.endpoint_id \
-         RETURNING (SELECT event_unique_id FROM events WHERE seq = deliveries.event_seq), \
-         deliveries.endpoint_id, url, next_attempt_us, attempts",
+        "UPDATE deliveries SET claim_token = ?, claimed_until_us = ? \
+         WHERE event_seq = ? AND endpoint_id = ? \
+         RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), url, attempts",
     )?;
-    let skip = serde_json::to_string(&request.skip_endpoints).unwrap_or_else(|_| "[]".into());
-    let rows = claim.query_map(
-        params![
-            token.as_str(),
-            micros(until),
-            micros(request.now),
-            request.limit_i64(),
-            skip,
-            request.per_endpoint_i64(),
-            request.window_i64(),
-        ],
-        |row| {
-            Ok(DueDelivery {
-                event_unique_id: row.get(0)?,
-                endpoint_id: row.get(1)?,
-                url: row.get(2)?,
-                next_attempt_at: from_micros(row.get(3)?),
-                attempts_made: usize::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-                claim: token.clone(),
-                claimed_until: until,
-            })
-        },
-    )?;
-    let claimed = rows.collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let (event_unique_id, url, attempts) = claim.query_row(
+            params![
+                token.as_str(),
+                micros(until),
+                candidate.event_seq,
+                candidate.endpoint_id
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)?)),
+        )?;
+        claimed.push(DueDelivery {
+            event_unique_id,
+            endpoint_id: candidate.endpoint_id,
+            url,
+            next_attempt_at: from_micros(candidate.due_us),
+            attempts_made: usize::try_from(attempts).unwrap_or(0),
+            claim: token.clone(),
+            claimed_until: until,
+        });
+    }
     Ok(Ok(Answer::Claimed(round_robin(claimed))))
 }
 
