@@ -204,9 +204,12 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// - fairly, one delivery per endpoint per turn, the endpoint holding the fewest live
     ///   claims first and the earliest due first among equals; each endpoint's deliveries
     ///   earliest due first. Returned each endpoint's first, then each one's second, and so
-    ///   on. (A backend may choose from a bounded window of the earliest due deliveries of
-    ///   endpoints with room, as the SQL ones do, so a long backlog is not read on every
-    ///   claim.)
+    ///   on.
+    ///
+    /// A claim's cost should follow what it hands out, not the backlog: the SQL backends read
+    /// the next due deliveries of each endpoint with room through an index of each endpoint's
+    /// due deliveries, so a long backlog behind an endpoint at its cap, or a skipped one, is
+    /// never read.
     async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError>;
 
     /// Pending deliveries by endpoint, for monitoring: how many, and the oldest event among
