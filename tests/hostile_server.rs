@@ -3,6 +3,7 @@
 //! a finding of a hostile-server run against an earlier, hand-written client.
 
 mod raw_server;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -192,16 +193,8 @@ async fn a_secret_echoed_across_the_snippet_cut_leaves_no_prefix_in_the_log() {
     })
     .await;
     let (dispatcher, store) = support_dispatcher(format!("http://{address}/"), secret).await;
-    let emitted = dispatcher
-        .emit(fermion_webhooks::EventPayload::sample(
-            fermion_webhooks::EventKind::PaidCourseSale,
-        ))
-        .await
-        .unwrap();
-    let event = dispatcher
-        .wait_until_final(&emitted.event_unique_id, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (_, event) =
+        support::emit_until_final(&dispatcher, fermion_webhooks::EventKind::PaidCourseSale).await;
     let AttemptOutcome::Response { snippet, .. } = &event.deliveries[0].attempts[0].outcome else {
         panic!("expected an answer: {event:?}");
     };

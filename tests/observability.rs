@@ -2,18 +2,15 @@
 //! failed attempt, counts in `stats()`; and never a secret or a body in any of it.
 
 mod common;
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::receiver::{Reply, TestReceiver};
-use fermion_webhooks::clock::SystemClock;
 use fermion_webhooks::dispatch::DispatchConfig;
-use fermion_webhooks::{
-    Dispatcher, Endpoint, EventKind, EventPayload, HttpSender, MemoryLogStore, RetrySchedule,
-    WebhookSecret,
-};
+use fermion_webhooks::{Endpoint, EventKind, MemoryLogStore, RetrySchedule, WebhookSecret};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 const SECRET: &str = "observability-secret-8d41e";
@@ -63,26 +60,8 @@ async fn every_attempt_is_traced_with_its_outcome_and_never_a_secret_or_body() {
     let mut config = DispatchConfig::default();
     config.retry = RetrySchedule::fixed([Duration::from_millis(10)]);
     config.poll_interval = Duration::from_millis(10);
-    let sender = HttpSender::builder()
-        .allow_private_networks(true)
-        .build()
-        .unwrap();
-    let dispatcher = Dispatcher::start_with(
-        Arc::new(MemoryLogStore::new()),
-        Arc::new(sender),
-        vec![endpoint],
-        config,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    dispatcher
-        .wait_until_final(&emitted.event_unique_id, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let dispatcher = support::dispatcher_for(Arc::new(MemoryLogStore::new()), endpoint, config);
+    let (emitted, _) = support::emit_until_final(&dispatcher, EventKind::PaidCourseSale).await;
     let stats = dispatcher.stats().await.unwrap();
     assert_eq!((stats.delivered, stats.retried, stats.failed), (1, 1, 0));
     assert!(stats.pending.is_empty());

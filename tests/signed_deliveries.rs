@@ -42,14 +42,7 @@ async fn every_attempt_is_signed_with_the_event_id_and_its_own_timestamp() {
     let receiver = TestReceiver::start(|n| Reply::Status(if n == 0 { 500 } else { 200 })).await;
     let key = SigningSecret::generate().unwrap();
     let dispatcher = signing_dispatcher(&receiver.url(), std::slice::from_ref(&key));
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    dispatcher
-        .wait_until_final(&emitted.event_unique_id, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let (emitted, _) = support::emit_until_final(&dispatcher, EventKind::PaidCourseSale).await;
 
     let received = receiver.received();
     assert_eq!(received.len(), 2);

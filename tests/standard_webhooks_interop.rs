@@ -119,14 +119,7 @@ async fn signed_delivery(key: &SigningSecret) -> (HeaderMap, String) {
     let mut config = DispatchConfig::default();
     config.poll_interval = Duration::from_millis(20);
     let dispatcher = support::dispatcher_for(Arc::new(MemoryLogStore::new()), endpoint, config);
-    let emitted = dispatcher
-        .emit(EventPayload::sample(EventKind::PaidCourseSale))
-        .await
-        .unwrap();
-    dispatcher
-        .wait_until_final(&emitted.event_unique_id, Duration::from_secs(10))
-        .await
-        .unwrap();
+    support::emit_until_final(&dispatcher, EventKind::PaidCourseSale).await;
     let request = receiver.received().remove(0);
     (request.headers, String::from_utf8(request.body).unwrap())
 }

@@ -129,6 +129,20 @@ pub async fn ids_in_log(store: &dyn fermion_webhooks::LogStore) -> Vec<String> {
     ids
 }
 
+/// Emits a sample event of `kind` and waits, 10 s at most, until every delivery of it is
+/// final: the event as emitted, and as the log then holds it.
+pub async fn emit_until_final(
+    dispatcher: &fermion_webhooks::Dispatcher,
+    kind: EventKind,
+) -> (fermion_webhooks::dispatch::Emitted, StoredEvent) {
+    let emitted = dispatcher.emit(EventPayload::sample(kind)).await.unwrap();
+    let stored = dispatcher
+        .wait_until_final(&emitted.event_unique_id, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    (emitted, stored)
+}
+
 /// A dispatcher delivering to one endpoint "crm" at `url` (on loopback, so private addresses
 /// are allowed), with `secret` and `config`.
 pub fn loopback_dispatcher(
