@@ -242,6 +242,11 @@ fn insert_event(
 /// Where a delivery is: its event's row key, its position, and its claim's token and end.
 type Located = (i64, i64, Option<String>, Option<i64>);
 
+/// A delivery's row key, position and claim, by its event's id and its endpoint.
+const LOCATE: &str = "SELECT d.event_seq, d.position, d.claim_token, d.claimed_until_us \
+     FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+     WHERE e.event_unique_id = ? AND d.endpoint_id = ?";
+
 /// Where a delivery is, or the error naming what is missing.
 fn locate(
     conn: &Connection,
@@ -249,11 +254,7 @@ fn locate(
     endpoint_id: &str,
 ) -> Result<Result<Located, LogError>, rusqlite::Error> {
     let found = conn
-        .prepare_cached(
-            "SELECT d.event_seq, d.position, d.claim_token, d.claimed_until_us \
-             FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-             WHERE e.event_unique_id = ? AND d.endpoint_id = ?",
-        )?
+        .prepare_cached(LOCATE)?
         .query_row([event_id, endpoint_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
@@ -475,13 +476,7 @@ mod tests {
             // conditions, which without the stability guarantee recompiles it on each reuse.
             let _ = locate(&conn, "an-event", "an-endpoint").expect("a lookup");
         }
-        let statement = conn
-            .prepare_cached(
-                "SELECT d.event_seq, d.position, d.claim_token, d.claimed_until_us \
-                 FROM deliveries d JOIN events e ON e.seq = d.event_seq \
-                 WHERE e.event_unique_id = ? AND d.endpoint_id = ?",
-            )
-            .expect("the cached lookup");
+        let statement = conn.prepare_cached(LOCATE).expect("the cached lookup");
         assert_eq!(
             statement.get_status(rusqlite::StatementStatus::RePrepare),
             0
