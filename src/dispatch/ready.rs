@@ -247,17 +247,6 @@ impl ReadyQueue {
         refill
     }
 
-    /// Whether every one of `endpoint_ids` holds `cap` deliveries or more: then a claim could
-    /// hand out nothing for them.
-    pub(super) fn all_at_cap<'a>(
-        &self,
-        mut endpoint_ids: impl Iterator<Item = &'a str>,
-        cap: usize,
-    ) -> bool {
-        let queue = lock(&self.queue);
-        endpoint_ids.all(|id| queue.held.get(id).is_some_and(|held| *held >= cap))
-    }
-
     /// How many deliveries this dispatcher holds, waiting or in flight.
     pub(super) fn held(&self) -> usize {
         lock(&self.queue).held.values().sum()

@@ -109,17 +109,12 @@ async fn claim_if_asked(inner: &Inner) {
         return;
     }
     // Disabled endpoints are paused: their deliveries stay pending, unclaimed.
-    let endpoints = inner.endpoint_list();
-    let paused: Vec<String> = endpoints
+    let paused: Vec<String> = inner
+        .endpoint_list()
         .iter()
         .filter(|e| !e.enabled)
         .map(|e| e.id.clone())
         .collect();
-    // Every endpoint that could take work already holds its cap: a claim would hand out
-    // nothing, after reading past all their backlog. The end of an attempt asks again.
-    if nothing_to_claim_for(inner, &endpoints) {
-        return;
-    }
     let request = ClaimRequest::new(inner.clock.now(), room, inner.config.lease)
         .per_endpoint(inner.claim_cap())
         .skipping(paused);
@@ -138,16 +133,6 @@ async fn claim_if_asked(inner: &Inner) {
             "claiming due deliveries from the log failed"
         ),
     }
-}
-
-/// Whether every enabled endpoint already holds its cap of claimed deliveries.
-fn nothing_to_claim_for(inner: &Inner, endpoints: &[crate::Endpoint]) -> bool {
-    let mut enabled = endpoints
-        .iter()
-        .filter(|e| e.enabled)
-        .map(|e| e.id.as_str())
-        .peekable();
-    enabled.peek().is_some() && inner.ready.all_at_cap(enabled, inner.claim_cap())
 }
 
 /// One runner: attempts queued deliveries one after another until the dispatcher stops.
