@@ -77,6 +77,45 @@ async fn everything_survives_a_reopen_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn a_write_the_database_refuses_fails_alone_and_the_log_goes_on() {
+    let dir = TempDir::new("refused-write");
+    let store = FileLogStore::open(dir.path()).await.unwrap();
+    // Someone's own SQL beside the log: a trigger refusing deliveries to one endpoint.
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.path().join(DATABASE_FILE).display());
+    let mut sql = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER no_blocked BEFORE INSERT ON deliveries \
+         WHEN NEW.endpoint_id = 'blocked' BEGIN SELECT RAISE(ABORT, 'blocked here'); END",
+    )
+    .execute(&mut sql)
+    .await
+    .unwrap();
+    // The event's row went in before its delivery was refused: it is rolled back with it.
+    let refused = stored(
+        EventKind::PaidCourseSale,
+        "2026-03-01T10:00:00Z",
+        &["ok", "blocked"],
+    );
+    let error = store.append(refused.clone()).await.unwrap_err();
+    assert!(matches!(error, LogError::Database { .. }), "{error:?}");
+    assert!(error.to_string().contains("committing writes"), "{error}");
+    assert!(store.get(&refused.event_unique_id).await.unwrap().is_none());
+    let (deliveries,): (i64,) = sqlx::query_as("SELECT count(*) FROM deliveries")
+        .fetch_one(&mut sql)
+        .await
+        .unwrap();
+    assert_eq!(deliveries, 0);
+    // The writer is not left inside the failed transaction: the next write commits.
+    let next = stored(EventKind::PaidCourseSale, "2026-03-01T10:00:01Z", &["ok"]);
+    store.append(next.clone()).await.unwrap();
+    drop(store);
+    let store = FileLogStore::open(dir.path()).await.unwrap();
+    assert!(store.get(&next.event_unique_id).await.unwrap().is_some());
+    assert_eq!(count(&store).await, 1);
+}
+
+#[tokio::test]
 async fn the_database_is_plain_sql_with_every_body_verbatim() {
     let dir = TempDir::new("readable");
     let store = Arc::new(FileLogStore::open(dir.path()).await.unwrap());

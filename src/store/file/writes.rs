@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, PrepFlags, Statement, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{MAX_BATCH, Stats};
@@ -89,7 +89,18 @@ pub(super) fn plan_once(conn: &Connection) -> Result<(), rusqlite::Error> {
 
 /// Takes every write queued, commits them in one transaction, answers each; returns once
 /// every sender is gone.
-pub(super) fn run(mut conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, stats: Arc<Stats>) {
+pub(super) fn run(conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, stats: Arc<Stats>) {
+    let mut hot = match Hot::prepare(&conn) {
+        Ok(hot) => hot,
+        // The schema was checked when the log opened; if it cannot be used now, every write
+        // hears why.
+        Err(error) => {
+            while let Some((_, reply)) = queue.blocking_recv() {
+                let _ = reply.send(Err(failed("preparing the log's statements", &error)));
+            }
+            return;
+        }
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -101,7 +112,7 @@ pub(super) fn run(mut conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, 
         }
         let records = batch.len() as u64;
         let mut answers = Vec::with_capacity(batch.len());
-        match commit(&mut conn, &mut batch, &mut answers) {
+        match commit(&mut hot, &mut batch, &mut answers) {
             Ok(()) => {
                 stats.records.fetch_add(records, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -111,19 +122,65 @@ pub(super) fn run(mut conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, 
             }
             // Nothing of the batch was committed: every caller hears so.
             Err(error) => {
-                let failed = || LogError::Database {
-                    what: "committing writes".into(),
-                    source: error.to_string().into(),
-                };
                 let replies = answers
                     .into_iter()
                     .map(|(reply, _)| reply)
                     .chain(batch.drain(..).map(|(_, reply)| reply));
                 for reply in replies {
-                    let _ = reply.send(Err(failed()));
+                    let _ = reply.send(Err(failed("committing writes", &error)));
                 }
             }
         }
+    }
+}
+
+fn failed(what: &str, error: &rusqlite::Error) -> LogError {
+    LogError::Database {
+        what: what.into(),
+        source: error.to_string().into(),
+    }
+}
+
+/// The statements every event and attempt runs, compiled once for the connection's life.
+/// Through the statement cache, each use would hash its SQL to find it and again to put it
+/// back: a twelfth of the writer's time. They are marked persistent, as the cache marks its
+/// own: otherwise SQLite builds them in the connection's small pool of fast allocations
+/// (lookaside), which they would then hold for good, and every cursor of every statement run
+/// would be allocated with `malloc` instead.
+struct Hot<'c> {
+    conn: &'c Connection,
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+    insert_event: Statement<'c>,
+    insert_delivery: Statement<'c>,
+    locate: Statement<'c>,
+    settle_delivery: Statement<'c>,
+    insert_attempt: Statement<'c>,
+    settle_event: Statement<'c>,
+    live_claims: Statement<'c>,
+    next_endpoint: Statement<'c>,
+    due: Statement<'c>,
+    claim: Statement<'c>,
+}
+
+impl<'c> Hot<'c> {
+    fn prepare(conn: &'c Connection) -> Result<Self, rusqlite::Error> {
+        let prepare = |sql| conn.prepare_with_flags(sql, PrepFlags::SQLITE_PREPARE_PERSISTENT);
+        Ok(Self {
+            conn,
+            begin: prepare("BEGIN IMMEDIATE")?,
+            commit: prepare("COMMIT")?,
+            insert_event: prepare(INSERT_EVENT)?,
+            insert_delivery: prepare(INSERT_DELIVERY)?,
+            locate: prepare(LOCATE)?,
+            settle_delivery: prepare(SETTLE_DELIVERY)?,
+            insert_attempt: prepare(INSERT_ATTEMPT)?,
+            settle_event: prepare(SETTLE_EVENT)?,
+            live_claims: prepare(LIVE_CLAIMS)?,
+            next_endpoint: prepare(NEXT_ENDPOINT)?,
+            due: prepare(DUE)?,
+            claim: prepare(CLAIM)?,
+        })
     }
 }
 
@@ -131,88 +188,117 @@ pub(super) fn run(mut conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, 
 /// unknown delivery, a lost claim) is answered with that error and changes nothing; any other
 /// failure rolls back the whole transaction.
 fn commit(
-    conn: &mut Connection,
+    hot: &mut Hot<'_>,
     batch: &mut Vec<(Op, Reply)>,
     answers: &mut Vec<(Reply, Result<Answer, LogError>)>,
 ) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (op, reply) in batch.drain(..) {
-        let answer = match op {
-            Op::Append(event, claim) => insert_event(&tx, &event, claim)?,
-            Op::Attempt(record) => insert_attempt(&tx, &record)?,
-            Op::ClaimDue(request, claim) => claim_due(&tx, &request, claim)?,
-            Op::Claim {
-                event_unique_id,
-                endpoint_id,
-                now,
-                claim,
-            } => claim_one(&tx, &event_unique_id, &endpoint_id, now, claim)?,
-            Op::Put(kind, key, owner, body) => {
-                tx.prepare_cached(
-                    "INSERT INTO documents (kind, key, owner, body) VALUES (?, ?, ?, ?) \
+    hot.begin.execute([])?;
+    let applied = apply(hot, batch, answers).and_then(|()| hot.commit.execute([]));
+    if applied.is_err() && !hot.conn.is_autocommit() {
+        // Best effort: if even this fails, the connection's next BEGIN reports it.
+        let _ = hot.conn.execute_batch("ROLLBACK");
+    }
+    applied.map(drop)
+}
+
+fn apply(
+    hot: &mut Hot<'_>,
+    batch: &mut Vec<(Op, Reply)>,
+    answers: &mut Vec<(Reply, Result<Answer, LogError>)>,
+) -> Result<(), rusqlite::Error> {
+    let mut ops = batch.drain(..);
+    for (op, reply) in ops.by_ref() {
+        match write(hot, op) {
+            Ok(answer) => answers.push((reply, answer)),
+            // The whole batch fails: `run` tells every caller so, this one and those after it
+            // included, rather than dropping their replies.
+            Err(error) => {
+                answers.push((reply, Err(failed("committing writes", &error))));
+                answers.extend(
+                    ops.map(|(_, reply)| (reply, Err(failed("committing writes", &error)))),
+                );
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one write inside the batch's transaction.
+fn write(hot: &mut Hot<'_>, op: Op) -> Outcome {
+    let conn = hot.conn;
+    Ok(match op {
+        Op::Append(event, claim) => insert_event(hot, &event, claim)?,
+        Op::Attempt(record) => insert_attempt(hot, &record)?,
+        Op::ClaimDue(request, claim) => claim_due(hot, &request, claim)?,
+        Op::Claim {
+            event_unique_id,
+            endpoint_id,
+            now,
+            claim,
+        } => claim_one(hot, &event_unique_id, &endpoint_id, now, claim)?,
+        Op::Put(kind, key, owner, body) => {
+            conn.prepare_cached(
+                "INSERT INTO documents (kind, key, owner, body) VALUES (?, ?, ?, ?) \
                      ON CONFLICT (kind, key) DO UPDATE SET owner = excluded.owner, \
                      body = excluded.body",
-                )?
-                .execute(params![kind.as_str(), key, owner, body])?;
-                Ok(Answer::Done)
-            }
-            Op::Delete(kind, key) => {
-                let deleted = tx
-                    .prepare_cached("DELETE FROM documents WHERE kind = ? AND key = ?")?
-                    .execute(params![kind.as_str(), key])?;
-                Ok(Answer::Deleted(deleted as u64))
-            }
-            Op::DeleteBefore(cutoff) => {
-                let deleted = tx
-                    .prepare_cached("DELETE FROM events WHERE timestamp_us < ?")?
-                    .execute([micros(cutoff)])?;
-                Ok(Answer::Deleted(deleted as u64))
-            }
-            Op::Release(token) => {
-                tx.prepare_cached(
-                    "UPDATE deliveries SET claim_token = NULL, claimed_until_us = NULL \
+            )?
+            .execute(params![kind.as_str(), key, owner, body])?;
+            Ok(Answer::Done)
+        }
+        Op::Delete(kind, key) => {
+            let deleted = conn
+                .prepare_cached("DELETE FROM documents WHERE kind = ? AND key = ?")?
+                .execute(params![kind.as_str(), key])?;
+            Ok(Answer::Deleted(deleted as u64))
+        }
+        Op::DeleteBefore(cutoff) => {
+            let deleted = conn
+                .prepare_cached("DELETE FROM events WHERE timestamp_us < ?")?
+                .execute([micros(cutoff)])?;
+            Ok(Answer::Deleted(deleted as u64))
+        }
+        Op::Release(token) => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET claim_token = NULL, claimed_until_us = NULL \
                      WHERE claim_token = ?",
-                )?
-                .execute([token.as_str()])?;
-                Ok(Answer::Done)
-            }
-        };
-        answers.push((reply, answer));
-    }
-    tx.commit()
+            )?
+            .execute([token.as_str()])?;
+            Ok(Answer::Done)
+        }
+    })
 }
 
 type Outcome = Result<Result<Answer, LogError>, rusqlite::Error>;
 
+const INSERT_EVENT: &str = "INSERT INTO events (event_unique_id, timestamp_us, event_type, \
+     is_test_event, body, status) VALUES (?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (event_unique_id) DO NOTHING";
+
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (event_seq, position, endpoint_id, url, \
+     state, next_attempt_us, claim_token, claimed_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
 fn insert_event(
-    conn: &Connection,
+    hot: &mut Hot<'_>,
     event: &StoredEvent,
     claim: Option<(NewClaim, Vec<String>)>,
 ) -> Outcome {
     let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, \
-             body, status) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_unique_id) DO NOTHING",
-        )?
-        .execute(params![
-            event.event_unique_id,
-            micros(event.timestamp),
-            event.event_type,
-            event.is_test_event,
-            event.body,
-            status.as_str(),
-        ])?;
+    let inserted = hot.insert_event.execute(params![
+        event.event_unique_id,
+        micros(event.timestamp),
+        event.event_type,
+        event.is_test_event,
+        event.body,
+        status.as_str(),
+    ])?;
     if inserted == 0 {
         return Ok(Err(LogError::DuplicateEvent {
             id: event.event_unique_id.clone(),
         }));
     }
-    let seq = conn.last_insert_rowid();
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
-         next_attempt_us, claim_token, claimed_until_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )?;
+    let seq = hot.conn.last_insert_rowid();
+    let insert = &mut hot.insert_delivery;
     let mut token = None;
     for (position, delivery) in event.deliveries.iter().enumerate() {
         let claimed = claim
@@ -249,12 +335,12 @@ const LOCATE: &str = "SELECT d.event_seq, d.position, d.claim_token, d.claimed_u
 
 /// Where a delivery is, or the error naming what is missing.
 fn locate(
-    conn: &Connection,
+    hot: &mut Hot<'_>,
     event_id: &str,
     endpoint_id: &str,
 ) -> Result<Result<Located, LogError>, rusqlite::Error> {
-    let found = conn
-        .prepare_cached(LOCATE)?
+    let found = hot
+        .locate
         .query_row([event_id, endpoint_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
@@ -262,7 +348,8 @@ fn locate(
     if let Some(found) = found {
         return Ok(Ok(found));
     }
-    let event: Option<i64> = conn
+    let event: Option<i64> = hot
+        .conn
         .prepare_cached("SELECT seq FROM events WHERE event_unique_id = ?")?
         .query_row([event_id], |row| row.get(0))
         .optional()?;
@@ -277,9 +364,24 @@ fn locate(
     }))
 }
 
-fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
+const SETTLE_DELIVERY: &str = "UPDATE deliveries SET state = ?, next_attempt_us = ?, \
+     attempts = attempts + 1, claim_token = NULL, claimed_until_us = NULL \
+     WHERE event_seq = ? AND endpoint_id = ?";
+
+const INSERT_ATTEMPT: &str = "INSERT INTO attempts (event_seq, endpoint_id, position, \
+     started_us, duration_ms, http_status, response_snippet, error_kind, error_message, \
+     attempt_trigger, url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// An event's attempt count and status, after one of its deliveries was attempted.
+const SETTLE_EVENT: &str = "UPDATE events SET attempts = attempts + 1, status = CASE \
+     WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'failed') \
+     THEN 'failed' \
+     WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'pending') \
+     THEN 'pending' ELSE 'delivered' END WHERE seq = ?1";
+
+fn insert_attempt(hot: &mut Hot<'_>, record: &AttemptRecord) -> Outcome {
     let (seq, position, token, until) =
-        match locate(conn, &record.event_unique_id, &record.endpoint_id)? {
+        match locate(hot, &record.event_unique_id, &record.endpoint_id)? {
             Ok(found) => found,
             Err(error) => return Ok(Err(error)),
         };
@@ -300,23 +402,14 @@ fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
         DeliveryState::Pending => record.next_attempt_at.map(micros),
         _ => None,
     };
-    conn.prepare_cached(
-        "UPDATE deliveries SET state = ?, next_attempt_us = ?, attempts = attempts + 1, \
-         claim_token = NULL, claimed_until_us = NULL WHERE event_seq = ? AND endpoint_id = ?",
-    )?
-    .execute(params![
+    hot.settle_delivery.execute(params![
         record.state.as_str(),
         next,
         seq,
         record.endpoint_id
     ])?;
     let columns = AttemptColumns::of(&record.attempt);
-    conn.prepare_cached(
-        "INSERT INTO attempts (event_seq, endpoint_id, position, started_us, duration_ms, \
-         http_status, response_snippet, error_kind, error_message, attempt_trigger, url) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?
-    .execute(params![
+    hot.insert_attempt.execute(params![
         seq,
         record.endpoint_id,
         position,
@@ -329,14 +422,7 @@ fn insert_attempt(conn: &Connection, record: &AttemptRecord) -> Outcome {
         columns.trigger,
         columns.url,
     ])?;
-    conn.prepare_cached(
-        "UPDATE events SET attempts = attempts + 1, status = CASE \
-         WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'failed') \
-         THEN 'failed' \
-         WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1 AND state = 'pending') \
-         THEN 'pending' ELSE 'delivered' END WHERE seq = ?1",
-    )?
-    .execute([seq])?;
+    hot.settle_event.execute([seq])?;
     Ok(Ok(Answer::Done))
 }
 
@@ -350,43 +436,48 @@ struct Candidate {
     endpoint_id: String,
 }
 
-fn claim_due(conn: &Connection, request: &ClaimRequest, (token, until): NewClaim) -> Outcome {
+/// Each endpoint's live claims, from the small index of claimed rows.
+const LIVE_CLAIMS: &str = "SELECT endpoint_id, count(*) FROM deliveries \
+     WHERE claim_token IS NOT NULL AND claimed_until_us > ? GROUP BY endpoint_id";
+
+/// The first endpoint after the one given with pending work, one index step.
+const NEXT_ENDPOINT: &str = "SELECT endpoint_id FROM deliveries \
+     WHERE state = 'pending' AND endpoint_id > ? ORDER BY endpoint_id LIMIT 1";
+
+/// An endpoint's next unclaimed due deliveries, in the order claims take them.
+const DUE: &str = "SELECT event_seq, position, next_attempt_us FROM deliveries \
+     WHERE state = 'pending' AND endpoint_id = ? AND next_attempt_us <= ? \
+     AND (claimed_until_us IS NULL OR claimed_until_us <= ?) \
+     ORDER BY next_attempt_us, event_seq, position LIMIT ?";
+
+const CLAIM: &str = "UPDATE deliveries SET claim_token = ?, claimed_until_us = ? \
+     WHERE event_seq = ? AND endpoint_id = ? \
+     RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), url, attempts";
+
+fn claim_due(hot: &mut Hot<'_>, request: &ClaimRequest, (token, until): NewClaim) -> Outcome {
     let now = micros(request.now);
     let cap = request.per_endpoint_i64();
     let limit = request.limit_i64();
-    // Each endpoint's live claims, from the small index of claimed rows.
     let mut busy = std::collections::HashMap::new();
-    let mut held = conn.prepare_cached(
-        "SELECT endpoint_id, count(*) FROM deliveries \
-         WHERE claim_token IS NOT NULL AND claimed_until_us > ? GROUP BY endpoint_id",
-    )?;
-    let mut rows = held.query([now])?;
+    let mut rows = hot.live_claims.query([now])?;
     while let Some(row) = rows.next()? {
         busy.insert(row.get::<_, String>(0)?, row.get::<_, i64>(1)?);
     }
+    drop(rows);
     // The endpoints with pending work, one index step each, and the next due deliveries of
     // each one not skipped and under its cap, no more than its room: a backlog behind an
     // endpoint at its cap is never read.
-    let mut next_endpoint = conn.prepare_cached(
-        "SELECT endpoint_id FROM deliveries WHERE state = 'pending' AND endpoint_id > ? \
-         ORDER BY endpoint_id LIMIT 1",
-    )?;
-    let mut due = conn.prepare_cached(
-        "SELECT event_seq, position, next_attempt_us FROM deliveries \
-         WHERE state = 'pending' AND endpoint_id = ? AND next_attempt_us <= ? \
-         AND (claimed_until_us IS NULL OR claimed_until_us <= ?) \
-         ORDER BY next_attempt_us, event_seq, position LIMIT ?",
-    )?;
     let mut candidates = Vec::new();
     let mut after = String::new();
-    while let Some(endpoint) = next_endpoint
+    while let Some(endpoint) = hot
+        .next_endpoint
         .query_row([&after], |row| row.get::<_, String>(0))
         .optional()?
     {
         let live = busy.get(&endpoint).copied().unwrap_or(0);
         let room = cap.saturating_sub(live).min(limit);
         if room > 0 && !request.skip_endpoints.contains(&endpoint) {
-            let mut rows = due.query(params![endpoint, now, now, room])?;
+            let mut rows = hot.due.query(params![endpoint, now, now, room])?;
             let mut rank = 0;
             while let Some(row) = rows.next()? {
                 rank += 1;
@@ -404,14 +495,9 @@ fn claim_due(conn: &Connection, request: &ClaimRequest, (token, until): NewClaim
     // Round by round: every endpoint's first turn, earliest due first, then their second.
     candidates.sort_unstable_by_key(|c| (c.place, c.due_us, c.event_seq, c.position));
     candidates.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let mut claim = conn.prepare_cached(
-        "UPDATE deliveries SET claim_token = ?, claimed_until_us = ? \
-         WHERE event_seq = ? AND endpoint_id = ? \
-         RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), url, attempts",
-    )?;
     let mut claimed = Vec::with_capacity(candidates.len());
     for candidate in candidates {
-        let (event_unique_id, url, attempts) = claim.query_row(
+        let (event_unique_id, url, attempts) = hot.claim.query_row(
             params![
                 token.as_str(),
                 micros(until),
@@ -434,24 +520,25 @@ fn claim_due(conn: &Connection, request: &ClaimRequest, (token, until): NewClaim
 }
 
 fn claim_one(
-    conn: &Connection,
+    hot: &mut Hot<'_>,
     event_id: &str,
     endpoint_id: &str,
     now: DateTime<Utc>,
     (token, until): NewClaim,
 ) -> Outcome {
-    let (seq, _, _, held_until) = match locate(conn, event_id, endpoint_id)? {
+    let (seq, _, _, held_until) = match locate(hot, event_id, endpoint_id)? {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
     if held_until.is_some_and(|held| held > micros(now)) {
         return Ok(Ok(Answer::Token(None)));
     }
-    conn.prepare_cached(
-        "UPDATE deliveries SET claim_token = ?, claimed_until_us = ? \
-         WHERE event_seq = ? AND endpoint_id = ?",
-    )?
-    .execute(params![token.as_str(), micros(until), seq, endpoint_id])?;
+    hot.conn
+        .prepare_cached(
+            "UPDATE deliveries SET claim_token = ?, claimed_until_us = ? \
+             WHERE event_seq = ? AND endpoint_id = ?",
+        )?
+        .execute(params![token.as_str(), micros(until), seq, endpoint_id])?;
     Ok(Ok(Answer::Token(Some(token))))
 }
 
@@ -468,13 +555,22 @@ mod tests {
             include_str!("../../../migrations/sqlite/0001_event_log.sql"),
             include_str!("../../../migrations/sqlite/0002_documents.sql"),
             include_str!("../../../migrations/sqlite/0003_fair_claims.sql"),
+            include_str!("../../../migrations/sqlite/0004_due_by_endpoint.sql"),
         ] {
             conn.execute_batch(migration).expect("the schema");
         }
         for _ in 0..3 {
-            // The lookup of every recorded attempt: its plan matches the partial indexes'
-            // conditions, which without the stability guarantee recompiles it on each reuse.
-            let _ = locate(&conn, "an-event", "an-endpoint").expect("a lookup");
+            // The delivery lookup, as readers and the writer's rarer statements run theirs:
+            // through the statement cache, which clears a statement's parameters when it is
+            // put back. Its plan matches the partial indexes' conditions, which without the
+            // stability guarantee recompiles it on each reuse.
+            let found = conn
+                .prepare_cached(LOCATE)
+                .expect("the lookup")
+                .query_row(["an-event", "an-endpoint"], |_| Ok(()))
+                .optional()
+                .expect("a lookup");
+            assert!(found.is_none());
         }
         let statement = conn.prepare_cached(LOCATE).expect("the cached lookup");
         assert_eq!(
