@@ -71,6 +71,8 @@ pub(super) fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     // connections (someone's own SQL, say) still have them checked.
     conn.pragma_update(None, "ignore_check_constraints", "on")?;
     plan_once(&conn)?;
+    // The writer's statements compile against this schema, or the log does not open.
+    drop(Hot::prepare(&conn)?);
     Ok(conn)
 }
 
@@ -92,7 +94,7 @@ pub(super) fn plan_once(conn: &Connection) -> Result<(), rusqlite::Error> {
 pub(super) fn run(conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, stats: Arc<Stats>) {
     let mut hot = match Hot::prepare(&conn) {
         Ok(hot) => hot,
-        // The schema was checked when the log opened; if it cannot be used now, every write
+        // They compiled when the log opened (`connect`); if they cannot now, every write
         // hears why.
         Err(error) => {
             while let Some((_, reply)) = queue.blocking_recv() {
@@ -550,15 +552,18 @@ mod tests {
     fn cached_statements_run_again_without_being_compiled_again() {
         let dir = std::env::temp_dir().join(format!("fermion-plan-once-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory");
-        let conn = connect(&dir.join("log.sqlite3")).expect("a database");
+        let path = dir.join("log.sqlite3");
+        let schema = Connection::open(&path).expect("a database");
         for migration in [
             include_str!("../../../migrations/sqlite/0001_event_log.sql"),
             include_str!("../../../migrations/sqlite/0002_documents.sql"),
             include_str!("../../../migrations/sqlite/0003_fair_claims.sql"),
             include_str!("../../../migrations/sqlite/0004_due_by_endpoint.sql"),
         ] {
-            conn.execute_batch(migration).expect("the schema");
+            schema.execute_batch(migration).expect("the schema");
         }
+        drop(schema);
+        let conn = connect(&path).expect("the writer's connection");
         for _ in 0..3 {
             // The delivery lookup, as readers and the writer's rarer statements run theirs:
             // through the statement cache, which clears a statement's parameters when it is
