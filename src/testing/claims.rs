@@ -352,4 +352,11 @@ pub async fn the_backlog_counts_pending_deliveries_by_endpoint(store: Arc<dyn St
     assert_eq!(backlog[0].endpoint_id, "crm");
     assert_eq!(backlog[0].pending, 2);
     assert_eq!(backlog[0].oldest, at("2026-11-28T10:00:00Z"));
+    // Claimed deliveries are still pending until their attempts are recorded.
+    let claimed = store
+        .claim_due(&ClaimRequest::new(at("2026-11-28T12:00:00Z"), 1, LEASE))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(store.backlog().await.unwrap(), backlog);
 }
