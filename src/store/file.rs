@@ -18,7 +18,7 @@ use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
     lease_end,
 };
-use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros};
+use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros, status_condition};
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
 mod writes;
@@ -332,8 +332,8 @@ fn rows_query(
         );
     }
     if let Some(status) = filter.status {
-        sql.push_str(" AND e.status = ?");
-        params.push(Value::Text(status.as_str().to_owned()));
+        sql.push_str(" AND ");
+        sql.push_str(status_condition(status));
     }
     if let Some(test) = filter.is_test_event {
         sql.push_str(" AND e.is_test_event = ?");
@@ -655,5 +655,52 @@ impl Documents for FileLogStore {
             Answer::Deleted(deleted) => Ok(deleted > 0),
             _ => Ok(false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DeliveryState;
+
+    /// The steps of the plan SQLite picks for the rows matching `filter`, outside the
+    /// subquery of each row's latest response.
+    async fn plan(filter: LogFilter) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "fermion-plan-{}-{:?}",
+            std::process::id(),
+            filter.status
+        ));
+        let store = FileLogStore::open(&dir).await.expect("a log");
+        let (sql, params) = rows_query(&filter, None, false, 50);
+        let conn = rusqlite::Connection::open(dir.join(DATABASE_FILE)).expect("a connection");
+        let steps: Vec<(i64, String)> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the plan")
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                Ok((row.get(1)?, row.get(3)?))
+            })
+            .expect("its steps")
+            .collect::<Result<_, _>>()
+            .expect("readable steps");
+        let top: Vec<String> = steps
+            .into_iter()
+            .filter(|(parent, _)| *parent == 0)
+            .map(|(_, step)| step)
+            .collect();
+        drop((conn, store));
+        let _ = std::fs::remove_dir_all(&dir);
+        top.join("\n")
+    }
+
+    #[tokio::test]
+    async fn pending_and_failed_events_are_found_through_the_index_of_unsettled_ones() {
+        for status in [DeliveryState::Pending, DeliveryState::Failed] {
+            let plan = plan(LogFilter::default().status(status)).await;
+            assert!(plan.contains("USING INDEX events_unsettled"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+        let plan = plan(LogFilter::default().status(DeliveryState::Delivered)).await;
+        assert!(plan.contains("USING INDEX events_by_time"), "{plan}");
     }
 }

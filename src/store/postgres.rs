@@ -13,7 +13,7 @@ use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
     aggregate_status, lease_end, round_robin,
 };
-use super::sql::{AttemptColumns, EventTables, assemble};
+use super::sql::{AttemptColumns, EventTables, assemble, status_condition};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
@@ -156,7 +156,7 @@ fn push_filter(
             .push(")");
     }
     if let Some(status) = filter.status {
-        sql.push(" AND e.status = ").push_bind(status.as_str());
+        sql.push(" AND ").push(status_condition(status));
     }
     if let Some(test) = filter.is_test_event {
         sql.push(" AND e.is_test_event = ").push_bind(test);
