@@ -45,7 +45,7 @@ pub fn scratch_dir(label: &str) -> PathBuf {
 
 /// Where built logs are kept; named after the log's format, so a change of format builds anew.
 fn data_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/sqlite-3")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/sqlite-4")
 }
 
 /// An event as the benches store it: a sample of each kind in turn, three seconds apart.
