@@ -246,8 +246,8 @@ fn write(hot: &mut Hot<'_>, op: Op) -> Outcome {
         Op::Put(kind, key, owner, body) => {
             conn.prepare_cached(
                 "INSERT INTO documents (kind, key, owner, body) VALUES (?, ?, ?, ?) \
-                     ON CONFLICT (kind, key) DO UPDATE SET owner = excluded.owner, \
-                     body = excluded.body",
+                 ON CONFLICT (kind, key) DO UPDATE SET owner = excluded.owner, \
+                 body = excluded.body",
             )?
             .execute(params![kind.as_str(), key, owner, body])?;
             Ok(Answer::Done)
@@ -267,7 +267,7 @@ fn write(hot: &mut Hot<'_>, op: Op) -> Outcome {
         Op::Release(token) => {
             conn.prepare_cached(
                 "UPDATE deliveries SET claim_token = NULL, claimed_until_us = NULL \
-                     WHERE claim_token = ?",
+                 WHERE claim_token = ?",
             )?
             .execute([token.as_str()])?;
             Ok(Answer::Done)

@@ -38,6 +38,7 @@ pub(super) const CLAIM: &str = "UPDATE deliveries SET claim_token = ?, claimed_u
      WHERE event_seq = ? AND endpoint_id = ? \
      RETURNING (SELECT event_unique_id FROM events WHERE seq = event_seq), url, attempts";
 
+/// Claims the due deliveries `request` asks for, in fair turns (see `LogStore::claim_due`).
 pub(super) fn claim_due(
     hot: &mut Hot<'_>,
     request: &ClaimRequest,
@@ -107,6 +108,7 @@ pub(super) fn claim_due(
     Ok(Ok(Answer::Claimed(round_robin(claimed))))
 }
 
+/// Claims one delivery, unless a live claim holds it.
 pub(super) fn claim_one(
     hot: &mut Hot<'_>,
     event_id: &str,
