@@ -67,6 +67,14 @@ struct Lane {
     has_turn: bool,
 }
 
+impl Lane {
+    /// Whether the endpoint should join [`Queued::turns`]: it is not there, has a delivery
+    /// waiting and a request place free under `in_flight_cap`.
+    fn wants_turn(&self, in_flight_cap: usize) -> bool {
+        !self.has_turn && !self.waiting.is_empty() && self.in_flight < in_flight_cap
+    }
+}
+
 impl Queued {
     /// Queues `delivery` behind its endpoint's others.
     fn push(&mut self, delivery: ReadyDelivery, in_flight_cap: usize) {
@@ -74,12 +82,14 @@ impl Queued {
             .lanes
             .entry(delivery.due.endpoint_id.clone())
             .or_default();
-        if !lane.has_turn && lane.in_flight < in_flight_cap {
-            lane.has_turn = true;
-            self.turns.push_back(delivery.due.endpoint_id.clone());
-        }
         lane.waiting.push_back(delivery);
         self.waiting += 1;
+        if lane.wants_turn(in_flight_cap)
+            && let Some(queued) = lane.waiting.back()
+        {
+            lane.has_turn = true;
+            self.turns.push_back(queued.due.endpoint_id.clone());
+        }
     }
 }
 
@@ -112,7 +122,7 @@ impl ReadyQueue {
             };
             lane.in_flight += 1;
             queued.waiting -= 1;
-            if !lane.waiting.is_empty() && lane.in_flight < self.in_flight_cap {
+            if lane.wants_turn(self.in_flight_cap) {
                 lane.has_turn = true;
                 queued.turns.push_back(endpoint);
             }
@@ -128,7 +138,7 @@ impl ReadyQueue {
         let queued = &mut *queue;
         if let Some(lane) = queued.lanes.get_mut(endpoint_id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
-            if !lane.has_turn && !lane.waiting.is_empty() && lane.in_flight < self.in_flight_cap {
+            if lane.wants_turn(self.in_flight_cap) {
                 lane.has_turn = true;
                 queued.turns.push_back(endpoint_id.to_owned());
             }
