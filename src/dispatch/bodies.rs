@@ -2,8 +2,10 @@
 //! kept in memory for a while: claimed later from the log, they are sent without reading the
 //! event back (a read of the event, its deliveries and attempts per delivery).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+
+use hashbrown::HashMap;
 
 use super::lock;
 
@@ -18,9 +20,9 @@ pub(super) struct WaitingBodies {
 
 #[derive(Debug, Default)]
 struct Kept {
-    by_event: HashMap<String, (Arc<str>, bool, usize)>,
+    by_event: HashMap<Arc<str>, (Arc<str>, bool, usize)>,
     /// Event ids, oldest first, for eviction (an id may already be gone from `by_event`).
-    order: VecDeque<String>,
+    order: VecDeque<Arc<str>>,
     bytes: usize,
 }
 
@@ -40,9 +42,10 @@ impl WaitingBodies {
             }
         }
         kept.bytes += body.len();
-        kept.order.push_back(event_id.to_owned());
+        let event_id: Arc<str> = Arc::from(event_id);
+        kept.order.push_back(event_id.clone());
         kept.by_event
-            .insert(event_id.to_owned(), (body.clone(), is_test, deliveries));
+            .insert(event_id, (body.clone(), is_test, deliveries));
     }
 
     /// The body for one delivery of the event, if kept.

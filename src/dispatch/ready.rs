@@ -7,9 +7,11 @@
 //! an earlier run or a dead instance left) the worker claims from the log on its poll ticks, or
 //! sooner when the queue runs low, no more than the runners can start while the claims last.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::{HashMap, HashSet as IdSet};
 
 use super::{Inner, lock};
 use crate::store::{ClaimToken, DueDelivery};
@@ -41,24 +43,26 @@ pub(super) struct ReadyQueue {
 /// event's deliveries are claimed only for endpoints under the same cap here.
 #[derive(Debug, Default)]
 struct Queued {
-    /// Each endpoint's waiting deliveries and requests in flight.
-    lanes: HashMap<String, Lane>,
+    /// Each endpoint's waiting deliveries and requests in flight, by its id.
+    lanes: HashMap<Arc<str>, Lane>,
     /// The endpoints with a delivery waiting and a request place free, in the order they take
     /// turns: a runner takes the first one's oldest delivery, and the endpoint goes to the back
     /// if it can send more. Finding work is then one step, however many endpoints are at their
     /// cap.
-    turns: VecDeque<String>,
+    turns: VecDeque<Arc<str>>,
     /// Deliveries waiting, across endpoints.
     waiting: usize,
     held: HashMap<String, usize>,
     /// Endpoints that reached the cap with work left in the log: when one of their attempts
     /// ends, the log is asked at once for the next, not at the next poll tick.
-    capped: HashSet<String>,
+    capped: IdSet<String>,
 }
 
 /// One endpoint's part of the queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Lane {
+    /// The endpoint's id, shared with the queue's turns and the runners' places.
+    id: Arc<str>,
     /// Oldest first.
     waiting: VecDeque<ReadyDelivery>,
     /// Deliveries taken by a runner until their request is over.
@@ -80,15 +84,18 @@ impl Queued {
     fn push(&mut self, delivery: ReadyDelivery, in_flight_cap: usize) {
         let lane = self
             .lanes
-            .entry(delivery.due.endpoint_id.clone())
-            .or_default();
+            .entry_ref(delivery.due.endpoint_id.as_str())
+            .or_insert_with_key(|id| Lane {
+                id: Arc::from(id),
+                waiting: VecDeque::new(),
+                in_flight: 0,
+                has_turn: false,
+            });
         lane.waiting.push_back(delivery);
         self.waiting += 1;
-        if lane.wants_turn(in_flight_cap)
-            && let Some(queued) = lane.waiting.back()
-        {
+        if lane.wants_turn(in_flight_cap) {
             lane.has_turn = true;
-            self.turns.push_back(queued.due.endpoint_id.clone());
+            self.turns.push_back(lane.id.clone());
         }
     }
 }
@@ -107,9 +114,9 @@ impl ReadyQueue {
     }
 
     /// The oldest waiting delivery of the endpoint whose turn it is, among those with fewer
-    /// than their cap of requests in flight; counted as in flight until
-    /// [`finished`](Self::finished).
-    pub(super) fn pop(&self) -> Option<ReadyDelivery> {
+    /// than their cap of requests in flight, and that endpoint's id; counted as in flight
+    /// until [`finished`](Self::finished).
+    pub(super) fn pop(&self) -> Option<(ReadyDelivery, Arc<str>)> {
         let mut queue = lock(&self.queue);
         let queued = &mut *queue;
         while let Some(endpoint) = queued.turns.pop_front() {
@@ -124,9 +131,9 @@ impl ReadyQueue {
             queued.waiting -= 1;
             if lane.wants_turn(self.in_flight_cap) {
                 lane.has_turn = true;
-                queued.turns.push_back(endpoint);
+                queued.turns.push_back(endpoint.clone());
             }
-            return Some(ready);
+            return Some((ready, endpoint));
         }
         None
     }
@@ -140,7 +147,7 @@ impl ReadyQueue {
             lane.in_flight = lane.in_flight.saturating_sub(1);
             if lane.wants_turn(self.in_flight_cap) {
                 lane.has_turn = true;
-                queued.turns.push_back(endpoint_id.to_owned());
+                queued.turns.push_back(lane.id.clone());
             }
             if lane.in_flight == 0 && lane.waiting.is_empty() {
                 queued.lanes.remove(endpoint_id);
@@ -166,7 +173,7 @@ impl ReadyQueue {
         for delivery in ready {
             *queue
                 .held
-                .entry(delivery.due.endpoint_id.clone())
+                .entry_ref(delivery.due.endpoint_id.as_str())
                 .or_default() += 1;
             queue.push(delivery, self.in_flight_cap);
         }
@@ -204,7 +211,7 @@ impl ReadyQueue {
         let mut queue = lock(&self.queue);
         let mut reserved = Vec::with_capacity(endpoint_ids.len());
         for id in endpoint_ids {
-            let held = queue.held.entry((*id).to_owned()).or_default();
+            let held = queue.held.entry_ref(*id).or_default();
             if *held < cap {
                 *held += 1;
                 reserved.push(*id);
@@ -223,7 +230,10 @@ impl ReadyQueue {
         let mut queue = lock(&self.queue);
         let mut news = false;
         for id in endpoint_ids {
-            news |= queue.capped.insert(id.to_owned());
+            if !queue.capped.contains(id) {
+                queue.capped.insert(id.to_owned());
+                news = true;
+            }
         }
         news
     }
@@ -347,7 +357,7 @@ mod tests {
     fn popped(queue: &ReadyQueue) -> Option<String> {
         queue
             .pop()
-            .map(|ready| format!("{}/{}", ready.due.endpoint_id, ready.due.event_unique_id))
+            .map(|(ready, _)| format!("{}/{}", ready.due.endpoint_id, ready.due.event_unique_id))
     }
 
     #[test]

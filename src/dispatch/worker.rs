@@ -137,14 +137,14 @@ async fn claim_if_asked(inner: &Inner) {
 
 /// One runner: attempts queued deliveries one after another until the dispatcher stops.
 async fn run_attempts(inner: Arc<Inner>) {
-    while let Some(ready) = next_delivery(&inner).await {
+    while let Some((ready, endpoint_id)) = next_delivery(&inner).await {
         let Ok(permit) = inner.permits.acquire().await else {
             return;
         };
         let place = Place {
             _permit: permit,
             ready: &inner.ready,
-            endpoint_id: ready.due.endpoint_id.clone(),
+            endpoint_id,
         };
         // Stopping: the delivery stays pending in the log for the next start.
         if inner.stopping.load(Ordering::SeqCst) {
@@ -161,7 +161,7 @@ async fn run_attempts(inner: Arc<Inner>) {
 struct Place<'a> {
     _permit: SemaphorePermit<'a>,
     ready: &'a ReadyQueue,
-    endpoint_id: String,
+    endpoint_id: Arc<str>,
 }
 
 impl Drop for Place<'_> {
@@ -170,8 +170,9 @@ impl Drop for Place<'_> {
     }
 }
 
-/// The next queued delivery, waiting for one; `None` once the dispatcher stops.
-async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
+/// The next queued delivery and its endpoint's id, waiting for one; `None` once the
+/// dispatcher stops.
+async fn next_delivery(inner: &Inner) -> Option<(ReadyDelivery, Arc<str>)> {
     loop {
         if inner.stopping.load(Ordering::SeqCst) {
             return None;
@@ -198,7 +199,7 @@ async fn next_delivery(inner: &Inner) -> Option<ReadyDelivery> {
 }
 
 async fn attempt(inner: &Inner, ready: ReadyDelivery, place: Place<'_>) {
-    let endpoint_id = ready.due.endpoint_id.clone();
+    let endpoint_id = place.endpoint_id.clone();
     // A claim about to run out is not started: another instance may take the delivery over
     // at any moment, and would send it again. It is claimed anew once its lease ends.
     let left = ready.due.claimed_until - inner.clock.now();
@@ -220,9 +221,7 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, place: Place<'_>) {
             }
         }
     }
-    let capped_with_work_left = inner
-        .ready
-        .release([endpoint_id.as_str()], inner.claim_cap());
+    let capped_with_work_left = inner.ready.release([&*endpoint_id], inner.claim_cap());
     inner.progress.notify_waiters();
     // Under a backlog, the queue is refilled as it drains, and an endpoint that reached its
     // cap with work left claims its next once half its places are free; otherwise the poll

@@ -1,12 +1,13 @@
 //! `MemoryLogStore`: the event log in memory, for tests and development.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hashbrown::HashMap;
 
 use super::query::{Cursor, LogFilter, Page, Position};
 use super::record::{
@@ -63,15 +64,7 @@ impl State {
 
     /// Notes a pending delivery of `endpoint`, due at the time given.
     fn pend(&mut self, endpoint: &str, due: (DateTime<Utc>, Position, usize)) {
-        match self.pending.get_mut(endpoint) {
-            Some(waiting) => {
-                waiting.insert(due);
-            }
-            None => {
-                self.pending
-                    .insert(endpoint.to_owned(), BTreeSet::from([due]));
-            }
-        }
+        self.pending.entry_ref(endpoint).or_default().insert(due);
     }
 
     /// Forgets a pending delivery of `endpoint`.
@@ -118,8 +111,7 @@ impl MemoryLogStore {
         state
             .positions
             .insert(event.event_unique_id.clone(), position);
-        let token = ClaimToken::new();
-        let mut claimed = false;
+        let mut token = None;
         for (index, delivery) in event.deliveries.iter().enumerate() {
             if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
             {
@@ -127,15 +119,13 @@ impl MemoryLogStore {
                 if let Some((until, endpoints)) = claim
                     && endpoints.contains(&delivery.endpoint_id.as_str())
                 {
-                    state
-                        .claims
-                        .insert((position, index), (token.clone(), until));
-                    claimed = true;
+                    let token = token.get_or_insert_with(ClaimToken::new).clone();
+                    state.claims.insert((position, index), (token, until));
                 }
             }
         }
         state.by_position.insert(position, event);
-        Ok(claimed.then_some(token))
+        Ok(token)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -180,38 +170,26 @@ impl LogStore for MemoryLogStore {
                 *held = held.saturating_add(1);
             }
         }
-        // Each endpoint's earliest due, as many as it has room for.
-        let mut rounds: HashMap<&str, Vec<(DateTime<Utc>, Position, usize)>> = HashMap::new();
+        // Each endpoint's earliest due, as many as it has room for, ranked turn by turn: the
+        // endpoint holding the fewest claims first.
+        let mut chosen: Vec<(usize, DateTime<Utc>, Position, usize)> = Vec::new();
         for (endpoint, waiting) in &state.pending {
             if request.skip_endpoints.iter().any(|skip| skip == endpoint) {
                 continue;
             }
             let held = room.get(endpoint.as_str()).copied().unwrap_or(0);
             let wanted = request.per_endpoint.saturating_sub(held).min(request.limit);
-            let due: Vec<_> = waiting
+            let due = waiting
                 .iter()
                 .take_while(|(due, ..)| *due <= now)
                 .filter(|(_, position, index)| !state.held(&(*position, *index), now))
                 .take(wanted)
-                .copied()
-                .collect();
-            if !due.is_empty() {
-                rounds.insert(endpoint, due);
-            }
+                .enumerate()
+                .map(|(round, &(due, position, index))| (held + round, due, position, index));
+            chosen.extend(due);
         }
-        // Turn by turn: the endpoint holding the fewest claims first.
-        let mut chosen: Vec<(usize, DateTime<Utc>, Position, usize)> = rounds
-            .into_iter()
-            .flat_map(|(endpoint, queue)| {
-                let held = room.get(endpoint).copied().unwrap_or(0);
-                queue
-                    .into_iter()
-                    .enumerate()
-                    .map(move |(round, (due, position, index))| {
-                        (held + round, due, position, index)
-                    })
-            })
-            .collect();
+        // The counts borrow endpoint ids from the state, which the claims below change.
+        drop(room);
         chosen.sort_unstable();
         chosen.truncate(request.limit);
         let token = ClaimToken::new();

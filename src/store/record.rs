@@ -1,5 +1,6 @@
 //! What the event log holds: events with their exact bodies, deliveries and attempts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -179,14 +180,19 @@ pub(crate) fn aggregate_status(states: impl Iterator<Item = DeliveryState>) -> D
 
 /// Who holds a claim on deliveries (see [`LogStore::claim_due`](super::LogStore::claim_due)):
 /// random, so a caller that lost its claim cannot record over the one that took it over.
+/// Shared text: every delivery of a claim holds the token, and copies of it cost nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ClaimToken(String);
+pub struct ClaimToken(Arc<str>);
 
 impl ClaimToken {
     /// A new random token.
     pub fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
+        Self(Arc::from(
+            uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()) as &str,
+        ))
     }
 
     /// The token as text, as a backend stores it.
@@ -211,7 +217,7 @@ impl Default for ClaimToken {
 
 impl From<String> for ClaimToken {
     fn from(text: String) -> Self {
-        Self(text)
+        Self(Arc::from(text))
     }
 }
 
