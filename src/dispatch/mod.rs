@@ -505,9 +505,9 @@ impl Dispatcher {
         // Claimed only by a dispatcher that will attempt them (one that does not deliver in
         // the background leaves them to whichever does), and only for endpoints under their
         // cap: the others wait in the log for their turn.
-        let ids: Vec<&str> = emitted.endpoint_ids.iter().map(String::as_str).collect();
+        let ids = &emitted.endpoint_ids;
         let reserved = if self.inner.config.background_delivery {
-            self.inner.ready.reserve(&ids, self.inner.claim_cap())
+            self.inner.ready.reserve(ids, self.inner.claim_cap())
         } else {
             Vec::new()
         };
@@ -543,7 +543,10 @@ impl Dispatcher {
                 .waiting_bodies
                 .keep(&emitted.event_unique_id, &body, is_test_event, waiting);
             // Noted once they are in the log, so that no claim can miss them.
-            let in_log = ids.iter().copied().filter(|id| !reserved.contains(id));
+            let in_log = ids
+                .iter()
+                .map(String::as_str)
+                .filter(|id| !reserved.contains(id));
             if self.inner.ready.waiting_in_log(in_log) {
                 self.inner.ready.claim_more();
                 self.inner.wake.notify_one();

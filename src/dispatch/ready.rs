@@ -207,14 +207,14 @@ impl ReadyQueue {
     }
 
     /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those.
-    pub(super) fn reserve<'a>(&self, endpoint_ids: &[&'a str], cap: usize) -> Vec<&'a str> {
+    pub(super) fn reserve<'a>(&self, endpoint_ids: &'a [String], cap: usize) -> Vec<&'a str> {
         let mut queue = lock(&self.queue);
         let mut reserved = Vec::with_capacity(endpoint_ids.len());
         for id in endpoint_ids {
-            let held = queue.held.entry_ref(*id).or_default();
+            let held = queue.held.entry_ref(id.as_str()).or_default();
             if *held < cap {
                 *held += 1;
-                reserved.push(*id);
+                reserved.push(id.as_str());
             }
         }
         reserved

@@ -303,12 +303,13 @@ impl HttpSender {
                 format!("{address} is not a public address; delivery refused (SSRF guard)"),
             );
         }
+        // The request is made whole, rather than through a builder that would copy the
+        // headers into a map of its own.
         let post = || {
-            self.client
-                .post(url.clone())
-                .headers(request.headers())
-                .body(request.body.to_vec())
-                .send()
+            let mut post = reqwest::Request::new(reqwest::Method::POST, url.clone());
+            *post.headers_mut() = request.headers();
+            *post.body_mut() = Some(request.body.to_vec().into());
+            self.client.execute(post)
         };
         // A kept connection the server closed just as this request went out shows as a
         // connection closed before any answer: then the request goes once more, which takes a

@@ -27,9 +27,7 @@ pub struct MemoryLogStore {
 struct State {
     by_position: BTreeMap<Position, StoredEvent>,
     positions: HashMap<String, Position>,
-    /// Pending deliveries by due time: (due, event, delivery index), so finding due work does
-    /// not walk every event.
-    pending: HashMap<String, BTreeSet<(DateTime<Utc>, Position, usize)>>,
+    pending: Pending,
     /// Endpoints and pending checkouts: (owner, JSON) by kind and key.
     documents: BTreeMap<(Kind, String), (Option<String>, String)>,
     /// Live and expired claims, by delivery, until recorded, released or taken over.
@@ -62,24 +60,34 @@ impl State {
         Ok((position, index))
     }
 
-    /// Notes a pending delivery of `endpoint`, due at the time given.
-    fn pend(&mut self, endpoint: &str, due: (DateTime<Utc>, Position, usize)) {
-        self.pending.entry_ref(endpoint).or_default().insert(due);
-    }
-
-    /// Forgets a pending delivery of `endpoint`.
-    fn unpend(&mut self, endpoint: &str, due: (DateTime<Utc>, Position, usize)) {
-        if let Some(waiting) = self.pending.get_mut(endpoint) {
-            waiting.remove(&due);
-            if waiting.is_empty() {
-                self.pending.remove(endpoint);
-            }
-        }
-    }
-
     /// Whether a claim that has not ended at `now` holds the delivery.
     fn held(&self, key: &(Position, usize), now: DateTime<Utc>) -> bool {
         self.claims.get(key).is_some_and(|(_, until)| *until > now)
+    }
+}
+
+/// A pending delivery as its endpoint's queue orders it: due time, event, delivery index.
+type Due = (DateTime<Utc>, Position, usize);
+
+/// Each endpoint's pending deliveries by due time, so finding due work does not walk every
+/// event.
+#[derive(Debug, Default)]
+struct Pending(HashMap<String, BTreeSet<Due>>);
+
+impl Pending {
+    /// Notes a pending delivery of `endpoint`.
+    fn add(&mut self, endpoint: &str, due: Due) {
+        self.0.entry_ref(endpoint).or_default().insert(due);
+    }
+
+    /// Forgets a pending delivery of `endpoint`.
+    fn remove(&mut self, endpoint: &str, due: Due) {
+        if let Some(waiting) = self.0.get_mut(endpoint) {
+            waiting.remove(&due);
+            if waiting.is_empty() {
+                self.0.remove(endpoint);
+            }
+        }
     }
 }
 
@@ -115,7 +123,9 @@ impl MemoryLogStore {
         for (index, delivery) in event.deliveries.iter().enumerate() {
             if let (DeliveryState::Pending, Some(due)) = (delivery.state, delivery.next_attempt_at)
             {
-                state.pend(&delivery.endpoint_id, (due, position, index));
+                state
+                    .pending
+                    .add(&delivery.endpoint_id, (due, position, index));
                 if let Some((until, endpoints)) = claim
                     && endpoints.contains(&delivery.endpoint_id.as_str())
                 {
@@ -173,7 +183,7 @@ impl LogStore for MemoryLogStore {
         // Each endpoint's earliest due, as many as it has room for, ranked turn by turn: the
         // endpoint holding the fewest claims first.
         let mut chosen: Vec<(usize, DateTime<Utc>, Position, usize)> = Vec::new();
-        for (endpoint, waiting) in &state.pending {
+        for (endpoint, waiting) in &state.pending.0 {
             if request.skip_endpoints.iter().any(|skip| skip == endpoint) {
                 continue;
             }
@@ -222,6 +232,7 @@ impl LogStore for MemoryLogStore {
         let state = self.lock();
         let mut backlog: Vec<EndpointBacklog> = state
             .pending
+            .0
             .iter()
             .map(|(endpoint, waiting)| EndpointBacklog {
                 endpoint_id: endpoint.clone(),
@@ -278,7 +289,12 @@ impl LogStore for MemoryLogStore {
         }
         state.claims.remove(&key);
         let (position, index) = key;
-        let Some(event) = state.by_position.get_mut(&position) else {
+        let State {
+            by_position,
+            pending,
+            ..
+        } = &mut *state;
+        let Some(event) = by_position.get_mut(&position) else {
             return Err(LogError::UnknownEvent {
                 id: record.event_unique_id,
             });
@@ -286,13 +302,11 @@ impl LogStore for MemoryLogStore {
         let delivery = &mut event.deliveries[index];
         let was_due = delivery.next_attempt_at;
         delivery.apply(record);
-        let now_due = delivery.next_attempt_at;
-        let endpoint = delivery.endpoint_id.clone();
         if let Some(due) = was_due {
-            state.unpend(&endpoint, (due, position, index));
+            pending.remove(&delivery.endpoint_id, (due, position, index));
         }
-        if let Some(due) = now_due {
-            state.pend(&endpoint, (due, position, index));
+        if let Some(due) = delivery.next_attempt_at {
+            pending.add(&delivery.endpoint_id, (due, position, index));
         }
         Ok(())
     }
@@ -388,7 +402,9 @@ impl LogStore for MemoryLogStore {
                 for (index, delivery) in event.deliveries.iter().enumerate() {
                     state.claims.remove(&(*position, index));
                     if let Some(due) = delivery.next_attempt_at {
-                        state.unpend(&delivery.endpoint_id, (due, *position, index));
+                        state
+                            .pending
+                            .remove(&delivery.endpoint_id, (due, *position, index));
                     }
                 }
             }
