@@ -282,6 +282,9 @@ struct Inner {
     /// When recording an attempt last failed: the worker pauses after that, so a broken log
     /// does not turn into the same request sent again every poll.
     log_failed_at: Mutex<Option<tokio::time::Instant>>,
+    /// Whether `log_failed_at` is set: every runner checks before every attempt, and a flag
+    /// read costs them no lock.
+    log_failed: std::sync::atomic::AtomicBool,
     /// Endpoint edits one at a time, failure streaks for auto-disable, and who to tell.
     upkeep: endpoints::Upkeep,
     /// Counters for [`Dispatcher::stats`].
@@ -366,6 +369,7 @@ impl Dispatcher {
             wake: Notify::new(),
             progress: Notify::new(),
             log_failed_at: Mutex::new(None),
+            log_failed: std::sync::atomic::AtomicBool::new(false),
             upkeep: endpoints::Upkeep::default(),
             counters: stats::Counters::default(),
             waiting_bodies: bodies::WaitingBodies::default(),

@@ -80,6 +80,9 @@ const LOG_FAILURE_PAUSE: Duration = Duration::from_secs(5);
 
 /// How much longer attempts are paused after a failed log write, if they are.
 fn paused_for(inner: &Inner) -> Option<Duration> {
+    if !inner.log_failed.load(Ordering::Acquire) {
+        return None;
+    }
     let failed_at = (*lock(&inner.log_failed_at))?;
     LOG_FAILURE_PAUSE
         .checked_sub(failed_at.elapsed())
@@ -218,6 +221,7 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, place: Place<'_>) {
                     LOG_FAILURE_PAUSE
                 );
                 *lock(&inner.log_failed_at) = Some(tokio::time::Instant::now());
+                inner.log_failed.store(true, Ordering::Release);
             }
         }
     }
