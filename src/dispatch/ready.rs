@@ -11,7 +11,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use hashbrown::{HashMap, HashSet as IdSet};
+use hashbrown::HashMap;
 
 use super::{Inner, lock};
 use crate::store::{ClaimToken, DueDelivery};
@@ -55,7 +55,7 @@ struct Queued {
     held: HashMap<String, usize>,
     /// Endpoints that reached the cap with work left in the log: when one of their attempts
     /// ends, the log is asked at once for the next, not at the next poll tick.
-    capped: IdSet<String>,
+    capped: hashbrown::HashSet<String>,
 }
 
 /// One endpoint's part of the queue.
