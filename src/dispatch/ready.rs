@@ -53,6 +53,10 @@ struct Queued {
     /// Deliveries waiting, across endpoints.
     waiting: usize,
     held: HashMap<String, usize>,
+    /// Of those, the deliveries whose request is over and whose outcome is being logged: their
+    /// claims end with the log write, but they no longer take a place, so an event emitted
+    /// meanwhile may still be claimed as it is stored.
+    settling: HashMap<String, usize>,
     /// Endpoints that reached the cap with work left in the log: when one of their attempts
     /// ends, the log is asked at once for the next, not at the next poll tick.
     capped: hashbrown::HashSet<String>,
@@ -80,6 +84,22 @@ impl Lane {
 }
 
 impl Queued {
+    /// Gives back one of the endpoint's places; whether it is time to claim its next ones
+    /// (see [`ReadyQueue::release`]).
+    fn release(&mut self, endpoint_id: &str, cap: usize) -> bool {
+        let left = match self.held.get_mut(endpoint_id) {
+            Some(held) => {
+                *held = held.saturating_sub(1);
+                *held
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.held.remove(endpoint_id);
+        }
+        left <= cap / 2 && self.capped.remove(endpoint_id)
+    }
+
     /// Queues `delivery` behind its endpoint's others.
     fn push(&mut self, delivery: ReadyDelivery, in_flight_cap: usize) {
         let lane = self
@@ -143,6 +163,7 @@ impl ReadyQueue {
     pub(super) fn finished(&self, endpoint_id: &str) {
         let mut queue = lock(&self.queue);
         let queued = &mut *queue;
+        *queued.settling.entry_ref(endpoint_id).or_default() += 1;
         if let Some(lane) = queued.lanes.get_mut(endpoint_id) {
             lane.in_flight = lane.in_flight.saturating_sub(1);
             if lane.wants_turn(self.in_flight_cap) {
@@ -206,13 +227,15 @@ impl ReadyQueue {
         }
     }
 
-    /// Reserves a place for each endpoint holding fewer than `cap` deliveries; returns those.
+    /// Reserves a place for each endpoint holding fewer than `cap` deliveries waiting or in
+    /// flight; returns those.
     pub(super) fn reserve<'a>(&self, endpoint_ids: &'a [String], cap: usize) -> Vec<&'a str> {
         let mut queue = lock(&self.queue);
         let mut reserved = Vec::with_capacity(endpoint_ids.len());
         for id in endpoint_ids {
+            let settling = queue.settling.get(id.as_str()).copied().unwrap_or(0);
             let held = queue.held.entry_ref(id.as_str()).or_default();
-            if *held < cap {
+            if held.saturating_sub(settling) < cap {
                 *held += 1;
                 reserved.push(id.as_str());
             }
@@ -238,38 +261,39 @@ impl ReadyQueue {
         news
     }
 
-    /// Gives back one place of each endpoint: an attempt is over, or a reservation unused.
-    /// Returns whether one of them, capped with work left in the log, is now down to half its
-    /// `cap`: time to claim its next ones (a claim for every freed place would double the
-    /// log's work).
+    /// Gives back one place of each endpoint: a reservation unused, or a delivery drained at
+    /// a shutdown. Returns whether one of them, capped with work left in the log, is now down
+    /// to half its `cap`: time to claim its next ones (a claim for every freed place would
+    /// double the log's work).
     pub(super) fn release<'a>(
         &self,
         endpoint_ids: impl IntoIterator<Item = &'a str>,
         cap: usize,
     ) -> bool {
         let mut queue = lock(&self.queue);
-        let mut refill = false;
-        for id in endpoint_ids {
-            let left = match queue.held.get_mut(id) {
-                Some(held) => {
-                    *held = held.saturating_sub(1);
-                    *held
-                }
-                None => 0,
-            };
-            if left == 0 {
-                queue.held.remove(id);
-            }
-            if left <= cap / 2 {
-                refill |= queue.capped.remove(id);
+        endpoint_ids
+            .into_iter()
+            .fold(false, |refill, id| queue.release(id, cap) | refill)
+    }
+
+    /// The outcome of a request that [`finished`](Self::finished) is logged (or its attempt
+    /// ended without one): its claim is over. As [`release`](Self::release) for its endpoint.
+    pub(super) fn settled(&self, endpoint_id: &str, cap: usize) -> bool {
+        let mut queue = lock(&self.queue);
+        if let Some(settling) = queue.settling.get_mut(endpoint_id) {
+            *settling -= 1;
+            if *settling == 0 {
+                queue.settling.remove(endpoint_id);
             }
         }
-        refill
+        queue.release(endpoint_id, cap)
     }
 
     /// How many deliveries this dispatcher holds, waiting or in flight.
     pub(super) fn held(&self) -> usize {
-        lock(&self.queue).held.values().sum()
+        let queue = lock(&self.queue);
+        let settling: usize = queue.settling.values().sum();
+        queue.held.values().sum::<usize>().saturating_sub(settling)
     }
 
     /// Takes every queued delivery out, for a shutdown: the tokens their claims are under.
@@ -389,6 +413,26 @@ mod tests {
         assert_eq!(popped(&queue).as_deref(), Some("busy/4"));
         assert_eq!(popped(&queue), None);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_delivery_whose_outcome_is_being_logged_leaves_its_place_to_a_new_event() {
+        let queue = ReadyQueue::new(1);
+        let crm = ["crm".to_owned()];
+        assert_eq!(queue.reserve(&crm, 1), ["crm"]);
+        assert!(queue.reserve(&crm, 1).is_empty(), "crm holds its cap of 1");
+        queue.extend_reserved([delivery("1", "crm")]);
+        assert!(queue.pop().is_some());
+        queue.finished("crm");
+        assert_eq!(queue.held(), 0, "the request is over");
+        assert_eq!(
+            queue.reserve(&crm, 1),
+            ["crm"],
+            "an event emitted while the outcome is logged is claimed as it is stored"
+        );
+        queue.settled("crm", 1);
+        assert_eq!(queue.held(), 1, "only the new event's claim is left");
+        assert!(queue.reserve(&crm, 1).is_empty());
     }
 
     #[test]

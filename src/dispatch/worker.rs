@@ -224,8 +224,11 @@ async fn attempt(inner: &Inner, ready: ReadyDelivery, place: Place<'_>) {
                 inner.log_failed.store(true, Ordering::Release);
             }
         }
+    } else {
+        // Given back before the claim is counted as over below.
+        drop(place);
     }
-    let capped_with_work_left = inner.ready.release([&*endpoint_id], inner.claim_cap());
+    let capped_with_work_left = inner.ready.settled(&endpoint_id, inner.claim_cap());
     inner.progress.notify_waiters();
     // Under a backlog, the queue is refilled as it drains, and an endpoint that reached its
     // cap with work left claims its next once half its places are free; otherwise the poll
