@@ -526,16 +526,12 @@ impl Dispatcher {
         let claim = match claim {
             Ok(claim) => claim,
             Err(error) => {
-                self.inner
-                    .ready
-                    .release(reserved.iter().copied(), usize::MAX);
+                self.inner.ready.release(reserved.iter().copied());
                 return Err(error.into());
             }
         };
         if claim.is_none() {
-            self.inner
-                .ready
-                .release(reserved.iter().copied(), usize::MAX);
+            self.inner.ready.release(reserved.iter().copied());
         }
         let waiting = if claim.is_some() {
             ids.len() - reserved.len()

@@ -262,18 +262,12 @@ impl ReadyQueue {
     }
 
     /// Gives back one place of each endpoint: a reservation unused, or a delivery drained at
-    /// a shutdown. Returns whether one of them, capped with work left in the log, is now down
-    /// to half its `cap`: time to claim its next ones (a claim for every freed place would
-    /// double the log's work).
-    pub(super) fn release<'a>(
-        &self,
-        endpoint_ids: impl IntoIterator<Item = &'a str>,
-        cap: usize,
-    ) -> bool {
+    /// a shutdown. Nothing is claimed for them: the worker's next claim finds what waits.
+    pub(super) fn release<'a>(&self, endpoint_ids: impl IntoIterator<Item = &'a str>) {
         let mut queue = lock(&self.queue);
-        endpoint_ids
-            .into_iter()
-            .fold(false, |refill, id| queue.release(id, cap) | refill)
+        for id in endpoint_ids {
+            queue.release(id, usize::MAX);
+        }
     }
 
     /// The outcome of a request that [`finished`](Self::finished) is logged (or its attempt
@@ -309,10 +303,7 @@ impl ReadyQueue {
             lane.in_flight > 0
         });
         drop(queue);
-        self.release(
-            drained.iter().map(|ready| ready.due.endpoint_id.as_str()),
-            usize::MAX,
-        );
+        self.release(drained.iter().map(|ready| ready.due.endpoint_id.as_str()));
         drained.into_iter().map(|ready| ready.due.claim).collect()
     }
 

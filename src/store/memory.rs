@@ -89,6 +89,11 @@ impl Pending {
             }
         }
     }
+
+    /// Each endpoint with pending deliveries, and those deliveries by due time.
+    fn iter(&self) -> impl Iterator<Item = (&String, &BTreeSet<Due>)> {
+        self.0.iter()
+    }
 }
 
 /// How many events a scan copies out under the lock at a time.
@@ -183,7 +188,7 @@ impl LogStore for MemoryLogStore {
         // Each endpoint's earliest due, as many as it has room for, ranked turn by turn: the
         // endpoint holding the fewest claims first.
         let mut chosen: Vec<(usize, DateTime<Utc>, Position, usize)> = Vec::new();
-        for (endpoint, waiting) in &state.pending.0 {
+        for (endpoint, waiting) in state.pending.iter() {
             if request.skip_endpoints.iter().any(|skip| skip == endpoint) {
                 continue;
             }
@@ -232,7 +237,6 @@ impl LogStore for MemoryLogStore {
         let state = self.lock();
         let mut backlog: Vec<EndpointBacklog> = state
             .pending
-            .0
             .iter()
             .map(|(endpoint, waiting)| EndpointBacklog {
                 endpoint_id: endpoint.clone(),

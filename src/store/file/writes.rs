@@ -447,6 +447,7 @@ mod tests {
             include_str!("../../../migrations/sqlite/0002_documents.sql"),
             include_str!("../../../migrations/sqlite/0003_fair_claims.sql"),
             include_str!("../../../migrations/sqlite/0004_due_by_endpoint.sql"),
+            include_str!("../../../migrations/sqlite/0005_unsettled_events.sql"),
         ] {
             schema.execute_batch(migration).expect("the schema");
         }
