@@ -587,19 +587,28 @@ async fn bulk_recovery_retriggers_every_failed_delivery_in_a_range() {
     }
 }
 
-/// A log that accepts events but cannot record attempts (a full disk, say).
+/// A memory log that counts how events are read back, and optionally cannot record attempts
+/// (a full disk, say).
 #[derive(Debug, Default)]
-struct AttemptsFail(MemoryLogStore);
+struct Observed {
+    log: MemoryLogStore,
+    attempts_fail: bool,
+    gets: std::sync::atomic::AtomicUsize,
+    body_reads: std::sync::atomic::AtomicUsize,
+}
 
 #[async_trait::async_trait]
-impl LogStore for AttemptsFail {
+impl LogStore for Observed {
     async fn append(&self, event: StoredEvent) -> Result<(), fermion_webhooks::store::LogError> {
-        self.0.append(event).await
+        self.log.append(event).await
     }
     async fn record_attempt(
         &self,
-        _: fermion_webhooks::store::AttemptRecord,
+        record: fermion_webhooks::store::AttemptRecord,
     ) -> Result<(), fermion_webhooks::store::LogError> {
+        if !self.attempts_fail {
+            return self.log.record_attempt(record).await;
+        }
         Err(fermion_webhooks::store::LogError::Database {
             what: "recording an attempt".into(),
             source: "disk full (simulated)".into(),
@@ -609,13 +618,13 @@ impl LogStore for AttemptsFail {
         &self,
         request: &fermion_webhooks::store::ClaimRequest,
     ) -> Result<Vec<fermion_webhooks::store::DueDelivery>, fermion_webhooks::store::LogError> {
-        self.0.claim_due(request).await
+        self.log.claim_due(request).await
     }
     async fn backlog(
         &self,
     ) -> Result<Vec<fermion_webhooks::store::EndpointBacklog>, fermion_webhooks::store::LogError>
     {
-        self.0.backlog().await
+        self.log.backlog().await
     }
     async fn claim(
         &self,
@@ -625,19 +634,28 @@ impl LogStore for AttemptsFail {
         lease: Duration,
     ) -> Result<Option<fermion_webhooks::store::ClaimToken>, fermion_webhooks::store::LogError>
     {
-        self.0.claim(event_id, endpoint_id, now, lease).await
+        self.log.claim(event_id, endpoint_id, now, lease).await
     }
     async fn release(
         &self,
         token: &fermion_webhooks::store::ClaimToken,
     ) -> Result<(), fermion_webhooks::store::LogError> {
-        self.0.release(token).await
+        self.log.release(token).await
     }
     async fn get(
         &self,
         id: &str,
     ) -> Result<Option<StoredEvent>, fermion_webhooks::store::LogError> {
-        self.0.get(id).await
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.log.get(id).await
+    }
+    async fn bodies(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<fermion_webhooks::store::EventBody>, fermion_webhooks::store::LogError> {
+        self.body_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.log.bodies(ids).await
     }
     async fn query(
         &self,
@@ -645,20 +663,20 @@ impl LogStore for AttemptsFail {
         cursor: Option<&fermion_webhooks::store::Cursor>,
         limit: usize,
     ) -> Result<fermion_webhooks::store::Page, fermion_webhooks::store::LogError> {
-        self.0.query(filter, cursor, limit).await
+        self.log.query(filter, cursor, limit).await
     }
     async fn scan(
         &self,
         filter: &fermion_webhooks::store::LogFilter,
         visit: &mut (dyn FnMut(StoredEvent) -> std::ops::ControlFlow<()> + Send),
     ) -> Result<u64, fermion_webhooks::store::LogError> {
-        self.0.scan(filter, visit).await
+        self.log.scan(filter, visit).await
     }
     async fn delete_before(
         &self,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, fermion_webhooks::store::LogError> {
-        self.0.delete_before(cutoff).await
+        self.log.delete_before(cutoff).await
     }
 }
 
@@ -689,8 +707,12 @@ impl fermion_webhooks::Sender for CountingSender {
 #[tokio::test(start_paused = true)]
 async fn a_log_that_cannot_record_attempts_does_not_cause_a_flood_of_resends() {
     let sender = Arc::new(CountingSender::default());
+    let failing = Observed {
+        attempts_fail: true,
+        ..Observed::default()
+    };
     let dispatcher = Dispatcher::start_with(
-        Arc::new(AttemptsFail::default()),
+        Arc::new(failing),
         sender.clone(),
         vec![endpoint("crm", "https://crm.example.com/hook")],
         config(&[]),
@@ -715,6 +737,57 @@ async fn a_log_that_cannot_record_attempts_does_not_cause_a_flood_of_resends() {
         (3..=7).contains(&calls),
         "sent {calls} times in 5 min while the log was failing"
     );
+}
+
+#[tokio::test]
+async fn deliveries_claimed_from_the_log_read_their_bodies_once_per_claim() {
+    // Events another instance logged, or this one before a restart: their bodies are not in
+    // this dispatcher's memory.
+    let store = Arc::new(Observed::default());
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        let event = WebhookEvent::new(EventPayload::sample(EventKind::ALL[i % 4]));
+        let delivery = Delivery::pending("crm", "https://crm.example.com/hook", event.timestamp);
+        store
+            .append(StoredEvent::new(&event, vec![delivery]))
+            .await
+            .unwrap();
+        expected.push(event);
+    }
+    let sender = Arc::new(CountingSender::default());
+    let dispatcher = Dispatcher::start_with(
+        store.clone(),
+        sender.clone(),
+        vec![endpoint("crm", "https://crm.example.com/hook")],
+        config(&[]),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sender.0.load(std::sync::atomic::Ordering::SeqCst) < 12 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "12 sends in {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (gets, reads) = (
+        store.gets.load(std::sync::atomic::Ordering::SeqCst),
+        store.body_reads.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert_eq!(gets, 0, "events read whole for their attempts");
+    assert!(
+        (1..=3).contains(&reads),
+        "{reads} reads of bodies for 12 deliveries"
+    );
+    for event in &expected {
+        let logged = dispatcher
+            .wait_until_final(&event.event_unique_id, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(logged.status(), DeliveryState::Delivered);
+    }
+    assert_eq!(sender.0.load(std::sync::atomic::Ordering::SeqCst), 12);
 }
 
 #[test]

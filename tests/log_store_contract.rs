@@ -78,6 +78,7 @@ async fn check<F: std::future::Future<Output = ()>>(
 
 contract!(
     an_appended_event_comes_back_with_its_exact_body_and_deliveries,
+    bodies_are_read_by_event_each_once_and_missing_ones_left_out,
     a_second_event_with_the_same_id_is_refused,
     malformed_entries_are_refused_with_a_reason,
     attempts_are_recorded_with_the_new_delivery_state,

@@ -16,8 +16,9 @@ use hashbrown::HashMap;
 use super::{Inner, lock};
 use crate::store::{ClaimToken, DueDelivery};
 
-/// A claimed delivery: a just-emitted one with the body it sends (and whether it is a test
-/// event), or one claimed from the log, whose body is read back when it is attempted.
+/// A claimed delivery with the body it sends (and whether it is a test event): a just-emitted
+/// one's from memory, one claimed from the log with the bodies of its whole claim. `None` only
+/// if that read failed: the body is then read when the delivery is attempted.
 #[derive(Debug)]
 pub(super) struct ReadyDelivery {
     pub(super) due: DueDelivery,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -125,10 +126,8 @@ async fn claim_if_asked(inner: &Inner) {
         Ok(due) => {
             // More may be due: claim again as soon as the queue drains, not at the next tick.
             inner.ready.set_backlog(due.len() == room);
-            inner.ready.extend(
-                due.into_iter().map(|due| ReadyDelivery { due, body: None }),
-                inner.claim_cap(),
-            );
+            let ready = with_bodies(inner, due).await;
+            inner.ready.extend(ready, inner.claim_cap());
         }
         // The next tick tries again.
         Err(error) => tracing::error!(
@@ -136,6 +135,44 @@ async fn claim_if_asked(inner: &Inner) {
             "claiming due deliveries from the log failed"
         ),
     }
+}
+
+/// Claimed deliveries with the bodies they send: kept in memory since their emit, or read
+/// from the log for the whole claim at once. A body that could not be read is read again when
+/// its delivery is attempted.
+async fn with_bodies(inner: &Inner, claimed: Vec<DueDelivery>) -> Vec<ReadyDelivery> {
+    let mut ready: Vec<ReadyDelivery> = claimed
+        .into_iter()
+        .map(|due| {
+            let body = inner.waiting_bodies.take(&due.event_unique_id);
+            ReadyDelivery { due, body }
+        })
+        .collect();
+    let unread: Vec<&str> = ready
+        .iter()
+        .filter(|r| r.body.is_none())
+        .map(|r| r.due.event_unique_id.as_str())
+        .collect();
+    if unread.is_empty() {
+        return ready;
+    }
+    let bodies: HashMap<String, (Arc<str>, bool)> = match inner.store.bodies(&unread).await {
+        Ok(bodies) => bodies
+            .into_iter()
+            .map(|b| (b.event_unique_id, (Arc::from(b.body), b.is_test_event)))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(
+                error = %crate::error_chain(&error),
+                "reading the bodies of claimed deliveries failed; each is read when attempted"
+            );
+            return ready;
+        }
+    };
+    for delivery in ready.iter_mut().filter(|r| r.body.is_none()) {
+        delivery.body = bodies.get(&delivery.due.event_unique_id).cloned();
+    }
+    ready
 }
 
 /// One runner: attempts queued deliveries one after another until the dispatcher stops.
@@ -269,8 +306,7 @@ async fn deliver(
     if !endpoint.enabled {
         return Ok(());
     }
-    let kept = || inner.waiting_bodies.take(&due.event_unique_id);
-    let (body, is_test_event) = match body.or_else(kept) {
+    let (body, is_test_event) = match body {
         Some(queued) => queued,
         None => match inner.store.get(&due.event_unique_id).await? {
             Some(event) => (Arc::from(event.body), event.is_test_event),

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
-    AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
-    lease_end,
+    AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, EventBody,
+    StoredEvent, lease_end,
 };
 use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros, status_condition};
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
@@ -579,6 +579,33 @@ impl LogStore for FileLogStore {
             })
             .await?;
         Ok(self.whole(rows).await?.pop())
+    }
+
+    async fn bodies(&self, event_unique_ids: &[&str]) -> Result<Vec<EventBody>, LogError> {
+        let ids: Vec<String> = super::distinct(event_unique_ids)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        self.read("reading the bodies of claimed events", move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT body, is_test_event FROM events WHERE event_unique_id = ?",
+            )?;
+            let mut bodies = Vec::with_capacity(ids.len());
+            for event_unique_id in ids {
+                let found = select
+                    .query_row([&event_unique_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                if let Some((body, is_test_event)) = found {
+                    bodies.push(EventBody {
+                        event_unique_id,
+                        body,
+                        is_test_event,
+                    });
+                }
+            }
+            Ok(bodies)
+        })
+        .await
     }
 
     async fn query(

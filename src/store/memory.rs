@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use super::query::{Cursor, LogFilter, Page, Position};
 use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, DeliveryState, DueDelivery, EndpointBacklog,
-    StoredEvent, lease_end,
+    EventBody, StoredEvent, lease_end,
 };
 use super::{Documents, Kind, LogError, LogStore, validate_new_entry};
 
@@ -322,6 +322,19 @@ impl LogStore for MemoryLogStore {
             .get(event_unique_id)
             .and_then(|position| state.by_position.get(position))
             .cloned())
+    }
+
+    async fn bodies(&self, event_unique_ids: &[&str]) -> Result<Vec<EventBody>, LogError> {
+        let state = self.lock();
+        Ok(super::distinct(event_unique_ids)
+            .into_iter()
+            .filter_map(|id| state.by_position.get(state.positions.get(id)?))
+            .map(|event| EventBody {
+                event_unique_id: event.event_unique_id.clone(),
+                body: event.body.clone(),
+                is_test_event: event.is_test_event,
+            })
+            .collect())
     }
 
     async fn query(

@@ -28,7 +28,7 @@ pub use query::{Cursor, EventRow, LogFilter, Page};
 pub(crate) use record::lease_end;
 pub use record::{
     Attempt, AttemptOutcome, AttemptRecord, AttemptTrigger, ClaimRequest, ClaimToken, Delivery,
-    DeliveryState, DueDelivery, EndpointBacklog, RESPONSE_SNIPPET_LIMIT, StoredEvent,
+    DeliveryState, DueDelivery, EndpointBacklog, EventBody, RESPONSE_SNIPPET_LIMIT, StoredEvent,
     TransportErrorKind,
 };
 
@@ -241,6 +241,24 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// One event with its deliveries and attempts, or `None` if it is not in the log.
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError>;
 
+    /// The bodies of the events named, each once, in any order; events not in the log (removed
+    /// by retention meanwhile) are left out. A dispatcher reads the bodies of the deliveries it
+    /// claimed through this, one call per claim, so a backend should answer it in one read; the
+    /// default reads each event with [`get`](Self::get).
+    async fn bodies(&self, event_unique_ids: &[&str]) -> Result<Vec<EventBody>, LogError> {
+        let mut bodies = Vec::with_capacity(event_unique_ids.len());
+        for id in distinct(event_unique_ids) {
+            if let Some(event) = self.get(id).await? {
+                bodies.push(EventBody {
+                    event_unique_id: event.event_unique_id,
+                    body: event.body,
+                    is_test_event: event.is_test_event,
+                });
+            }
+        }
+        Ok(bodies)
+    }
+
     /// Events matching `filter`, newest first, at most `limit`; pass the returned cursor to get
     /// the next page.
     async fn query(
@@ -282,6 +300,17 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
 pub trait Store: LogStore + EndpointStore + crate::checkout::CheckoutStore {}
 
 impl<T: LogStore + EndpointStore + crate::checkout::CheckoutStore> Store for T {}
+
+/// The ids given, each once, in their first order.
+pub(crate) fn distinct<'a>(ids: &[&'a str]) -> Vec<&'a str> {
+    let mut seen = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !seen.contains(id) {
+            seen.push(*id);
+        }
+    }
+    seen
+}
 
 /// Whether `text` holds a line break (vectorised: this runs over every body exported or
 /// logged).

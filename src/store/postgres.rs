@@ -10,8 +10,8 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
-    AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, StoredEvent,
-    aggregate_status, lease_end, round_robin,
+    AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, EventBody,
+    StoredEvent, aggregate_status, lease_end, round_robin,
 };
 use super::sql::{AttemptColumns, EventTables, assemble, status_condition};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
@@ -638,6 +638,25 @@ impl LogStore for PostgresLogStore {
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
         self.get_event(event_unique_id).await
+    }
+
+    async fn bodies(&self, event_unique_ids: &[&str]) -> Result<Vec<EventBody>, LogError> {
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT event_unique_id, body, is_test_event FROM fermion_events \
+             WHERE event_unique_id = ANY($1)",
+        )
+        .bind(super::distinct(event_unique_ids))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database("reading the bodies of claimed events".to_owned()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(event_unique_id, body, is_test_event)| EventBody {
+                event_unique_id,
+                body,
+                is_test_event,
+            })
+            .collect())
     }
 
     async fn query(

@@ -242,6 +242,18 @@ pub struct AttemptRecord {
     pub claim: Option<ClaimToken>,
 }
 
+/// What a dispatcher sends for an event: its body and whether it is a test event, from
+/// [`LogStore::bodies`](super::LogStore::bodies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventBody {
+    /// `eventUniqueId`.
+    pub event_unique_id: String,
+    /// The JSON body exactly as logged.
+    pub body: String,
+    /// `isTestEvent`.
+    pub is_test_event: bool,
+}
+
 /// A pending delivery whose next attempt is due, claimed for the caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueDelivery {

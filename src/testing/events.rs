@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::{at, attempt, matching, record, stored};
 use crate::EventKind;
 use crate::store::{
-    Attempt, AttemptTrigger, Cursor, Delivery, DeliveryState, EventRow, LogError, LogFilter,
-    LogStore, Store, StoredEvent, TransportErrorKind,
+    Attempt, AttemptTrigger, Cursor, Delivery, DeliveryState, EventBody, EventRow, LogError,
+    LogFilter, LogStore, Store, StoredEvent, TransportErrorKind,
 };
 
 /// A contract check; panics when the backend breaks the contract.
@@ -33,6 +33,43 @@ pub async fn an_appended_event_comes_back_with_its_exact_body_and_deliveries(
         Some(EventKind::PaidCourseSale)
     );
     assert!(store.get("no-such-event").await.unwrap().is_none());
+}
+
+/// A contract check; panics when the backend breaks the contract.
+pub async fn bodies_are_read_by_event_each_once_and_missing_ones_left_out(store: Arc<dyn Store>) {
+    let sale = stored(
+        EventKind::PaidCourseSale,
+        "2026-11-28T10:00:00.123Z",
+        &["crm", "accounting"],
+    );
+    let mut test = stored(
+        EventKind::PaymentFailed,
+        "2026-11-28T10:00:01.000Z",
+        &["crm"],
+    );
+    test.is_test_event = true;
+    store.append(sale.clone()).await.unwrap();
+    store.append(test.clone()).await.unwrap();
+    // As a claim names them: an event once per delivery claimed, and one retention removed.
+    let named = [
+        sale.event_unique_id.as_str(),
+        "no-such-event",
+        test.event_unique_id.as_str(),
+        sale.event_unique_id.as_str(),
+    ];
+    let mut bodies = store.bodies(&named).await.unwrap();
+    bodies.sort_by(|a, b| a.body.cmp(&b.body));
+    let mut expected = [&sale, &test].map(|event| EventBody {
+        event_unique_id: event.event_unique_id.clone(),
+        body: event.body.clone(),
+        is_test_event: event.is_test_event,
+    });
+    expected.sort_by(|a, b| a.body.cmp(&b.body));
+    assert_eq!(
+        bodies, expected,
+        "each event named once, byte-identical bodies"
+    );
+    assert!(store.bodies(&[]).await.unwrap().is_empty());
 }
 
 /// A contract check; panics when the backend breaks the contract.

@@ -38,6 +38,7 @@ pub use events::*;
 /// Every check, by name.
 pub const CHECKS: &[&str] = &[
     "an_appended_event_comes_back_with_its_exact_body_and_deliveries",
+    "bodies_are_read_by_event_each_once_and_missing_ones_left_out",
     "a_second_event_with_the_same_id_is_refused",
     "malformed_entries_are_refused_with_a_reason",
     "attempts_are_recorded_with_the_new_delivery_state",
@@ -71,6 +72,7 @@ where
     Fut: std::future::Future<Output = Arc<dyn Store>>,
 {
     an_appended_event_comes_back_with_its_exact_body_and_deliveries(make().await).await;
+    bodies_are_read_by_event_each_once_and_missing_ones_left_out(make().await).await;
     a_second_event_with_the_same_id_is_refused(make().await).await;
     malformed_entries_are_refused_with_a_reason(make().await).await;
     attempts_are_recorded_with_the_new_delivery_state(make().await).await;
