@@ -303,13 +303,8 @@ impl<T: LogStore + EndpointStore + crate::checkout::CheckoutStore> Store for T {
 
 /// The ids given, each once, in their first order.
 pub(crate) fn distinct<'a>(ids: &[&'a str]) -> Vec<&'a str> {
-    let mut seen = Vec::with_capacity(ids.len());
-    for id in ids {
-        if !seen.contains(id) {
-            seen.push(*id);
-        }
-    }
-    seen
+    let mut seen = hashbrown::HashSet::with_capacity(ids.len());
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
 }
 
 /// Whether `text` holds a line break (vectorised: this runs over every body exported or
