@@ -1,13 +1,21 @@
 //! One contract for every `LogStore` backend: each check of `fermion_webhooks::testing` runs
-//! against `MemoryLogStore`, `FileLogStore` and `PostgresLogStore` alike.
+//! against `MemoryLogStore`, `FileLogStore` and `PostgresLogStore` alike, and against a backend
+//! that implements only the required methods, as a third party may.
 
 mod pg;
 mod support;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 
-use fermion_webhooks::store::Store;
-use fermion_webhooks::{FileLogStore, MemoryLogStore};
+use chrono::{DateTime, Utc};
+use fermion_webhooks::checkout::{Checkout, CheckoutStore};
+use fermion_webhooks::store::{
+    AttemptRecord, ClaimRequest, ClaimToken, Cursor, DueDelivery, EndpointBacklog, EndpointStore,
+    LogError, LogFilter, Page, Store, StoredEvent,
+};
+use fermion_webhooks::{Endpoint, FileLogStore, LogStore, MemoryLogStore};
 use support::TempDir;
 
 /// A fresh store, and what keeps it alive.
@@ -43,6 +51,98 @@ async fn postgres_backend() -> Option<Backend> {
     })
 }
 
+async fn defaults_backend() -> Option<Backend> {
+    Some(Backend {
+        store: Arc::new(RequiredOnly::default()),
+        _dir: None,
+        _schema: None,
+    })
+}
+
+/// A backend that implements only what the traits require (here by handing each call to a
+/// `MemoryLogStore`): every method with a default, `append_claimed`, `scan_rows` and `bodies`,
+/// keeps it.
+#[derive(Debug, Default)]
+struct RequiredOnly(MemoryLogStore);
+
+#[async_trait::async_trait]
+impl LogStore for RequiredOnly {
+    async fn append(&self, event: StoredEvent) -> Result<(), LogError> {
+        self.0.append(event).await
+    }
+    async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<DueDelivery>, LogError> {
+        self.0.claim_due(request).await
+    }
+    async fn backlog(&self) -> Result<Vec<EndpointBacklog>, LogError> {
+        self.0.backlog().await
+    }
+    async fn claim(
+        &self,
+        event_unique_id: &str,
+        endpoint_id: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<ClaimToken>, LogError> {
+        self.0.claim(event_unique_id, endpoint_id, now, lease).await
+    }
+    async fn release(&self, token: &ClaimToken) -> Result<(), LogError> {
+        self.0.release(token).await
+    }
+    async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
+        self.0.record_attempt(record).await
+    }
+    async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
+        self.0.get(event_unique_id).await
+    }
+    async fn query(
+        &self,
+        filter: &LogFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, LogError> {
+        self.0.query(filter, cursor, limit).await
+    }
+    async fn scan(
+        &self,
+        filter: &LogFilter,
+        visit: &mut (dyn FnMut(StoredEvent) -> ControlFlow<()> + Send),
+    ) -> Result<u64, LogError> {
+        self.0.scan(filter, visit).await
+    }
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
+        self.0.delete_before(cutoff).await
+    }
+}
+
+#[async_trait::async_trait]
+impl EndpointStore for RequiredOnly {
+    async fn put_endpoint(&self, endpoint: &Endpoint) -> Result<(), LogError> {
+        self.0.put_endpoint(endpoint).await
+    }
+    async fn endpoint(&self, id: &str) -> Result<Option<Endpoint>, LogError> {
+        self.0.endpoint(id).await
+    }
+    async fn endpoints(&self, owner: Option<&str>) -> Result<Vec<Endpoint>, LogError> {
+        self.0.endpoints(owner).await
+    }
+    async fn remove_endpoint(&self, id: &str) -> Result<bool, LogError> {
+        self.0.remove_endpoint(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl CheckoutStore for RequiredOnly {
+    async fn insert(&self, checkout: Checkout) -> Result<(), LogError> {
+        self.0.insert(checkout).await
+    }
+    async fn remove(&self, order_id: &str) -> Result<bool, LogError> {
+        self.0.remove(order_id).await
+    }
+    async fn pending(&self) -> Result<Vec<Checkout>, LogError> {
+        self.0.pending().await
+    }
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -53,6 +153,9 @@ macro_rules! contract {
         }
         mod postgres {
             $( #[tokio::test] async fn $name() { super::check(super::postgres_backend().await, fermion_webhooks::testing::$name).await } )*
+        }
+        mod defaults {
+            $( #[tokio::test] async fn $name() { super::check(super::defaults_backend().await, fermion_webhooks::testing::$name).await } )*
         }
         #[test]
         fn every_check_of_the_contract_runs_here() {
