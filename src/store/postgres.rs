@@ -38,6 +38,10 @@ use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_ent
 #[derive(Clone, Debug)]
 pub struct PostgresLogStore {
     pool: PgPool,
+    /// Connections of their own for claims and the bodies they send: a dispatcher's next work
+    /// is claimed while its attempts are being recorded, and a claim queued behind a full
+    /// pool's worth of those records would leave the runners idle meanwhile.
+    claims: PgPool,
 }
 
 /// How long `connect` waits for the server before it reports that it cannot reach it.
@@ -85,13 +89,15 @@ impl PostgresLogStore {
                 source: Box::new(error),
             })?;
         drop(first);
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(database("connecting to PostgreSQL".into()))?;
-        Ok(Self { pool })
+        let pool = |connections| {
+            PgPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+        };
+        let connecting = database("connecting to PostgreSQL".into());
+        let (pool, claims) = tokio::try_join!(pool(16), pool(2)).map_err(connecting)?;
+        Ok(Self { pool, claims })
     }
 
     /// The connection pool, for your own queries beside the log.
@@ -554,7 +560,7 @@ impl LogStore for PostgresLogStore {
         .bind(request.limit_i64())
         .bind(&request.skip_endpoints)
         .bind(request.per_endpoint_i64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.claims)
         .await
         .map_err(database("claiming due deliveries".into()))?;
         let claimed = rows
@@ -646,7 +652,7 @@ impl LogStore for PostgresLogStore {
              WHERE event_unique_id = ANY($1)",
         )
         .bind(super::distinct(event_unique_ids))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.claims)
         .await
         .map_err(database("reading the bodies of claimed events".to_owned()))?;
         Ok(rows
