@@ -654,7 +654,7 @@ impl LogStore for PostgresLogStore {
         .bind(super::distinct(event_unique_ids))
         .fetch_all(&self.claims)
         .await
-        .map_err(database("reading the bodies of claimed events".to_owned()))?;
+        .map_err(database("reading the bodies of claimed events".into()))?;
         Ok(rows
             .into_iter()
             .map(|(event_unique_id, body, is_test_event)| EventBody {
