@@ -13,7 +13,7 @@ use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, EventBody,
     StoredEvent, aggregate_status, lease_end, round_robin,
 };
-use super::sql::{AttemptColumns, EventTables, assemble, status_condition};
+use super::sql::{AttemptColumns, EventTables, assemble};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
 
 /// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
@@ -21,7 +21,8 @@ use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_ent
 /// [`connect`](Self::connect) applies the embedded migrations (`migrations/postgres/` in the
 /// crate's sources) before it returns, so a new database needs no set-up. The tables are
 /// `fermion_events` (the exact body, overall status, attempt count, and how many deliveries
-/// are pending and failed), `fermion_deliveries` and `fermion_attempts`, in the schema the
+/// are pending and failed), `fermion_unsettled_events` (the pending and failed ones' status,
+/// for the status filter), `fermion_deliveries` and `fermion_attempts`, in the schema the
 /// connection uses: give the URL `?options=-c search_path=webhooks` or use
 /// [`connect_in_schema`](Self::connect_in_schema) to keep them apart from your own. An event
 /// and its deliveries are written in one statement, and so is an attempt with its delivery's
@@ -142,6 +143,20 @@ const ROW_COLUMNS: &str = "e.seq, e.event_unique_id, e.event_type, e.timestamp, 
      e.is_test_event, e.status, e.attempts, e.body, (SELECT a.http_status FROM fermion_attempts a \
      WHERE a.event_seq = e.seq AND a.http_status IS NOT NULL \
      ORDER BY a.started_at DESC, a.position DESC, a.id DESC LIMIT 1) AS last_status";
+
+/// Events in `status`: pending and failed ones through their own table's index, delivered ones
+/// (the bulk of a log, in no index of their own) by their row.
+fn status_condition(status: DeliveryState) -> &'static str {
+    match status {
+        DeliveryState::Pending => {
+            "e.seq IN (SELECT u.seq FROM fermion_unsettled_events u WHERE u.status = 'pending')"
+        }
+        DeliveryState::Failed => {
+            "e.seq IN (SELECT u.seq FROM fermion_unsettled_events u WHERE u.status = 'failed')"
+        }
+        DeliveryState::Delivered => "e.status = 'delivered'",
+    }
+}
 
 fn push_filter(
     sql: &mut QueryBuilder<Postgres>,
@@ -352,7 +367,9 @@ impl PostgresLogStore {
              deliveries AS (INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, \
              url, state, next_attempt_at, claim_token, claimed_until) \
              SELECT event.seq, d.* FROM event, UNNEST($7::int[], $8::text[], $9::text[], \
-             $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[]) AS d) \
+             $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[]) AS d), \
+             unsettled AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
+             SELECT seq, $6, $2 FROM event WHERE $6 <> 'delivered') \
              SELECT seq FROM event",
         )
         .bind(&event.event_unique_id)
@@ -413,14 +430,21 @@ impl PostgresLogStore {
              SELECT event_seq, $2, position, $5, $6, $7, $8, $9, $10, $11, $12 FROM delivery), \
              moved AS (SELECT event_seq, \
              ($3 = 'pending')::int - (was = 'pending')::int AS pending, \
-             ($3 = 'failed')::int - (was = 'failed')::int AS failed FROM delivery) \
-             UPDATE fermion_events e SET attempts = e.attempts + 1, \
+             ($3 = 'failed')::int - (was = 'failed')::int AS failed FROM delivery), \
+             settled AS (UPDATE fermion_events e SET attempts = e.attempts + 1, \
              pending_deliveries = e.pending_deliveries + moved.pending, \
              failed_deliveries = e.failed_deliveries + moved.failed, \
              status = CASE WHEN e.failed_deliveries + moved.failed > 0 THEN 'failed' \
              WHEN e.pending_deliveries + moved.pending > 0 THEN 'pending' \
              ELSE 'delivered' END \
-             FROM moved WHERE e.seq = moved.event_seq RETURNING e.seq",
+             FROM moved WHERE e.seq = moved.event_seq RETURNING e.seq, e.status, e.timestamp), \
+             gone AS (DELETE FROM fermion_unsettled_events u USING settled \
+             WHERE u.seq = settled.seq AND settled.status = 'delivered'), \
+             kept AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
+             SELECT seq, status, timestamp FROM settled WHERE status <> 'delivered' \
+             ON CONFLICT (seq) DO UPDATE SET status = excluded.status \
+             WHERE fermion_unsettled_events.status <> excluded.status) \
+             SELECT seq FROM settled",
         )
         .bind(&record.event_unique_id)
         .bind(&record.endpoint_id)
@@ -690,12 +714,18 @@ impl LogStore for PostgresLogStore {
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64, LogError> {
-        let deleted = sqlx::query("DELETE FROM fermion_events WHERE timestamp < $1")
-            .bind(cutoff)
-            .execute(&self.pool)
-            .await
-            .map_err(database("deleting old events".into()))?;
-        Ok(deleted.rows_affected())
+        // One statement, so both tables change together: the events (their deliveries and
+        // attempts by cascade) and the unsettled ones' status rows, which hold the same time.
+        let deleted: i64 = sqlx::query_scalar(
+            "WITH events AS (DELETE FROM fermion_events WHERE timestamp < $1 RETURNING 1), \
+             unsettled AS (DELETE FROM fermion_unsettled_events WHERE timestamp < $1) \
+             SELECT count(*) FROM events",
+        )
+        .bind(cutoff)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database("deleting old events".into()))?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 }
 

@@ -12,7 +12,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use super::LogError;
 use super::attempt::{Attempt, AttemptOutcome};
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
-use super::record::{Delivery, DeliveryState, StoredEvent};
+use super::record::{Delivery, StoredEvent};
 
 /// Events read per query while scanning.
 const SCAN_PAGE: usize = 512;
@@ -160,17 +160,6 @@ pub(super) fn parse_kebab<T: DeserializeOwned>(text: &str, column: &str) -> Resu
     T::deserialize(deserializer).map_err(|_| LogError::Corrupt {
         reason: format!("unknown {column} {text:?}"),
     })
-}
-
-/// The condition on `e.status` that keeps events of one overall status. Written out, not
-/// bound: the planners then see that pending and failed events are in the index of unsettled
-/// events, which leaves out delivered ones (found through the time index instead).
-pub(super) fn status_condition(status: DeliveryState) -> &'static str {
-    match status {
-        DeliveryState::Pending => "e.status = 'pending' AND e.status <> 'delivered'",
-        DeliveryState::Failed => "e.status = 'failed' AND e.status <> 'delivered'",
-        DeliveryState::Delivered => "e.status = 'delivered'",
-    }
 }
 
 /// Microseconds since the Unix epoch.
