@@ -31,6 +31,11 @@ pub use record::{
     DeliveryState, DueDelivery, EndpointBacklog, EventBody, RESPONSE_SNIPPET_LIMIT, StoredEvent,
     TransportErrorKind,
 };
+/// The sqlx this crate is built with, for [`PostgresLogStore::connect_with_pool`]'s options
+/// without a matching version of your own.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sqlx;
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -77,8 +77,38 @@ impl PostgresLogStore {
         Self::connect_with(options.options([("search_path", schema)])).await
     }
 
-    /// Connects with ready-made options and applies the migrations.
+    /// Connects with ready-made options and applies the migrations, with the default pool:
+    /// 16 connections and a 10 s acquire timeout (see [`connect_with_pool`](Self::connect_with_pool)).
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, LogError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10));
+        Self::connect_with_pool(options, pool).await
+    }
+
+    /// Like [`connect_with`](Self::connect_with), with the pool built from `pool`: its
+    /// `max_connections`, timeouts and health checks. The log opens up to `max_connections`
+    /// for appends, attempts and queries, plus [`CLAIM_CONNECTIONS`](Self::CLAIM_CONNECTIONS)
+    /// more of the same kind for claims. With several instances on one server, keep
+    /// instances × (`max_connections` + 2) under the server's own `max_connections` (100 by
+    /// default).
+    ///
+    /// ```no_run
+    /// use fermion_webhooks::store::PostgresLogStore;
+    /// use fermion_webhooks::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options: PgConnectOptions = "postgres://app@db.internal/platform".parse()?;
+    /// // Six instances on a server allowing 100 connections: 6 × (12 + 2) = 84.
+    /// let log = PostgresLogStore::connect_with_pool(options, PgPoolOptions::new().max_connections(12))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_with_pool(
+        options: PgConnectOptions,
+        pool: PgPoolOptions,
+    ) -> Result<Self, LogError> {
         // One direct connection first: the pool would retry a refused connection until its
         // acquire timeout and then report only that it timed out.
         let mut first = first_connection(&options).await?;
@@ -90,16 +120,21 @@ impl PostgresLogStore {
                 source: Box::new(error),
             })?;
         drop(first);
-        let pool = |connections| {
-            PgPoolOptions::new()
-                .max_connections(connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.clone())
-        };
+        let claims = pool
+            .clone()
+            .min_connections(pool.get_min_connections().min(Self::CLAIM_CONNECTIONS))
+            .max_connections(Self::CLAIM_CONNECTIONS);
         let connecting = database("connecting to PostgreSQL".into());
-        let (pool, claims) = tokio::try_join!(pool(16), pool(2)).map_err(connecting)?;
+        let (pool, claims) = tokio::try_join!(
+            pool.connect_with(options.clone()),
+            claims.connect_with(options)
+        )
+        .map_err(connecting)?;
         Ok(Self { pool, claims })
     }
+
+    /// How many connections the log keeps for claims, besides its pool.
+    pub const CLAIM_CONNECTIONS: u32 = 2;
 
     /// The connection pool, for your own queries beside the log.
     pub fn pool(&self) -> &PgPool {
