@@ -11,7 +11,8 @@ CREATE TABLE fermion_unsettled_events (
     status TEXT NOT NULL CHECK (status IN ('pending', 'failed')),
     timestamp TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX fermion_unsettled_events_by_status ON fermion_unsettled_events (status, timestamp);
+CREATE INDEX fermion_unsettled_events_by_status
+    ON fermion_unsettled_events (status, timestamp, seq);
 INSERT INTO fermion_unsettled_events (seq, status, timestamp)
     SELECT seq, status, timestamp FROM fermion_events WHERE status <> 'delivered';
 DROP INDEX fermion_events_unsettled;

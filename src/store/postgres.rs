@@ -186,16 +186,27 @@ const ROW_COLUMNS: &str = "e.seq, e.event_unique_id, e.event_type, e.timestamp, 
      WHERE a.event_seq = e.seq AND a.http_status IS NOT NULL \
      ORDER BY a.started_at DESC, a.position DESC, a.id DESC LIMIT 1) AS last_status";
 
-/// Events in `status`: pending and failed ones through their own table's index, delivered ones
-/// (the bulk of a log, in no index of their own) by their row.
+/// Where a list reads its rows from, and the alias whose time and `seq` order them. Pending
+/// and failed events are read through their own table (`k`), in the order of its index by
+/// status and time: through the events' time index instead, a filter for the few failed events
+/// among many newer delivered ones would read every newer event. The two tables hold the same
+/// time and `seq` for an event.
+fn rows_source(filter: &LogFilter) -> (&'static str, &'static str) {
+    match filter.status {
+        Some(DeliveryState::Pending | DeliveryState::Failed) => (
+            "fermion_unsettled_events k JOIN fermion_events e ON e.seq = k.seq",
+            "k",
+        ),
+        _ => ("fermion_events e", "e"),
+    }
+}
+
+/// The condition that keeps events in `status`; see [`rows_source`].
 fn status_condition(status: DeliveryState) -> &'static str {
     match status {
-        DeliveryState::Pending => {
-            "e.seq IN (SELECT u.seq FROM fermion_unsettled_events u WHERE u.status = 'pending')"
-        }
-        DeliveryState::Failed => {
-            "e.seq IN (SELECT u.seq FROM fermion_unsettled_events u WHERE u.status = 'failed')"
-        }
+        DeliveryState::Pending => "k.status = 'pending'",
+        DeliveryState::Failed => "k.status = 'failed'",
+        // The bulk of a log, in no index of its own: found through the time index.
         DeliveryState::Delivered => "e.status = 'delivered'",
     }
 }
@@ -203,14 +214,16 @@ fn status_condition(status: DeliveryState) -> &'static str {
 fn push_filter(
     sql: &mut QueryBuilder<Postgres>,
     filter: &LogFilter,
+    key: &str,
     after: Option<(Position, bool)>,
 ) {
     sql.push(" WHERE TRUE");
     if let Some(from) = filter.from {
-        sql.push(" AND e.timestamp >= ").push_bind(from);
+        sql.push(format!(" AND {key}.timestamp >= "))
+            .push_bind(from);
     }
     if let Some(to) = filter.to {
-        sql.push(" AND e.timestamp < ").push_bind(to);
+        sql.push(format!(" AND {key}.timestamp < ")).push_bind(to);
     }
     if !filter.kinds.is_empty() {
         let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
@@ -234,15 +247,12 @@ fn push_filter(
     }
     if let Some((position, newer)) = after {
         let at = DateTime::from_timestamp_micros(position.micros).unwrap_or_default();
-        sql.push(if newer {
-            " AND (e.timestamp, e.seq) > ("
-        } else {
-            " AND (e.timestamp, e.seq) < ("
-        })
-        .push_bind(at)
-        .push(", ")
-        .push_bind(position.seq as i64)
-        .push(")");
+        let side = if newer { '>' } else { '<' };
+        sql.push(format!(" AND ({key}.timestamp, {key}.seq) {side} ("))
+            .push_bind(at)
+            .push(", ")
+            .push_bind(position.seq as i64)
+            .push(")");
     }
 }
 
@@ -274,11 +284,12 @@ impl EventTables for PostgresLogStore {
         oldest: bool,
         limit: usize,
     ) -> Result<Vec<(i64, EventRow)>, LogError> {
-        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM fermion_events e"));
-        push_filter(&mut sql, filter, after.map(|p| (p, oldest)));
+        let (source, key) = rows_source(filter);
+        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM {source}"));
+        push_filter(&mut sql, filter, key, after.map(|p| (p, oldest)));
         let order = if oldest { "ASC" } else { "DESC" };
         sql.push(format!(
-            " ORDER BY e.timestamp {order}, e.seq {order} LIMIT "
+            " ORDER BY {key}.timestamp {order}, {key}.seq {order} LIMIT "
         ))
         .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = sql
