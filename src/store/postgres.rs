@@ -186,37 +186,45 @@ const ROW_COLUMNS: &str = "e.seq, e.event_unique_id, e.event_type, e.timestamp, 
      WHERE a.event_seq = e.seq AND a.http_status IS NOT NULL \
      ORDER BY a.started_at DESC, a.position DESC, a.id DESC LIMIT 1) AS last_status";
 
-/// Where a list reads its rows from, and the alias whose time and `seq` order them. Pending
-/// and failed events are read through their own table (`k`), in the order of its index by
-/// status and time: through the events' time index instead, a filter for the few failed events
-/// among many newer delivered ones would read every newer event. The two tables hold the same
-/// time and `seq` for an event.
-fn rows_source(filter: &LogFilter) -> (&'static str, &'static str) {
-    match filter.status {
-        Some(DeliveryState::Pending | DeliveryState::Failed) => (
-            "fermion_unsettled_events k JOIN fermion_events e ON e.seq = k.seq",
-            "k",
-        ),
-        _ => ("fermion_events e", "e"),
-    }
+/// Where a list reads its rows from: the tables, the alias whose time and `seq` order the rows,
+/// and the condition that keeps the status asked for. Pending and failed events are read
+/// through their own table (`k`), in the order of its index by status and time: through the
+/// events' time index instead, a filter for the few failed events among many newer delivered
+/// ones would read every newer event. The two tables hold the same time and `seq` for an
+/// event. Delivered events, the bulk of a log, are in no index of their own: they are found
+/// through the time index.
+struct RowsSource {
+    tables: &'static str,
+    key: &'static str,
+    status: Option<&'static str>,
 }
 
-/// The condition that keeps events in `status`; see [`rows_source`].
-fn status_condition(status: DeliveryState) -> &'static str {
-    match status {
-        DeliveryState::Pending => "k.status = 'pending'",
-        DeliveryState::Failed => "k.status = 'failed'",
-        // The bulk of a log, in no index of its own: found through the time index.
-        DeliveryState::Delivered => "e.status = 'delivered'",
+impl RowsSource {
+    fn of(filter: &LogFilter) -> Self {
+        const UNSETTLED: &str = "fermion_unsettled_events k JOIN fermion_events e ON e.seq = k.seq";
+        let (tables, key, status) = match filter.status {
+            Some(DeliveryState::Pending) => (UNSETTLED, "k", Some("k.status = 'pending'")),
+            Some(DeliveryState::Failed) => (UNSETTLED, "k", Some("k.status = 'failed'")),
+            Some(DeliveryState::Delivered) => {
+                ("fermion_events e", "e", Some("e.status = 'delivered'"))
+            }
+            None => ("fermion_events e", "e", None),
+        };
+        Self {
+            tables,
+            key,
+            status,
+        }
     }
 }
 
 fn push_filter(
     sql: &mut QueryBuilder<Postgres>,
     filter: &LogFilter,
-    key: &str,
+    source: &RowsSource,
     after: Option<(Position, bool)>,
 ) {
+    let key = source.key;
     sql.push(" WHERE TRUE");
     if let Some(from) = filter.from {
         sql.push(format!(" AND {key}.timestamp >= "))
@@ -231,8 +239,8 @@ fn push_filter(
             .push_bind(kinds)
             .push(")");
     }
-    if let Some(status) = filter.status {
-        sql.push(" AND ").push(status_condition(status));
+    if let Some(status) = source.status {
+        sql.push(" AND ").push(status);
     }
     if let Some(test) = filter.is_test_event {
         sql.push(" AND e.is_test_event = ").push_bind(test);
@@ -284,9 +292,10 @@ impl EventTables for PostgresLogStore {
         oldest: bool,
         limit: usize,
     ) -> Result<Vec<(i64, EventRow)>, LogError> {
-        let (source, key) = rows_source(filter);
-        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM {source}"));
-        push_filter(&mut sql, filter, key, after.map(|p| (p, oldest)));
+        let source = RowsSource::of(filter);
+        let (tables, key) = (source.tables, source.key);
+        let mut sql = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM {tables}"));
+        push_filter(&mut sql, filter, &source, after.map(|p| (p, oldest)));
         let order = if oldest { "ASC" } else { "DESC" };
         sql.push(format!(
             " ORDER BY {key}.timestamp {order}, {key}.seq {order} LIMIT "
@@ -728,7 +737,8 @@ impl LogStore for PostgresLogStore {
             "SELECT event_unique_id, body, is_test_event FROM fermion_events \
              WHERE event_unique_id = ANY($1)",
         )
-        .bind(super::distinct(event_unique_ids))
+        // `= ANY` finds each event once however often it is named.
+        .bind(event_unique_ids)
         .fetch_all(&self.claims)
         .await
         .map_err(database("reading the bodies of claimed events".into()))?;
