@@ -3,6 +3,8 @@
 mod attempt;
 mod documents;
 mod file;
+#[cfg(feature = "postgres")]
+mod group;
 mod memory;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -1,5 +1,6 @@
 //! `PostgresLogStore`: the event log in PostgreSQL, shared by every instance of a platform.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
+use super::group::Group;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, EventBody,
@@ -24,9 +26,13 @@ use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_ent
 /// are pending and failed), `fermion_unsettled_events` (the pending and failed ones' status,
 /// for the status filter), `fermion_deliveries` and `fermion_attempts`, in the schema the
 /// connection uses: give the URL `?options=-c search_path=webhooks` or use
-/// [`connect_in_schema`](Self::connect_in_schema) to keep them apart from your own. An event
-/// and its deliveries are written in one statement, and so is an attempt with its delivery's
-/// new state and its event's status: one round trip each.
+/// [`connect_in_schema`](Self::connect_in_schema) to keep them apart from your own.
+///
+/// Appends made while others are being written are written together: one statement and one
+/// commit for every event waiting (up to 128), each with its deliveries, so 64 concurrent
+/// emits cost the server a few statements instead of 64. An event the server refuses (text
+/// with a NUL byte, say) fails alone: the others of its batch are then written one by one. An
+/// attempt is written with its delivery's new state and its event's status in one statement.
 ///
 /// ```no_run
 /// use fermion_webhooks::store::PostgresLogStore;
@@ -43,6 +49,8 @@ pub struct PostgresLogStore {
     /// is claimed while its attempts are being recorded, and a claim queued behind a full
     /// pool's worth of those records would leave the runners idle meanwhile.
     claims: PgPool,
+    /// Appends waiting to be written together.
+    appends: Group<NewEntry, Result<Option<ClaimToken>, LogError>>,
 }
 
 /// How long `connect` waits for the server before it reports that it cannot reach it.
@@ -137,7 +145,11 @@ impl PostgresLogStore {
             claims.connect_with(options)
         )
         .map_err(connecting)?;
-        Ok(Self { pool, claims })
+        Ok(Self {
+            pool,
+            claims,
+            appends: Group::default(),
+        })
     }
 
     /// How many connections the log keeps for claims, besides its pool.
@@ -377,90 +389,48 @@ impl EventTables for PostgresLogStore {
 }
 
 impl PostgresLogStore {
-    /// Appends `event`, its pending deliveries claimed with `claim` when given.
+    /// Appends `event`, its pending deliveries claimed with `claim` when given, together with
+    /// whatever other appends are waiting (see [`Group`]).
     async fn insert(
         &self,
         event: StoredEvent,
         claim: Option<(ClaimToken, DateTime<Utc>, &[&str])>,
     ) -> Result<Option<ClaimToken>, LogError> {
         validate_new_entry(&event)?;
-        let status = aggregate_status(event.deliveries.iter().map(|d| d.state));
-        let count = |state| {
-            let deliveries = event.deliveries.iter().filter(|d| d.state == state).count();
-            i32::try_from(deliveries).unwrap_or(i32::MAX)
-        };
-        let positions: Vec<i32> = (0..event.deliveries.len() as i32).collect();
-        let endpoints: Vec<&str> = event
+        let claimed_until: Vec<Option<DateTime<Utc>>> = event
             .deliveries
             .iter()
-            .map(|d| d.endpoint_id.as_str())
-            .collect();
-        let urls: Vec<&str> = event.deliveries.iter().map(|d| d.url.as_str()).collect();
-        let states: Vec<&str> = event.deliveries.iter().map(|d| d.state.as_str()).collect();
-        let due: Vec<Option<DateTime<Utc>>> =
-            event.deliveries.iter().map(|d| d.next_attempt_at).collect();
-        let claimed = |d: &Delivery| {
-            claim.as_ref().filter(|(_, _, endpoints)| {
-                d.state == DeliveryState::Pending && endpoints.contains(&d.endpoint_id.as_str())
+            .map(|d| {
+                claim
+                    .as_ref()
+                    .filter(|(_, _, endpoints)| {
+                        d.state == DeliveryState::Pending
+                            && endpoints.contains(&d.endpoint_id.as_str())
+                    })
+                    .map(|(_, until, _)| *until)
             })
-        };
-        let tokens: Vec<Option<&str>> = event
-            .deliveries
-            .iter()
-            .map(|d| claimed(d).map(|(token, _, _)| token.as_str()))
             .collect();
-        let until: Vec<Option<DateTime<Utc>>> = event
-            .deliveries
-            .iter()
-            .map(|d| claimed(d).map(|(_, until, _)| *until))
-            .collect();
-        let token = tokens
+        let token = claimed_until
             .iter()
             .any(Option::is_some)
-            .then(|| claim.as_ref().map(|(token, _, _)| token.clone()))
+            .then(|| claim.map(|(token, _, _)| token))
             .flatten();
-        // One statement, so one round trip and atomic by itself: the event, then its
-        // deliveries, only if the event was new.
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
-             is_test_event, body, status, pending_deliveries, failed_deliveries) \
-             VALUES ($1, $2, $3, $4, $5, $6, $14, $15) \
-             ON CONFLICT (event_unique_id) DO NOTHING RETURNING seq), \
-             deliveries AS (INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, \
-             url, state, next_attempt_at, claim_token, claimed_until) \
-             SELECT event.seq, d.* FROM event, UNNEST($7::int[], $8::text[], $9::text[], \
-             $10::text[], $11::timestamptz[], $12::text[], $13::timestamptz[]) AS d), \
-             unsettled AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
-             SELECT seq, $6, $2 FROM event WHERE $6 <> 'delivered') \
-             SELECT seq FROM event",
-        )
-        .bind(&event.event_unique_id)
-        .bind(event.timestamp)
-        .bind(&event.event_type)
-        .bind(event.is_test_event)
-        .bind(&event.body)
-        .bind(status.as_str())
-        .bind(&positions)
-        .bind(&endpoints)
-        .bind(&urls)
-        .bind(&states)
-        .bind(&due)
-        .bind(&tokens)
-        .bind(&until)
-        .bind(count(DeliveryState::Pending))
-        .bind(count(DeliveryState::Failed))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database(format!(
-            "appending event {}",
-            event.event_unique_id
-        )))?;
-        if inserted.is_none() {
-            return Err(LogError::DuplicateEvent {
-                id: event.event_unique_id,
-            });
-        }
-        Ok(token)
+        let id = event.event_unique_id.clone();
+        let pool = self.pool.clone();
+        let entry = NewEntry {
+            event,
+            claimed_until,
+            token,
+        };
+        self.appends
+            .submit(entry, move |batch| append_batch(pool.clone(), batch))
+            .await
+            .unwrap_or_else(|| {
+                Err(LogError::Database {
+                    what: format!("appending event {id}"),
+                    source: "the append's batch ended without an answer".into(),
+                })
+            })
     }
 
     async fn record(&self, record: AttemptRecord) -> Result<(), LogError> {
@@ -848,6 +818,169 @@ impl Documents for PostgresLogStore {
 }
 
 /// A delivery state from its column.
+/// An event to append, with the end of the claim on each of its deliveries that is claimed.
+struct NewEntry {
+    event: StoredEvent,
+    claimed_until: Vec<Option<DateTime<Utc>>>,
+    token: Option<ClaimToken>,
+}
+
+/// Appends `batch` in one statement, so one transaction: each event with its deliveries, and
+/// its status row while it is not delivered. An id already in the log, or earlier in the
+/// batch, is refused as a duplicate.
+async fn append_batch(
+    pool: PgPool,
+    batch: Vec<NewEntry>,
+) -> Vec<Result<Option<ClaimToken>, LogError>> {
+    let mut ids = HashSet::with_capacity(batch.len());
+    let first: Vec<bool> = batch
+        .iter()
+        .map(|entry| ids.insert(entry.event.event_unique_id.as_str()))
+        .collect();
+    let firsts: Vec<&NewEntry> = batch
+        .iter()
+        .zip(&first)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e)
+        .collect();
+    // Per entry of `firsts`: whether it was new, or why the server refused it.
+    let written: Vec<Result<bool, String>> = match insert_entries(&pool, &firsts).await {
+        Ok(new) => firsts
+            .iter()
+            .map(|e| Ok(new.contains(&e.event.event_unique_id)))
+            .collect(),
+        // The server refused the statement, so none of it was written: an entry it cannot
+        // store (text with a NUL byte, say) must not fail the others, so each goes alone.
+        Err(sqlx::Error::Database(_)) if firsts.len() > 1 => {
+            let mut each = Vec::with_capacity(firsts.len());
+            for entry in &firsts {
+                let alone = insert_entries(&pool, &[entry]).await;
+                each.push(alone.map(|new| !new.is_empty()).map_err(|e| e.to_string()));
+            }
+            each
+        }
+        Err(error) => vec![Err(error.to_string()); firsts.len()],
+    };
+    let mut written = written.into_iter();
+    batch
+        .into_iter()
+        .zip(first)
+        .map(|(entry, first)| {
+            let outcome = if first { written.next() } else { None };
+            match outcome {
+                Some(Ok(true)) => Ok(entry.token),
+                Some(Err(error)) => Err(LogError::Database {
+                    what: format!("appending event {}", entry.event.event_unique_id),
+                    source: error.into(),
+                }),
+                Some(Ok(false)) | None => Err(LogError::DuplicateEvent {
+                    id: entry.event.event_unique_id,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Inserts `entries` (their ids distinct) in one statement; the ids of those that were new.
+async fn insert_entries(
+    pool: &PgPool,
+    entries: &[&NewEntry],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let events = || entries.iter().map(|entry| &entry.event);
+    let deliveries = || {
+        entries.iter().flat_map(|entry| {
+            let token = entry.token.as_ref().map(ClaimToken::as_str);
+            entry
+                .event
+                .deliveries
+                .iter()
+                .zip(&entry.claimed_until)
+                .enumerate()
+                .map(move |(position, (delivery, until))| {
+                    (&entry.event, position, delivery, until.and(token), *until)
+                })
+        })
+    };
+    let count = |event: &StoredEvent, state| {
+        let deliveries = event.deliveries.iter().filter(|d| d.state == state).count();
+        i32::try_from(deliveries).unwrap_or(i32::MAX)
+    };
+    let ids: Vec<String> = sqlx::query_scalar(
+        "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
+         is_test_event, body, status, pending_deliveries, failed_deliveries) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::bool[], \
+         $5::text[], $6::text[], $7::int[], $8::int[]) \
+         ON CONFLICT (event_unique_id) DO NOTHING \
+         RETURNING seq, event_unique_id, status, timestamp), \
+         deliveries AS (INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, url, \
+         state, next_attempt_at, claim_token, claimed_until) \
+         SELECT event.seq, d.position, d.endpoint_id, d.url, d.state, d.next_attempt_at, \
+         d.claim_token, d.claimed_until \
+         FROM UNNEST($9::text[], $10::int[], $11::text[], $12::text[], $13::text[], \
+         $14::timestamptz[], $15::text[], $16::timestamptz[]) AS d(event_unique_id, position, \
+         endpoint_id, url, state, next_attempt_at, claim_token, claimed_until) \
+         JOIN event USING (event_unique_id)), \
+         unsettled AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
+         SELECT seq, status, timestamp FROM event WHERE status <> 'delivered') \
+         SELECT event_unique_id FROM event",
+    )
+    .bind(
+        events()
+            .map(|e| e.event_unique_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events().map(|e| e.timestamp).collect::<Vec<_>>())
+    .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(events().map(|e| e.is_test_event).collect::<Vec<_>>())
+    .bind(events().map(|e| e.body.as_str()).collect::<Vec<_>>())
+    .bind(
+        events()
+            .map(|e| aggregate_status(e.deliveries.iter().map(|d| d.state)).as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events()
+            .map(|e| count(e, DeliveryState::Pending))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events()
+            .map(|e| count(e, DeliveryState::Failed))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        deliveries()
+            .map(|(e, ..)| e.event_unique_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(deliveries().map(|(_, p, ..)| p as i32).collect::<Vec<_>>())
+    .bind(
+        deliveries()
+            .map(|(_, _, d, ..)| d.endpoint_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        deliveries()
+            .map(|(_, _, d, ..)| d.url.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        deliveries()
+            .map(|(_, _, d, ..)| d.state.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        deliveries()
+            .map(|(_, _, d, ..)| d.next_attempt_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(deliveries().map(|(.., token, _)| token).collect::<Vec<_>>())
+    .bind(deliveries().map(|(.., until)| until).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await?;
+    Ok(ids.into_iter().collect())
+}
+
 fn parse_state(text: &str) -> Result<DeliveryState, LogError> {
     text.parse().map_err(|reason| LogError::Corrupt { reason })
 }
