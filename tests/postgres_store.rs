@@ -7,7 +7,12 @@ mod pg;
 use std::sync::Arc;
 
 use fermion_webhooks::store::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use fermion_webhooks::store::{Delivery, LogError, PostgresLogStore, StoredEvent};
+use std::time::Duration;
+
+use fermion_webhooks::store::{
+    Attempt, AttemptRecord, AttemptTrigger, ClaimRequest, Delivery, DeliveryState, LogError,
+    LogFilter, PostgresLogStore, StoredEvent,
+};
 use fermion_webhooks::{EventKind, EventPayload, LogStore, WebhookEvent};
 
 /// An event to one endpoint, pending.
@@ -157,4 +162,161 @@ async fn the_same_event_appended_twice_at_once_is_stored_once_and_refused_once()
     assert!(matches!(refused[0], LogError::DuplicateEvent { .. }));
     let stored = store.get(&event.event_unique_id).await.unwrap().unwrap();
     assert_eq!(stored.deliveries.len(), 1);
+}
+
+/// Deadlocks the test database has detected so far.
+async fn deadlocks(store: &PostgresLogStore) -> i64 {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_on_the_same_events_recorded_at_once_by_two_instances_leave_right_counts_and_no_deadlock()
+ {
+    let Some(schema) = pg::Schema::new("locks").await else {
+        return;
+    };
+    // Two instances, each writing two batches at once.
+    let instances = [
+        Arc::new(schema.store().await),
+        Arc::new(schema.store().await),
+    ];
+    let endpoints = ["crm", "mail", "sheet", "chat"];
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let event = WebhookEvent::new(EventPayload::sample(EventKind::PaidCourseSale));
+        let deliveries = endpoints
+            .iter()
+            .map(|e| Delivery::pending(*e, "https://hooks.example/x", event.timestamp))
+            .collect();
+        instances[0]
+            .append(StoredEvent::new(&event, deliveries))
+            .await
+            .unwrap();
+        ids.push(event.event_unique_id);
+    }
+    let now = chrono::Utc::now();
+    let claimed = instances[0]
+        .claim_due(&ClaimRequest::new(now, 1_000, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 200);
+    let before = deadlocks(&instances[0]).await;
+    // Each event's deliveries recorded by both instances at once: the first two endpoints'
+    // by one, in the order of the events, the other two's by the other, in the reverse order.
+    let (mut first, mut second): (Vec<_>, Vec<_>) = claimed
+        .into_iter()
+        .partition(|due| ["crm", "mail"].contains(&due.endpoint_id.as_str()));
+    first.sort_by(|a, b| a.event_unique_id.cmp(&b.event_unique_id));
+    second.sort_by(|a, b| b.event_unique_id.cmp(&a.event_unique_id));
+    let record = |store: Arc<PostgresLogStore>, due: fermion_webhooks::store::DueDelivery| {
+        tokio::spawn(async move {
+            let attempt = Attempt::response(
+                now,
+                Duration::from_millis(3),
+                200,
+                "ok",
+                AttemptTrigger::FirstTry,
+            );
+            store
+                .record_attempt(AttemptRecord {
+                    event_unique_id: due.event_unique_id,
+                    endpoint_id: due.endpoint_id,
+                    attempt,
+                    state: DeliveryState::Delivered,
+                    next_attempt_at: None,
+                    claim: Some(due.claim),
+                })
+                .await
+        })
+    };
+    let mut tasks = Vec::new();
+    for (a, b) in first.into_iter().zip(second) {
+        tasks.push(record(instances[0].clone(), a));
+        tasks.push(record(instances[1].clone(), b));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(deadlocks(&instances[0]).await, before);
+    for id in &ids {
+        let event = instances[1].get(id).await.unwrap().unwrap();
+        assert!(
+            event
+                .deliveries
+                .iter()
+                .all(|d| d.state == DeliveryState::Delivered && d.attempts.len() == 1),
+            "{event:?}"
+        );
+    }
+    let delivered = LogFilter::default().status(DeliveryState::Delivered);
+    let page = instances[1].query(&delivered, None, 100).await.unwrap();
+    assert_eq!(page.events.len(), 50);
+    let page = instances[1]
+        .query(
+            &LogFilter::default().status(DeliveryState::Pending),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(page.events.is_empty());
+}
+
+#[tokio::test]
+async fn two_attempts_of_one_delivery_recorded_at_once_are_both_kept_in_order() {
+    let Some(schema) = pg::Schema::new("twice_recorded").await else {
+        return;
+    };
+    let store = Arc::new(schema.store().await);
+    let event = entry();
+    let id = event.event_unique_id.clone();
+    store.append(event).await.unwrap();
+    let started = chrono::Utc::now();
+    let tasks: Vec<_> = [
+        (500, DeliveryState::Pending),
+        (200, DeliveryState::Delivered),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (status, state))| {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            let at = started + chrono::TimeDelta::seconds(i as i64);
+            let attempt = Attempt::response(
+                at,
+                Duration::from_millis(3),
+                status,
+                "",
+                AttemptTrigger::ManualRetrigger,
+            );
+            store
+                .record_attempt(AttemptRecord {
+                    event_unique_id: id,
+                    endpoint_id: "crm".into(),
+                    attempt,
+                    state,
+                    next_attempt_at: (state == DeliveryState::Pending).then_some(at),
+                    claim: None,
+                })
+                .await
+        })
+    })
+    .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stored = store.get(&id).await.unwrap().unwrap();
+    let statuses: Vec<_> = stored.deliveries[0]
+        .attempts
+        .iter()
+        .map(|a| match a.outcome {
+            fermion_webhooks::store::AttemptOutcome::Response { status, .. } => status,
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(statuses, [500, 200]);
+    assert_eq!(stored.deliveries[0].state, DeliveryState::Delivered);
 }

@@ -1,6 +1,7 @@
 //! `PostgresLogStore`: the event log in PostgreSQL, shared by every instance of a platform.
 
-use std::collections::HashSet;
+mod writes;
+
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -13,10 +14,11 @@ use super::group::Group;
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
     AttemptRecord, ClaimRequest, ClaimToken, Delivery, DueDelivery, EndpointBacklog, EventBody,
-    StoredEvent, aggregate_status, lease_end, round_robin,
+    StoredEvent, lease_end, round_robin,
 };
 use super::sql::{AttemptColumns, EventTables, assemble};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
+use writes::{NewEntry, append_batch, locate, record_batch};
 
 /// The event log in PostgreSQL (feature `postgres`): every instance of a platform shares it.
 ///
@@ -28,11 +30,12 @@ use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_ent
 /// connection uses: give the URL `?options=-c search_path=webhooks` or use
 /// [`connect_in_schema`](Self::connect_in_schema) to keep them apart from your own.
 ///
-/// Appends made while others are being written are written together: one statement and one
-/// commit for every event waiting (up to 128), each with its deliveries, so 64 concurrent
-/// emits cost the server a few statements instead of 64. An event the server refuses (text
-/// with a NUL byte, say) fails alone: the others of its batch are then written one by one. An
-/// attempt is written with its delivery's new state and its event's status in one statement.
+/// Writes made while others are being written go together (group commit): one statement and
+/// one commit for every append waiting (up to 128), each event with its deliveries, and the
+/// same for attempts, each with its delivery's new state and its event's status. 64
+/// concurrent emits then cost the server a few statements instead of 128. A write the server
+/// refuses (text with a NUL byte, say) fails alone: the others of its batch are then written
+/// one by one.
 ///
 /// ```no_run
 /// use fermion_webhooks::store::PostgresLogStore;
@@ -51,6 +54,8 @@ pub struct PostgresLogStore {
     claims: PgPool,
     /// Appends waiting to be written together.
     appends: Group<NewEntry, Result<Option<ClaimToken>, LogError>>,
+    /// Attempts waiting to be recorded together.
+    records: Group<AttemptRecord, Result<(), LogError>>,
 }
 
 /// How long `connect` waits for the server before it reports that it cannot reach it.
@@ -149,6 +154,7 @@ impl PostgresLogStore {
             pool,
             claims,
             appends: Group::default(),
+            records: Group::default(),
         })
     }
 
@@ -433,82 +439,6 @@ impl PostgresLogStore {
             })
     }
 
-    async fn record(&self, record: AttemptRecord) -> Result<(), LogError> {
-        let next = match record.state {
-            DeliveryState::Pending => record.next_attempt_at,
-            _ => None,
-        };
-        let columns = AttemptColumns::of(&record.attempt);
-        // One statement: one round trip, atomic by itself. The delivery is updated only under
-        // the claim presented ($13) or, with none, when no live claim holds it; if another
-        // attempt commits first, PostgreSQL checks that against the row's newest version
-        // (fencing). The event's status follows from its counts of pending and failed
-        // deliveries, moved by this delivery's change from its old state (`was`) to $3: the
-        // arithmetic also applies to the event row's newest version, so attempts on one event's
-        // other deliveries committing meanwhile never leave a stale status.
-        let recorded: Option<i64> = sqlx::query_scalar(
-            "WITH delivery AS (UPDATE fermion_deliveries d SET state = $3, next_attempt_at = $4, \
-             attempts = d.attempts + 1, claim_token = NULL, claimed_until = NULL \
-             FROM fermion_events e, fermion_deliveries old \
-             WHERE e.event_unique_id = $1 AND d.event_seq = e.seq AND d.endpoint_id = $2 \
-             AND old.event_seq = d.event_seq AND old.endpoint_id = d.endpoint_id \
-             AND CASE WHEN $13::text IS NULL THEN d.claim_token IS NULL \
-             OR d.claimed_until IS NULL OR d.claimed_until <= $5 \
-             ELSE d.claim_token IS NOT DISTINCT FROM $13 END \
-             RETURNING d.event_seq, d.position, old.state AS was), \
-             attempt AS (INSERT INTO fermion_attempts (event_seq, endpoint_id, position, \
-             started_at, duration_ms, http_status, response_snippet, error_kind, error_message, \
-             attempt_trigger, url) \
-             SELECT event_seq, $2, position, $5, $6, $7, $8, $9, $10, $11, $12 FROM delivery), \
-             moved AS (SELECT event_seq, \
-             ($3 = 'pending')::int - (was = 'pending')::int AS pending, \
-             ($3 = 'failed')::int - (was = 'failed')::int AS failed FROM delivery), \
-             settled AS (UPDATE fermion_events e SET attempts = e.attempts + 1, \
-             pending_deliveries = e.pending_deliveries + moved.pending, \
-             failed_deliveries = e.failed_deliveries + moved.failed, \
-             status = CASE WHEN e.failed_deliveries + moved.failed > 0 THEN 'failed' \
-             WHEN e.pending_deliveries + moved.pending > 0 THEN 'pending' \
-             ELSE 'delivered' END \
-             FROM moved WHERE e.seq = moved.event_seq RETURNING e.seq, e.status, e.timestamp), \
-             gone AS (DELETE FROM fermion_unsettled_events u USING settled \
-             WHERE u.seq = settled.seq AND settled.status = 'delivered'), \
-             kept AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
-             SELECT seq, status, timestamp FROM settled WHERE status <> 'delivered' \
-             ON CONFLICT (seq) DO UPDATE SET status = excluded.status \
-             WHERE fermion_unsettled_events.status <> excluded.status) \
-             SELECT seq FROM settled",
-        )
-        .bind(&record.event_unique_id)
-        .bind(&record.endpoint_id)
-        .bind(record.state.as_str())
-        .bind(next)
-        .bind(columns.started_at)
-        .bind(columns.duration_ms)
-        .bind(columns.http_status.and_then(|s| i32::try_from(s).ok()))
-        .bind(columns.response_snippet)
-        .bind(columns.error_kind)
-        .bind(columns.error_message)
-        .bind(columns.trigger)
-        .bind(columns.url)
-        .bind(record.claim.as_ref().map(ClaimToken::as_str))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database(format!(
-            "recording an attempt of {}",
-            record.event_unique_id
-        )))?;
-        if recorded.is_some() {
-            return Ok(());
-        }
-        // Nothing recorded: the delivery is missing, or its claim was lost.
-        self.locate(&record.event_unique_id, &record.endpoint_id)
-            .await?;
-        Err(LogError::ClaimLost {
-            event_id: record.event_unique_id,
-            endpoint_id: record.endpoint_id,
-        })
-    }
-
     async fn get_event(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ROW_COLUMNS} FROM fermion_events e WHERE e.event_unique_id = $1"
@@ -519,30 +449,6 @@ impl PostgresLogStore {
         .map_err(database(format!("reading event {event_unique_id}")))?;
         let Some(row) = row else { return Ok(None) };
         Ok(self.whole(vec![event_row(&row)?]).await?.pop())
-    }
-
-    /// Whether the delivery exists: `Ok` if it does, the error naming what is missing if not.
-    async fn locate(&self, event_id: &str, endpoint_id: &str) -> Result<(), LogError> {
-        let found: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT e.seq, (SELECT d.event_seq FROM fermion_deliveries d \
-             WHERE d.event_seq = e.seq AND d.endpoint_id = $2) \
-             FROM fermion_events e WHERE e.event_unique_id = $1",
-        )
-        .bind(event_id)
-        .bind(endpoint_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(database(format!("reading event {event_id}")))?;
-        match found {
-            None => Err(LogError::UnknownEvent {
-                id: event_id.to_owned(),
-            }),
-            Some((_, None)) => Err(LogError::UnknownDelivery {
-                event_id: event_id.to_owned(),
-                endpoint_id: endpoint_id.to_owned(),
-            }),
-            Some(_) => Ok(()),
-        }
     }
 }
 
@@ -677,7 +583,7 @@ impl LogStore for PostgresLogStore {
         if claimed.rows_affected() == 1 {
             return Ok(Some(token));
         }
-        self.locate(event_unique_id, endpoint_id)
+        locate(&self.pool, event_unique_id, endpoint_id)
             .await
             .map(|_| None)
     }
@@ -695,7 +601,17 @@ impl LogStore for PostgresLogStore {
     }
 
     async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
-        self.record(record).await
+        let id = record.event_unique_id.clone();
+        let pool = self.pool.clone();
+        self.records
+            .submit(record, move |batch| record_batch(pool.clone(), batch))
+            .await
+            .unwrap_or_else(|| {
+                Err(LogError::Database {
+                    what: format!("recording an attempt of {id}"),
+                    source: "the attempt's batch ended without an answer".into(),
+                })
+            })
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
@@ -818,169 +734,6 @@ impl Documents for PostgresLogStore {
 }
 
 /// A delivery state from its column.
-/// An event to append, with the end of the claim on each of its deliveries that is claimed.
-struct NewEntry {
-    event: StoredEvent,
-    claimed_until: Vec<Option<DateTime<Utc>>>,
-    token: Option<ClaimToken>,
-}
-
-/// Appends `batch` in one statement, so one transaction: each event with its deliveries, and
-/// its status row while it is not delivered. An id already in the log, or earlier in the
-/// batch, is refused as a duplicate.
-async fn append_batch(
-    pool: PgPool,
-    batch: Vec<NewEntry>,
-) -> Vec<Result<Option<ClaimToken>, LogError>> {
-    let mut ids = HashSet::with_capacity(batch.len());
-    let first: Vec<bool> = batch
-        .iter()
-        .map(|entry| ids.insert(entry.event.event_unique_id.as_str()))
-        .collect();
-    let firsts: Vec<&NewEntry> = batch
-        .iter()
-        .zip(&first)
-        .filter(|(_, f)| **f)
-        .map(|(e, _)| e)
-        .collect();
-    // Per entry of `firsts`: whether it was new, or why the server refused it.
-    let written: Vec<Result<bool, String>> = match insert_entries(&pool, &firsts).await {
-        Ok(new) => firsts
-            .iter()
-            .map(|e| Ok(new.contains(&e.event.event_unique_id)))
-            .collect(),
-        // The server refused the statement, so none of it was written: an entry it cannot
-        // store (text with a NUL byte, say) must not fail the others, so each goes alone.
-        Err(sqlx::Error::Database(_)) if firsts.len() > 1 => {
-            let mut each = Vec::with_capacity(firsts.len());
-            for entry in &firsts {
-                let alone = insert_entries(&pool, &[entry]).await;
-                each.push(alone.map(|new| !new.is_empty()).map_err(|e| e.to_string()));
-            }
-            each
-        }
-        Err(error) => vec![Err(error.to_string()); firsts.len()],
-    };
-    let mut written = written.into_iter();
-    batch
-        .into_iter()
-        .zip(first)
-        .map(|(entry, first)| {
-            let outcome = if first { written.next() } else { None };
-            match outcome {
-                Some(Ok(true)) => Ok(entry.token),
-                Some(Err(error)) => Err(LogError::Database {
-                    what: format!("appending event {}", entry.event.event_unique_id),
-                    source: error.into(),
-                }),
-                Some(Ok(false)) | None => Err(LogError::DuplicateEvent {
-                    id: entry.event.event_unique_id,
-                }),
-            }
-        })
-        .collect()
-}
-
-/// Inserts `entries` (their ids distinct) in one statement; the ids of those that were new.
-async fn insert_entries(
-    pool: &PgPool,
-    entries: &[&NewEntry],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let events = || entries.iter().map(|entry| &entry.event);
-    let deliveries = || {
-        entries.iter().flat_map(|entry| {
-            let token = entry.token.as_ref().map(ClaimToken::as_str);
-            entry
-                .event
-                .deliveries
-                .iter()
-                .zip(&entry.claimed_until)
-                .enumerate()
-                .map(move |(position, (delivery, until))| {
-                    (&entry.event, position, delivery, until.and(token), *until)
-                })
-        })
-    };
-    let count = |event: &StoredEvent, state| {
-        let deliveries = event.deliveries.iter().filter(|d| d.state == state).count();
-        i32::try_from(deliveries).unwrap_or(i32::MAX)
-    };
-    let ids: Vec<String> = sqlx::query_scalar(
-        "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
-         is_test_event, body, status, pending_deliveries, failed_deliveries) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::bool[], \
-         $5::text[], $6::text[], $7::int[], $8::int[]) \
-         ON CONFLICT (event_unique_id) DO NOTHING \
-         RETURNING seq, event_unique_id, status, timestamp), \
-         deliveries AS (INSERT INTO fermion_deliveries (event_seq, position, endpoint_id, url, \
-         state, next_attempt_at, claim_token, claimed_until) \
-         SELECT event.seq, d.position, d.endpoint_id, d.url, d.state, d.next_attempt_at, \
-         d.claim_token, d.claimed_until \
-         FROM UNNEST($9::text[], $10::int[], $11::text[], $12::text[], $13::text[], \
-         $14::timestamptz[], $15::text[], $16::timestamptz[]) AS d(event_unique_id, position, \
-         endpoint_id, url, state, next_attempt_at, claim_token, claimed_until) \
-         JOIN event USING (event_unique_id)), \
-         unsettled AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
-         SELECT seq, status, timestamp FROM event WHERE status <> 'delivered') \
-         SELECT event_unique_id FROM event",
-    )
-    .bind(
-        events()
-            .map(|e| e.event_unique_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(events().map(|e| e.timestamp).collect::<Vec<_>>())
-    .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-    .bind(events().map(|e| e.is_test_event).collect::<Vec<_>>())
-    .bind(events().map(|e| e.body.as_str()).collect::<Vec<_>>())
-    .bind(
-        events()
-            .map(|e| aggregate_status(e.deliveries.iter().map(|d| d.state)).as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events()
-            .map(|e| count(e, DeliveryState::Pending))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events()
-            .map(|e| count(e, DeliveryState::Failed))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(e, ..)| e.event_unique_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(deliveries().map(|(_, p, ..)| p as i32).collect::<Vec<_>>())
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.endpoint_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.url.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.state.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.next_attempt_at)
-            .collect::<Vec<_>>(),
-    )
-    .bind(deliveries().map(|(.., token, _)| token).collect::<Vec<_>>())
-    .bind(deliveries().map(|(.., until)| until).collect::<Vec<_>>())
-    .fetch_all(pool)
-    .await?;
-    Ok(ids.into_iter().collect())
-}
-
 fn parse_state(text: &str) -> Result<DeliveryState, LogError> {
     text.parse().map_err(|reason| LogError::Corrupt { reason })
 }
