@@ -37,24 +37,7 @@ pub(super) async fn append_batch(
         .filter(|(_, f)| **f)
         .map(|(e, _)| e)
         .collect();
-    // Per entry of `firsts`: whether it was new, or why the server refused it.
-    let written: Vec<Result<bool, String>> = match insert_entries(&pool, &firsts).await {
-        Ok(new) => firsts
-            .iter()
-            .map(|e| Ok(new.contains(&e.event.event_unique_id)))
-            .collect(),
-        // The server refused the statement, so none of it was written: an entry it cannot
-        // store (text with a NUL byte, say) must not fail the others, so each goes alone.
-        Err(sqlx::Error::Database(_)) if firsts.len() > 1 => {
-            let mut each = Vec::with_capacity(firsts.len());
-            for entry in &firsts {
-                let alone = insert_entries(&pool, &[entry]).await;
-                each.push(alone.map(|new| !new.is_empty()).map_err(|e| e.to_string()));
-            }
-            each
-        }
-        Err(error) => vec![Err(error.to_string()); firsts.len()],
-    };
+    let written = together_or_alone(&pool, &firsts).await;
     let mut written = written.into_iter();
     batch
         .into_iter()
@@ -75,32 +58,58 @@ pub(super) async fn append_batch(
         .collect()
 }
 
-/// Inserts `entries` (their ids distinct) in one statement; the ids of those that were new.
-async fn insert_entries(
-    pool: &PgPool,
-    entries: &[&NewEntry],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let events = || entries.iter().map(|entry| &entry.event);
-    let deliveries = || {
-        entries.iter().flat_map(|entry| {
-            let token = entry.token.as_ref().map(ClaimToken::as_str);
-            entry
-                .event
-                .deliveries
-                .iter()
-                .zip(&entry.claimed_until)
-                .enumerate()
-                .map(move |(position, (delivery, until))| {
-                    (&entry.event, position, delivery, until.and(token), *until)
-                })
-        })
-    };
-    let count = |event: &StoredEvent, state| {
-        let deliveries = event.deliveries.iter().filter(|d| d.state == state).count();
-        i32::try_from(deliveries).unwrap_or(i32::MAX)
-    };
-    let ids: Vec<String> = sqlx::query_scalar(
-        "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
+/// A kind of write of which many go in one statement.
+trait Write: Sized + Sync {
+    /// Writes `writes` in one statement; for each, whether it took effect.
+    async fn write(pool: &PgPool, writes: &[&Self]) -> Result<Vec<bool>, sqlx::Error>;
+}
+
+/// Per write: whether it took effect, or why the server refused it. `writes` go in one
+/// statement; if the server refuses it, nothing of it was written, and each goes alone, so a
+/// write it cannot take (text with a NUL byte, a deadlock's victim) fails alone.
+async fn together_or_alone<W: Write>(pool: &PgPool, writes: &[&W]) -> Vec<Result<bool, String>> {
+    match W::write(pool, writes).await {
+        Ok(done) => done.into_iter().map(Ok).collect(),
+        Err(sqlx::Error::Database(_)) if writes.len() > 1 => {
+            let mut each = Vec::with_capacity(writes.len());
+            for one in writes {
+                let alone = W::write(pool, std::slice::from_ref(one)).await;
+                each.push(
+                    alone
+                        .map(|done| done.first() == Some(&true))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            each
+        }
+        Err(error) => vec![Err(error.to_string()); writes.len()],
+    }
+}
+
+/// An append takes effect when its event is new; the events of one statement have distinct ids.
+impl Write for NewEntry {
+    async fn write(pool: &PgPool, entries: &[&Self]) -> Result<Vec<bool>, sqlx::Error> {
+        let events = || entries.iter().map(|entry| &entry.event);
+        let deliveries = || {
+            entries.iter().flat_map(|entry| {
+                let token = entry.token.as_ref().map(ClaimToken::as_str);
+                entry
+                    .event
+                    .deliveries
+                    .iter()
+                    .zip(&entry.claimed_until)
+                    .enumerate()
+                    .map(move |(position, (delivery, until))| {
+                        (&entry.event, position, delivery, until.and(token), *until)
+                    })
+            })
+        };
+        let count = |event: &StoredEvent, state| {
+            let deliveries = event.deliveries.iter().filter(|d| d.state == state).count();
+            i32::try_from(deliveries).unwrap_or(i32::MAX)
+        };
+        let ids: Vec<String> = sqlx::query_scalar(
+            "WITH event AS (INSERT INTO fermion_events (event_unique_id, timestamp, event_type, \
          is_test_event, body, status, pending_deliveries, failed_deliveries) \
          SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::bool[], \
          $5::text[], $6::text[], $7::int[], $8::int[]) \
@@ -117,62 +126,67 @@ async fn insert_entries(
          unsettled AS (INSERT INTO fermion_unsettled_events (seq, status, timestamp) \
          SELECT seq, status, timestamp FROM event WHERE status <> 'delivered') \
          SELECT event_unique_id FROM event",
-    )
-    .bind(
-        events()
-            .map(|e| e.event_unique_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(events().map(|e| e.timestamp).collect::<Vec<_>>())
-    .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-    .bind(events().map(|e| e.is_test_event).collect::<Vec<_>>())
-    .bind(events().map(|e| e.body.as_str()).collect::<Vec<_>>())
-    .bind(
-        events()
-            .map(|e| aggregate_status(e.deliveries.iter().map(|d| d.state)).as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events()
-            .map(|e| count(e, DeliveryState::Pending))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events()
-            .map(|e| count(e, DeliveryState::Failed))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(e, ..)| e.event_unique_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(deliveries().map(|(_, p, ..)| p as i32).collect::<Vec<_>>())
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.endpoint_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.url.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.state.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        deliveries()
-            .map(|(_, _, d, ..)| d.next_attempt_at)
-            .collect::<Vec<_>>(),
-    )
-    .bind(deliveries().map(|(.., token, _)| token).collect::<Vec<_>>())
-    .bind(deliveries().map(|(.., until)| until).collect::<Vec<_>>())
-    .fetch_all(pool)
-    .await?;
-    Ok(ids.into_iter().collect())
+        )
+        .bind(
+            events()
+                .map(|e| e.event_unique_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events().map(|e| e.timestamp).collect::<Vec<_>>())
+        .bind(events().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+        .bind(events().map(|e| e.is_test_event).collect::<Vec<_>>())
+        .bind(events().map(|e| e.body.as_str()).collect::<Vec<_>>())
+        .bind(
+            events()
+                .map(|e| aggregate_status(e.deliveries.iter().map(|d| d.state)).as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events()
+                .map(|e| count(e, DeliveryState::Pending))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events()
+                .map(|e| count(e, DeliveryState::Failed))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries()
+                .map(|(e, ..)| e.event_unique_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(deliveries().map(|(_, p, ..)| p as i32).collect::<Vec<_>>())
+        .bind(
+            deliveries()
+                .map(|(_, _, d, ..)| d.endpoint_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries()
+                .map(|(_, _, d, ..)| d.url.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries()
+                .map(|(_, _, d, ..)| d.state.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries()
+                .map(|(_, _, d, ..)| d.next_attempt_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(deliveries().map(|(.., token, _)| token).collect::<Vec<_>>())
+        .bind(deliveries().map(|(.., until)| until).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await?;
+        let new: HashSet<String> = ids.into_iter().collect();
+        Ok(entries
+            .iter()
+            .map(|entry| new.contains(&entry.event.event_unique_id))
+            .collect())
+    }
 }
 
 /// Records `batch`, each attempt with its delivery's new state and its event's status, in as
@@ -190,29 +204,9 @@ pub(super) async fn record_batch(
             .iter()
             .partition(|&&i| deliveries.insert((&batch[i].event_unique_id, &batch[i].endpoint_id)));
         let records: Vec<&AttemptRecord> = now.iter().map(|&i| &batch[i]).collect();
-        match update_deliveries(&pool, &records).await {
-            Ok(done) => {
-                for (k, &i) in now.iter().enumerate() {
-                    applied[i] = Some(Ok(done.contains(&(k as i64 + 1))));
-                }
-            }
-            // Refused as a whole (or chosen as a deadlock's victim): nothing of it was written.
-            Err(sqlx::Error::Database(_)) if records.len() > 1 => {
-                for (&i, record) in now.iter().zip(records) {
-                    let alone = update_deliveries(&pool, &[record]).await;
-                    applied[i] = Some(
-                        alone
-                            .map(|done| !done.is_empty())
-                            .map_err(|e| e.to_string()),
-                    );
-                }
-            }
-            Err(error) => {
-                let error = error.to_string();
-                for &i in &now {
-                    applied[i] = Some(Err(error.clone()));
-                }
-            }
+        let written = together_or_alone(&pool, &records);
+        for (&i, written) in now.iter().zip(written.await) {
+            applied[i] = Some(written);
         }
         rest = later;
     }
@@ -239,7 +233,7 @@ pub(super) async fn record_batch(
     answers
 }
 
-/// Applies `records` (to distinct deliveries) in one statement; the 1-based places of those
+/// Applies `records` (to distinct deliveries) in one statement; for each, whether it was
 /// applied.
 ///
 /// A delivery is updated only under the claim presented or, with none, when no live claim
@@ -249,16 +243,14 @@ pub(super) async fn record_batch(
 /// the arithmetic also applies to the event row's newest version, so attempts committing
 /// meanwhile never leave a stale status. The events are locked first, in order of their keys:
 /// two batches sharing events then never wait for each other in a circle.
-async fn update_deliveries(
-    pool: &PgPool,
-    records: &[&AttemptRecord],
-) -> Result<HashSet<i64>, sqlx::Error> {
-    let columns: Vec<AttemptColumns> = records
-        .iter()
-        .map(|r| AttemptColumns::of(&r.attempt))
-        .collect();
-    let done: Vec<i64> = sqlx::query_scalar(
-        "WITH r AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
+impl Write for AttemptRecord {
+    async fn write(pool: &PgPool, records: &[&Self]) -> Result<Vec<bool>, sqlx::Error> {
+        let columns: Vec<AttemptColumns> = records
+            .iter()
+            .map(|r| AttemptColumns::of(&r.attempt))
+            .collect();
+        let done: Vec<i64> = sqlx::query_scalar(
+            "WITH r AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], \
          $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::int[], $8::text[], $9::text[], \
          $10::text[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY \
          AS r(event_unique_id, endpoint_id, state, next_attempt_at, started_at, duration_ms, \
@@ -301,71 +293,76 @@ async fn update_deliveries(
          ON CONFLICT (seq) DO UPDATE SET status = excluded.status \
          WHERE fermion_unsettled_events.status <> excluded.status) \
          SELECT n FROM delivery",
-    )
-    .bind(
-        records
-            .iter()
-            .map(|r| r.event_unique_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        records
-            .iter()
-            .map(|r| r.endpoint_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .map(|r| {
-                r.next_attempt_at
-                    .filter(|_| r.state == DeliveryState::Pending)
-            })
-            .collect::<Vec<_>>(),
-    )
-    .bind(columns.iter().map(|c| c.started_at).collect::<Vec<_>>())
-    .bind(columns.iter().map(|c| c.duration_ms).collect::<Vec<_>>())
-    .bind(
-        columns
-            .iter()
-            .map(|c| c.http_status.and_then(|s| i32::try_from(s).ok()))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        columns
-            .iter()
-            .map(|c| c.response_snippet.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        columns
-            .iter()
-            .map(|c| c.error_kind.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        columns
-            .iter()
-            .map(|c| c.error_message.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        columns
-            .iter()
-            .map(|c| c.trigger.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(columns.iter().map(|c| c.url.as_deref()).collect::<Vec<_>>())
-    .bind(
-        records
-            .iter()
-            .map(|r| r.claim.as_ref().map(ClaimToken::as_str))
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(done.into_iter().collect())
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.event_unique_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.endpoint_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| {
+                    r.next_attempt_at
+                        .filter(|_| r.state == DeliveryState::Pending)
+                })
+                .collect::<Vec<_>>(),
+        )
+        .bind(columns.iter().map(|c| c.started_at).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.duration_ms).collect::<Vec<_>>())
+        .bind(
+            columns
+                .iter()
+                .map(|c| c.http_status.and_then(|s| i32::try_from(s).ok()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            columns
+                .iter()
+                .map(|c| c.response_snippet.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            columns
+                .iter()
+                .map(|c| c.error_kind.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            columns
+                .iter()
+                .map(|c| c.error_message.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            columns
+                .iter()
+                .map(|c| c.trigger.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(columns.iter().map(|c| c.url.as_deref()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| r.claim.as_ref().map(ClaimToken::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(pool)
+        .await?;
+        // `n`, the place in `records` counted from 1, of each delivery updated.
+        let done: HashSet<i64> = done.into_iter().collect();
+        Ok((1..=records.len() as i64)
+            .map(|n| done.contains(&n))
+            .collect())
+    }
 }
 
 /// `Ok` when the event has a delivery to the endpoint; otherwise the error naming what is
