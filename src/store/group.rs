@@ -114,7 +114,60 @@ struct Writer<'a, W, A>(Option<&'a Mutex<Queue<W, A>>>);
 impl<W, A> Drop for Writer<'_, W, A> {
     fn drop(&mut self) {
         if let Some(state) = self.0 {
-            state.lock().unwrap_or_else(PoisonError::into_inner).writers -= 1;
+            let mut queue = state.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.writers -= 1;
+            // The writer stopped before the queue was empty: its batch panicked, or its
+            // runtime is shutting down. With no other writer left, nobody would answer the
+            // writes still waiting; they hear so now rather than wait for ever.
+            if queue.writers == 0 {
+                queue.waiting.clear();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Sends a batch by doubling each write; a write of 0 is a bug that panics.
+    fn doubling(batches: Arc<AtomicUsize>) -> impl Fn(Vec<u32>) -> std::future::Ready<Vec<u32>> {
+        move |batch: Vec<u32>| {
+            batches.fetch_add(1, Ordering::SeqCst);
+            assert!(!batch.contains(&0), "a write of 0");
+            std::future::ready(batch.iter().map(|w| w * 2).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_made_at_once_are_sent_in_a_batch_per_writer_and_each_gets_its_answer() {
+        let group: Group<u32, u32> = Group::default();
+        let batches = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (1..=50)
+            .map(|w| {
+                let (group, send) = (group.clone(), doubling(batches.clone()));
+                tokio::spawn(async move { group.submit(w, send).await })
+            })
+            .collect();
+        for (w, task) in (1..=50).zip(tasks) {
+            assert_eq!(task.await.unwrap(), Some(w * 2));
+        }
+        let batches = batches.load(Ordering::SeqCst);
+        assert!((1..=MAX_WRITERS).contains(&batches), "{batches} batches");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_panics_answers_nothing_and_later_writes_still_go_through() {
+        let group: Group<u32, u32> = Group::default();
+        let batches = Arc::new(AtomicUsize::new(0));
+        assert_eq!(group.submit(0, doubling(batches.clone())).await, None);
+        assert_eq!(group.submit(0, doubling(batches.clone())).await, None);
+        // Were the panicked writers still counted, this write would find no writer free and
+        // wait for ever.
+        let later = group.submit(21, doubling(batches.clone()));
+        let later = tokio::time::timeout(std::time::Duration::from_secs(10), later).await;
+        assert_eq!(later.expect("an answer"), Some(42));
     }
 }
