@@ -1,6 +1,7 @@
 //! What `PostgresLogStore` promises beyond the contract every log keeps: as many connections
 //! as its pool options allow, plus those of its claims, however many callers write at once;
-//! and appends made at once written together, one refused entry failing alone.
+//! appends and attempts made at once written together, one refused write failing alone; and
+//! instances claiming at the same moment each getting a full claim.
 
 mod pg;
 
@@ -319,4 +320,32 @@ async fn two_attempts_of_one_delivery_recorded_at_once_are_both_kept_in_order() 
         .collect();
     assert_eq!(statuses, [500, 200]);
     assert_eq!(stored.deliveries[0].state, DeliveryState::Delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_claiming_at_the_same_moment_each_get_a_full_claim_of_different_deliveries() {
+    let Some(schema) = pg::Schema::new("claims").await else {
+        return;
+    };
+    let instances = [
+        Arc::new(schema.store().await),
+        Arc::new(schema.store().await),
+    ];
+    let appends = append_at_once(&instances[0], (0..300).map(|_| entry()).collect()).await;
+    assert!(appends.iter().all(Result::is_ok));
+    let request = ClaimRequest::new(chrono::Utc::now(), 20, Duration::from_secs(60));
+    let claims: Vec<_> = (0..10)
+        .map(|i| {
+            let (store, request) = (instances[i % 2].clone(), request.clone());
+            tokio::spawn(async move { store.claim_due(&request).await.unwrap() })
+        })
+        .collect();
+    let mut claimed = std::collections::HashSet::new();
+    for claim in claims {
+        let claim = claim.await.unwrap();
+        // A claim that met another on the same rows skips them and takes the next ones.
+        assert_eq!(claim.len(), 20);
+        claimed.extend(claim.into_iter().map(|due| due.event_unique_id));
+    }
+    assert_eq!(claimed.len(), 200);
 }

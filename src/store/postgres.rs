@@ -475,8 +475,10 @@ impl LogStore for PostgresLogStore {
         // The endpoints with pending work, one index step each; then, for each one not
         // skipped and under its cap, its earliest due deliveries, no more than its room. They
         // are ranked per endpoint after the endpoint's live claims and taken round by round.
-        // The claimable condition is checked again on the locked rows, so no delivery is
-        // claimed twice. Instances claiming at the same moment each count the live claims
+        // Each endpoint's candidates are locked as they are read, skipping those another
+        // claimer holds: claimers at the same moment take the next deliveries instead of
+        // picking the same ones and finding them all taken. The claimable condition is
+        // checked again on the locked rows, so no delivery is claimed twice. Instances claiming at the same moment each count the live claims
         // before the other's land: an endpoint may then briefly hold up to one cap per
         // claimer. (Serialising claimers with a lock would need a transaction held across
         // round trips; a dispatcher cancelled in the middle would leave it held.)
@@ -500,7 +502,7 @@ impl LogStore for PostgresLogStore {
                AND d.endpoint_id = open.endpoint_id AND d.next_attempt_at <= $3 \
                AND (d.claimed_until IS NULL OR d.claimed_until <= $3) \
                ORDER BY d.next_attempt_at, d.event_seq, d.position \
-               LIMIT least($6 - open.held, $4)) c), \
+               LIMIT least($6 - open.held, $4) FOR UPDATE OF d SKIP LOCKED) c), \
              ranked AS (SELECT candidates.*, held + row_number() OVER ( \
                PARTITION BY endpoint_id \
                ORDER BY next_attempt_at, event_seq, position) AS place FROM candidates), \
