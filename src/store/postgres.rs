@@ -192,6 +192,14 @@ fn database(what: String) -> impl FnOnce(sqlx::Error) -> LogError {
     }
 }
 
+/// What a grouped write hears when its batch's task ended without answering (it panicked).
+fn unanswered<T>(what: &str) -> Result<T, LogError> {
+    Err(LogError::Database {
+        what: what.into(),
+        source: "its batch of writes ended without an answer".into(),
+    })
+}
+
 fn corrupt(error: sqlx::Error) -> LogError {
     LogError::Corrupt {
         reason: error.to_string(),
@@ -421,7 +429,6 @@ impl PostgresLogStore {
             .any(Option::is_some)
             .then(|| claim.map(|(token, _, _)| token))
             .flatten();
-        let id = event.event_unique_id.clone();
         let pool = self.pool.clone();
         let entry = NewEntry {
             event,
@@ -431,12 +438,7 @@ impl PostgresLogStore {
         self.appends
             .submit(entry, move |batch| append_batch(pool.clone(), batch))
             .await
-            .unwrap_or_else(|| {
-                Err(LogError::Database {
-                    what: format!("appending event {id}"),
-                    source: "the append's batch ended without an answer".into(),
-                })
-            })
+            .unwrap_or_else(|| unanswered("appending an event"))
     }
 
     async fn get_event(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {
@@ -603,17 +605,11 @@ impl LogStore for PostgresLogStore {
     }
 
     async fn record_attempt(&self, record: AttemptRecord) -> Result<(), LogError> {
-        let id = record.event_unique_id.clone();
         let pool = self.pool.clone();
         self.records
             .submit(record, move |batch| record_batch(pool.clone(), batch))
             .await
-            .unwrap_or_else(|| {
-                Err(LogError::Database {
-                    what: format!("recording an attempt of {id}"),
-                    source: "the attempt's batch ended without an answer".into(),
-                })
-            })
+            .unwrap_or_else(|| unanswered("recording an attempt"))
     }
 
     async fn get(&self, event_unique_id: &str) -> Result<Option<StoredEvent>, LogError> {

@@ -196,7 +196,7 @@ pub(super) async fn record_batch(
     batch: Vec<AttemptRecord>,
 ) -> Vec<Result<(), LogError>> {
     // Per record: whether it was applied, or why the server refused it.
-    let mut applied: Vec<Option<Result<bool, String>>> = vec![None; batch.len()];
+    let mut applied: Vec<Result<bool, String>> = vec![Ok(false); batch.len()];
     let mut rest: Vec<usize> = (0..batch.len()).collect();
     while !rest.is_empty() {
         let mut deliveries = HashSet::with_capacity(rest.len());
@@ -206,28 +206,26 @@ pub(super) async fn record_batch(
         let records: Vec<&AttemptRecord> = now.iter().map(|&i| &batch[i]).collect();
         let written = together_or_alone(&pool, &records);
         for (&i, written) in now.iter().zip(written.await) {
-            applied[i] = Some(written);
+            applied[i] = written;
         }
         rest = later;
     }
     let mut answers = Vec::with_capacity(batch.len());
     for (record, applied) in batch.into_iter().zip(applied) {
         answers.push(match applied {
-            Some(Ok(true)) => Ok(()),
-            Some(Err(error)) => Err(LogError::Database {
+            Ok(true) => Ok(()),
+            Err(error) => Err(LogError::Database {
                 what: format!("recording an attempt of {}", record.event_unique_id),
                 source: error.into(),
             }),
             // Nothing recorded: the delivery is missing, or its claim was lost.
-            Some(Ok(false)) | None => {
-                match locate(&pool, &record.event_unique_id, &record.endpoint_id).await {
-                    Ok(()) => Err(LogError::ClaimLost {
-                        event_id: record.event_unique_id,
-                        endpoint_id: record.endpoint_id,
-                    }),
-                    Err(error) => Err(error),
-                }
-            }
+            Ok(false) => match locate(&pool, &record.event_unique_id, &record.endpoint_id).await {
+                Ok(()) => Err(LogError::ClaimLost {
+                    event_id: record.event_unique_id,
+                    endpoint_id: record.endpoint_id,
+                }),
+                Err(error) => Err(error),
+            },
         });
     }
     answers
