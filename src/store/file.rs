@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::query::{Cursor, EventRow, LogFilter, Page, Position};
 use super::record::{
@@ -21,8 +21,10 @@ use super::record::{
 use super::sql::{AttemptColumns, EventTables, assemble, from_micros, micros};
 use super::{DeliveryState, Documents, Kind, LogError, LogStore, validate_new_entry};
 
+mod queue;
 mod writes;
 
+use self::queue::Queue;
 use self::writes::{Answer, Op, Reply};
 
 /// The database file's name inside the log directory.
@@ -79,7 +81,7 @@ pub struct WriteStats {
 #[derive(Debug)]
 pub struct FileLogStore {
     path: PathBuf,
-    writes: Option<mpsc::Sender<(Op, Reply)>>,
+    writes: Option<Arc<Queue<(Op, Reply)>>>,
     /// Idle reading connections, used on blocking threads.
     readers: Arc<std::sync::Mutex<Vec<rusqlite::Connection>>>,
     read_only: bool,
@@ -91,7 +93,9 @@ pub struct FileLogStore {
 
 impl Drop for FileLogStore {
     fn drop(&mut self) {
-        self.writes.take();
+        if let Some(writes) = self.writes.take() {
+            writes.close();
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -135,7 +139,8 @@ impl FileLogStore {
         let stats = Arc::new(Stats::default());
         let conn = writes::connect(&path)
             .map_err(|error| database(format!("opening {}", path.display()), error))?;
-        let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
+        let writes = Arc::new(Queue::default());
+        let queue = writes.clone();
         let stats_for_writer = stats.clone();
         let writer = std::thread::Builder::new()
             .name("fermion-log-writer".into())
@@ -190,7 +195,9 @@ impl FileLogStore {
     /// files are complete and settled when it returns (dropping the store closes it too, but
     /// blocks the thread that drops it while the writer finishes).
     pub async fn close(mut self) {
-        self.writes.take();
+        if let Some(writes) = self.writes.take() {
+            writes.close();
+        }
         if let Some(writer) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
@@ -256,7 +263,7 @@ impl FileLogStore {
         let stopped = || LogError::Corrupt {
             reason: "the log's writer stopped".into(),
         };
-        writes.send((op, reply)).await.map_err(|_| stopped())?;
+        writes.push((op, reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }

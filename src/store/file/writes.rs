@@ -7,12 +7,13 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, PrepFlags, Statement, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::queue::{Gather, Queue};
 use super::{MAX_BATCH, Stats};
 use crate::store::record::{
     AttemptRecord, ClaimRequest, ClaimToken, DeliveryState, DueDelivery, StoredEvent,
@@ -93,35 +94,48 @@ pub(super) fn plan_once(conn: &Connection) -> Result<(), rusqlite::Error> {
     .map(drop)
 }
 
-/// Takes every write queued, commits them in one transaction, answers each; returns once
-/// every sender is gone.
-pub(super) fn run(conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, stats: Arc<Stats>) {
+/// The longest a batch waits for its callers after the first arrived. The wait is also never
+/// longer than the last commit took: past that, two commits cost less than the wait.
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
+/// Takes the writes queued, commits them in one transaction, answers each; returns once the
+/// queue is closed and empty.
+pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<Stats>) {
+    // However the thread ends (a panic included), callers must not wait for ever.
+    struct AbandonOnExit(Arc<Queue<(Op, Reply)>>);
+    impl Drop for AbandonOnExit {
+        fn drop(&mut self) {
+            self.0.abandon();
+        }
+    }
+    let queue = AbandonOnExit(queue);
     let mut hot = match Hot::prepare(&conn) {
         Ok(hot) => hot,
         // They compiled when the log opened (`connect`); if they cannot now, every write
         // hears why.
         Err(error) => {
-            while let Some((_, reply)) = queue.blocking_recv() {
-                let _ = reply.send(Err(failed("preparing the log's statements", &error)));
+            let mut batch = Vec::new();
+            while queue.0.take(gather(0, Duration::ZERO), &mut batch) {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(failed("preparing the log's statements", &error)));
+                }
             }
             return;
         }
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    let (mut answered, mut took) = (0, Duration::ZERO);
+    // Four in five of the last commit's callers: waiting for every one of them would make the
+    // slowest few lengthen every commit.
+    while queue.0.take(gather(answered * 4 / 5, took), &mut batch) {
+        let started = Instant::now();
         let records = batch.len() as u64;
         let mut answers = Vec::with_capacity(batch.len());
         match commit(&mut hot, &mut batch, &mut answers) {
             Ok(()) => {
                 stats.records.fetch_add(records, Ordering::Relaxed);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
+                (answered, took) = (answers.len(), started.elapsed());
                 for (reply, answer) in answers {
                     let _ = reply.send(answer);
                 }
@@ -137,6 +151,14 @@ pub(super) fn run(conn: Connection, mut queue: mpsc::Receiver<(Op, Reply)>, stat
                 }
             }
         }
+    }
+}
+
+fn gather(want: usize, last_commit: Duration) -> Gather {
+    Gather {
+        want,
+        wait: last_commit.min(MAX_GATHER),
+        max: MAX_BATCH,
     }
 }
 
