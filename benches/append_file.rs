@@ -10,10 +10,11 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use fermion_webhooks::store::StoredEvent;
+use fermion_webhooks::store::{Delivery, StoredEvent};
 use fermion_webhooks::{FileLogStore, LogStore};
 use support::data::{entry, runtime, scratch_dir};
 
@@ -93,59 +94,34 @@ fn main() {
 
 /// Events per second inserting `events` (each with its deliveries) into bare tables, committing
 /// every 100 events.
-fn bare_inserts(path: &std::path::Path, events: &[StoredEvent]) -> f64 {
-    let mut conn = rusqlite::Connection::open(path).expect("a database");
-    conn.pragma_update(None, "journal_mode", "wal")
-        .expect("WAL");
-    conn.pragma_update(None, "synchronous", "full")
-        .expect("synchronous=FULL");
+fn bare_inserts(path: &Path, events: &[StoredEvent]) -> f64 {
+    let mut conn = open_durable(path);
     conn.execute_batch(
         "CREATE TABLE events (id TEXT, ts INTEGER, kind TEXT, test INTEGER, body TEXT);
          CREATE TABLE deliveries (event TEXT, endpoint TEXT, url TEXT, state TEXT, due INTEGER);",
     )
     .expect("the tables");
-    let start = Instant::now();
-    for chunk in events.chunks(100) {
-        let tx = conn.transaction().expect("a transaction");
-        for event in chunk {
-            tx.prepare_cached("INSERT INTO events VALUES (?, ?, ?, ?, ?)")
-                .and_then(|mut insert| {
-                    insert.execute(rusqlite::params![
-                        event.event_unique_id,
-                        event.timestamp.timestamp_micros(),
-                        event.event_type,
-                        event.is_test_event,
-                        event.body,
-                    ])
-                })
-                .expect("an event row");
-            for delivery in &event.deliveries {
-                tx.prepare_cached("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)")
-                    .and_then(|mut insert| {
-                        insert.execute(rusqlite::params![
-                            event.event_unique_id,
-                            delivery.endpoint_id,
-                            delivery.url,
-                            delivery.state.as_str(),
-                            delivery.next_attempt_at.map(|at| at.timestamp_micros()),
-                        ])
-                    })
-                    .expect("a delivery row");
-            }
-        }
-        tx.commit().expect("a commit");
-    }
-    events.len() as f64 / start.elapsed().as_secs_f64()
+    timed_inserts(
+        &mut conn,
+        events,
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+        |tx, event, _, _, delivery| {
+            tx.prepare_cached("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)")?
+                .execute(rusqlite::params![
+                    event.event_unique_id,
+                    delivery.endpoint_id,
+                    delivery.url,
+                    delivery.state.as_str(),
+                    delivery.next_attempt_at.map(|at| at.timestamp_micros()),
+                ])
+        },
+    )
 }
 
 /// Events per second inserting `events` into the store's own schema, with its writer's
 /// statements and connection settings, committing every 100 events.
-fn schema_inserts(path: &std::path::Path, events: &[StoredEvent]) -> f64 {
-    let mut conn = rusqlite::Connection::open(path).expect("a database");
-    conn.pragma_update(None, "journal_mode", "wal")
-        .expect("WAL");
-    conn.pragma_update(None, "synchronous", "full")
-        .expect("synchronous=FULL");
+fn schema_inserts(path: &Path, events: &[StoredEvent]) -> f64 {
+    let mut conn = open_durable(path);
     conn.pragma_update(None, "foreign_keys", "on")
         .expect("foreign keys");
     conn.pragma_update(None, "ignore_check_constraints", "on")
@@ -159,42 +135,71 @@ fn schema_inserts(path: &std::path::Path, events: &[StoredEvent]) -> f64 {
     ] {
         conn.execute_batch(migration).expect("the store's schema");
     }
+    timed_inserts(
+        &mut conn,
+        events,
+        "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, body, \
+         status) VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT (event_unique_id) DO NOTHING",
+        |tx, _, seq, position, delivery| {
+            tx.prepare_cached(
+                "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
+                 next_attempt_us) VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(rusqlite::params![
+                seq,
+                position as i64,
+                delivery.endpoint_id,
+                delivery.url,
+                delivery.state.as_str(),
+                delivery.next_attempt_at.map(|at| at.timestamp_micros()),
+            ])
+        },
+    )
+}
+
+/// A connection in WAL mode with `synchronous=FULL`, as the store's writer has.
+fn open_durable(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("a database");
+    conn.pragma_update(None, "journal_mode", "wal")
+        .expect("WAL");
+    conn.pragma_update(None, "synchronous", "full")
+        .expect("synchronous=FULL");
+    conn
+}
+
+/// Events per second running `insert_event` (id, time, kind, test flag, body) and then
+/// `insert_delivery` (given the event's row id and the delivery's position) for each delivery,
+/// committing every 100 events.
+fn timed_inserts(
+    conn: &mut rusqlite::Connection,
+    events: &[StoredEvent],
+    insert_event: &str,
+    insert_delivery: impl Fn(
+        &rusqlite::Transaction<'_>,
+        &StoredEvent,
+        i64,
+        usize,
+        &Delivery,
+    ) -> rusqlite::Result<usize>,
+) -> f64 {
     let start = Instant::now();
     for chunk in events.chunks(100) {
         let tx = conn.transaction().expect("a transaction");
         for event in chunk {
-            tx.prepare_cached(
-                "INSERT INTO events (event_unique_id, timestamp_us, event_type, is_test_event, \
-                 body, status) VALUES (?, ?, ?, ?, ?, 'pending') \
-                 ON CONFLICT (event_unique_id) DO NOTHING",
-            )
-            .and_then(|mut insert| {
-                insert.execute(rusqlite::params![
-                    event.event_unique_id,
-                    event.timestamp.timestamp_micros(),
-                    event.event_type,
-                    event.is_test_event,
-                    event.body,
-                ])
-            })
-            .expect("an event row");
-            let seq = tx.last_insert_rowid();
-            for (position, delivery) in event.deliveries.iter().enumerate() {
-                tx.prepare_cached(
-                    "INSERT INTO deliveries (event_seq, position, endpoint_id, url, state, \
-                     next_attempt_us) VALUES (?, ?, ?, ?, ?, ?)",
-                )
+            tx.prepare_cached(insert_event)
                 .and_then(|mut insert| {
                     insert.execute(rusqlite::params![
-                        seq,
-                        position as i64,
-                        delivery.endpoint_id,
-                        delivery.url,
-                        delivery.state.as_str(),
-                        delivery.next_attempt_at.map(|at| at.timestamp_micros()),
+                        event.event_unique_id,
+                        event.timestamp.timestamp_micros(),
+                        event.event_type,
+                        event.is_test_event,
+                        event.body,
                     ])
                 })
-                .expect("a delivery row");
+                .expect("an event row");
+            let row = tx.last_insert_rowid();
+            for (position, delivery) in event.deliveries.iter().enumerate() {
+                insert_delivery(&tx, event, row, position, delivery).expect("a delivery row");
             }
         }
         tx.commit().expect("a commit");
