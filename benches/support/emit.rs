@@ -197,7 +197,11 @@ pub fn run(name: &str, durable: bool) {
                         (Side::Subject, Some(dir)) => {
                             let store =
                                 Arc::new(FileLogStore::open(dir).await.expect("a file log"));
-                            through_dispatcher(&url, total, store, &received).await
+                            let rate =
+                                through_dispatcher(&url, total, store.clone(), &received).await;
+                            let stats = store.write_stats();
+                            eprintln!("  {} records in {} commits", stats.records, stats.commits);
+                            rate
                         }
                         (Side::Subject, None) => {
                             let store = Arc::new(MemoryLogStore::new());
