@@ -5,7 +5,9 @@
 //! starts its next transaction at the first arrival commits about half of them, and the other
 //! half wait for the sync after that: two syncs where one would do. So the writer waits,
 //! briefly, for most of the callers its last commit answered (as PostgreSQL's `commit_delay`
-//! and MySQL's `binlog_group_commit_sync_delay` do). A lone caller waits for nobody.
+//! and MySQL's `binlog_group_commit_sync_delay` do). A caller that was alone in the last
+//! commit waits for nobody, and neither does one that comes after the last commit's callers
+//! had their chance to come back.
 //!
 //! A channel would also wake the writer thread once per arrival while it waits: 64 wake-ups
 //! for one commit, taking the CPU the callers need. Here the writer says how many it waits
@@ -55,6 +57,9 @@ impl<T> Default for Queue<T> {
 pub(super) struct Gather {
     /// How many writes to wait for, the first included.
     pub want: usize,
+    /// Whom to wait for only if the first write arrives by then: past it, the callers the
+    /// wait is for are not coming back soon.
+    pub until: Instant,
     /// For at most this long after the first one.
     pub wait: Duration,
     /// The most writes one batch takes.
@@ -114,7 +119,11 @@ impl<T> Queue<T> {
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
-        let want = gather.want.min(gather.max);
+        let want = if Instant::now() <= gather.until {
+            gather.want.min(gather.max)
+        } else {
+            1
+        };
         let deadline = Instant::now() + gather.wait;
         while state.waiting.len() < want && !state.closed {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -144,7 +153,12 @@ mod tests {
     const LONG: Duration = Duration::from_secs(5);
 
     fn gather(want: usize, wait: Duration) -> Gather {
-        Gather { want, wait, max: 8 }
+        Gather {
+            want,
+            until: Instant::now() + LONG,
+            wait,
+            max: 8,
+        }
     }
 
     #[test]
@@ -186,6 +200,21 @@ mod tests {
         assert!(queue.take(gather(4, Duration::from_millis(20)), &mut batch));
         assert_eq!(batch, [7]);
         assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_first_write_after_the_gathering_window_waits_for_nobody() {
+        let queue = Queue::default();
+        queue.push(3).expect("open");
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        let late = Gather {
+            until: Instant::now() - Duration::from_millis(1),
+            ..gather(4, LONG)
+        };
+        assert!(queue.take(late, &mut batch));
+        assert_eq!(batch, [3]);
+        assert!(started.elapsed() < LONG);
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub(super) fn plan_once(conn: &Connection) -> Result<(), rusqlite::Error> {
 }
 
 /// The longest a batch waits for its callers after the first arrived. The wait is also never
-/// longer than the last commit took: past that, two commits cost less than the wait.
+/// longer than the last commit took: past that, two commits cost less than the wait. A first
+/// write that comes later than that after the last commit waits for nobody.
 const MAX_GATHER: Duration = Duration::from_millis(2);
 
 /// Takes the writes queued, commits them in one transaction, answers each; returns once the
@@ -115,7 +116,10 @@ pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<S
         // hears why.
         Err(error) => {
             let mut batch = Vec::new();
-            while queue.0.take(gather(0, Duration::ZERO), &mut batch) {
+            while queue
+                .0
+                .take(gather(0, Duration::ZERO, Instant::now()), &mut batch)
+            {
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(Err(failed("preparing the log's statements", &error)));
                 }
@@ -124,10 +128,13 @@ pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<S
         }
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let (mut answered, mut took) = (0, Duration::ZERO);
+    let (mut answered, mut took, mut finished) = (0, Duration::ZERO, Instant::now());
     // Four in five of the last commit's callers: waiting for every one of them would make the
     // slowest few lengthen every commit.
-    while queue.0.take(gather(answered * 4 / 5, took), &mut batch) {
+    while queue
+        .0
+        .take(gather(answered * 4 / 5, took, finished), &mut batch)
+    {
         let started = Instant::now();
         let records = batch.len() as u64;
         let mut answers = Vec::with_capacity(batch.len());
@@ -139,6 +146,7 @@ pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<S
                 for (reply, answer) in answers {
                     let _ = reply.send(answer);
                 }
+                finished = Instant::now();
             }
             // Nothing of the batch was committed: every caller hears so.
             Err(error) => {
@@ -154,10 +162,14 @@ pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<S
     }
 }
 
-fn gather(want: usize, last_commit: Duration) -> Gather {
+/// How to gather the next batch, after a commit that answered `want` callers' worth of
+/// writes (four in five of them, say), took `last_commit` and ended at `finished`.
+fn gather(want: usize, last_commit: Duration, finished: Instant) -> Gather {
+    let wait = last_commit.min(MAX_GATHER);
     Gather {
         want,
-        wait: last_commit.min(MAX_GATHER),
+        until: finished + wait,
+        wait,
         max: MAX_BATCH,
     }
 }
