@@ -102,6 +102,7 @@ impl<T> Queue<T> {
             state.closed = true;
             std::mem::take(&mut state.waiting)
         };
+        // Outside the lock: dropping a reply wakes its caller.
         drop(dropped);
     }
 
@@ -162,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_write_is_taken_without_waiting_for_others() {
+    fn a_write_that_is_all_the_batch_wants_is_taken_at_once() {
         let queue = Queue::default();
         queue.push(1).expect("open");
         let mut batch = Vec::new();

@@ -129,12 +129,7 @@ pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<S
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let (mut answered, mut took, mut finished) = (0, Duration::ZERO, Instant::now());
-    // Four in five of the last commit's callers: waiting for every one of them would make the
-    // slowest few lengthen every commit.
-    while queue
-        .0
-        .take(gather(answered * 4 / 5, took, finished), &mut batch)
-    {
+    while queue.0.take(gather(answered, took, finished), &mut batch) {
         let started = Instant::now();
         let records = batch.len() as u64;
         let mut answers = Vec::with_capacity(batch.len());
@@ -162,12 +157,14 @@ pub(super) fn run(conn: Connection, queue: Arc<Queue<(Op, Reply)>>, stats: Arc<S
     }
 }
 
-/// How to gather the next batch, after a commit that answered `want` callers' worth of
-/// writes (four in five of them, say), took `last_commit` and ended at `finished`.
-fn gather(want: usize, last_commit: Duration, finished: Instant) -> Gather {
+/// How to gather the next batch, after a commit that answered `answered` writes, took
+/// `last_commit` and ended at `finished`.
+fn gather(answered: usize, last_commit: Duration, finished: Instant) -> Gather {
     let wait = last_commit.min(MAX_GATHER);
     Gather {
-        want,
+        // Four in five of the last commit's callers: waiting for every one of them would make
+        // the slowest few lengthen every commit. One caller alone waits for nobody.
+        want: answered * 4 / 5,
         until: finished + wait,
         wait,
         max: MAX_BATCH,
